@@ -1,0 +1,40 @@
+// The Koa application: middleware in order (errors, log, auth, mTLS OUs), then every route module.
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { AgentServices } from '../services.js';
+import { accessLog, basicAuth, errorHandler, requireClientOU } from './middleware.js';
+import { createRoutes, type Routes } from './routes.js';
+import { registerAgentRoutes } from '../routes/agent-routes.js';
+import { AgentError } from '../errors.js';
+
+export type RouteModule = (routes: Routes, services: AgentServices) => void;
+
+/** Every route module, in one list so a new area is one line here. */
+export const routeModules: RouteModule[] = [registerAgentRoutes];
+
+export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {
+  const { config } = services;
+  const app = new Koa();
+  app.proxy = false;
+  app.use(errorHandler());
+  app.use(accessLog());
+  if (config.UseSSL && config.UseMutualTLS) {
+    const ous = requireClientOU(config.SSLValidOUs);
+    // StatusOUVerify=false leaves the status endpoint open to any valid client certificate (original).
+    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint && !config.StatusOUVerify ? next() : ous(ctx, next)));
+  }
+  if (config.HTTPAuthUser !== '') {
+    const auth = basicAuth(config.HTTPAuthUser, config.HTTPAuthPassword);
+    // Orchestrator polls the status endpoint without credentials.
+    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint ? next() : auth(ctx, next)));
+  }
+  const router = new Router();
+  const routes = createRoutes(router, services.token, config.TokenHttpHeader);
+  for (const register of modules) register(routes, services);
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.use(async (ctx) => {
+    throw new AgentError('not_found', `no route ${ctx.method} ${ctx.path}`);
+  });
+  return app;
+}

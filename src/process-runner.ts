@@ -1,0 +1,171 @@
+// The one way this agent runs a process: argv (never a shell string built from input), its own process
+// group, a timeout, an optional cancel signal, and on timeout or abort the whole group is killed
+// (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
+import { execa } from 'execa';
+import { AgentError } from './errors.js';
+import { log } from './log.js';
+
+export interface RunOptions {
+  /** Every process has an upper bound. */
+  timeoutMs: number;
+  /** Aborting kills the process group. */
+  signal?: AbortSignal;
+  cwd?: string;
+  env?: Record<string, string>;
+  input?: string;
+  /** Wait this long after SIGTERM before SIGKILL. */
+  killGraceMs?: number;
+  /** Prefix with `sudo -n` (ExecWithSudo, for privileged commands). */
+  sudo?: boolean;
+  /**
+   * Marks the process (and everything it starts) with ORCHESTRATOR_AGENT_TAG=tag in its environment,
+   * so a restarted agent can find and reap what its predecessor left running.
+   */
+  tag?: string;
+  /** Called with the pid (= process group id) as soon as the process exists. */
+  onStart?: (pgid: number) => void;
+}
+
+export interface RunResult {
+  command: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export const TAG_ENV = 'ORCHESTRATOR_AGENT_TAG';
+const stderrTailBytes = 2000;
+
+function tail(text: string): string {
+  const trimmed = text.trim();
+  return trimmed.length > stderrTailBytes ? '…' + trimmed.slice(-stderrTailBytes) : trimmed;
+}
+
+function processGroupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to the group, then SIGKILL after the grace period if any member is left. */
+export async function killProcessGroup(pgid: number, graceMs = 5000): Promise<void> {
+  if (!processGroupAlive(pgid)) return;
+  try {
+    process.kill(-pgid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!processGroupAlive(pgid)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(-pgid, 'SIGKILL');
+    log.warn('process group ignored SIGTERM, sent SIGKILL', { pgid });
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Runs a program with an argument array. Throws AgentError unless it exits 0. */
+export async function runProgram(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  const result = await runAllowingFailure(file, args, opts);
+  if (result.exitCode !== 0) {
+    throw new AgentError('command_failed', `${result.command} exited with code ${result.exitCode}${result.stderr ? `: ${tail(result.stderr)}` : ''}`, {
+      details: { command: result.command, exitCode: result.exitCode, stderr: tail(result.stderr) },
+    });
+  }
+  return result;
+}
+
+/**
+ * Runs an operator-configured command through bash. Values from requests are never spliced into the
+ * script: they arrive as positional parameters ($1, $2, ...), so the shell never parses them.
+ */
+export async function runShell(script: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  return runProgram('bash', ['-c', script, 'orchestrator-agent', ...args], opts);
+}
+
+/** As runShell, but a non-zero exit is a result, not an error (status commands). */
+export async function runShellStatus(script: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  return runAllowingFailure('bash', ['-c', script, 'orchestrator-agent', ...args], opts);
+}
+
+/**
+ * Turns an original-style command template with %s placeholders into a script that takes the values as
+ * positional parameters: "mount %s %s %s" -> 'mount "$1" "$2" "$3"'. Without placeholders the values are
+ * appended as arguments, as the original appended them to the command text.
+ */
+export function templateToScript(template: string, argCount: number): string {
+  let n = 0;
+  const script = template.replace(/%s/g, () => `"$${++n}"`);
+  if (n > 0) return script;
+  const appended = Array.from({ length: argCount }, (_, i) => `"$${i + 1}"`).join(' ');
+  return appended ? `${template} ${appended}` : template;
+}
+
+async function runAllowingFailure(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  const argv = opts.sudo ? ['-n', file, ...args] : [...args];
+  const program = opts.sudo ? 'sudo' : file;
+  const command = [program, ...argv].join(' ');
+  if (opts.signal?.aborted) {
+    throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  }
+  const env: Record<string, string> = { ...opts.env };
+  if (opts.tag) env[TAG_ENV] = opts.tag;
+
+  const child = execa(program, argv, {
+    detached: true, // own process group: we kill the whole group, not just the direct child
+    reject: false,
+    cwd: opts.cwd,
+    env,
+    extendEnv: true,
+    input: opts.input,
+    stdin: opts.input === undefined ? 'ignore' : undefined,
+    stripFinalNewline: false,
+    maxBuffer: 64 * 1024 * 1024,
+    cleanup: false,
+  });
+  const pgid = child.pid;
+  if (pgid !== undefined) opts.onStart?.(pgid);
+
+  let timedOut = false;
+  let aborted = false;
+  const stop = () => {
+    if (pgid !== undefined) void killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop();
+  }, opts.timeoutMs);
+  const onAbort = () => {
+    aborted = true;
+    stop();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const result = await child;
+    // The direct child is gone; members it left in the group are ours to clean up too.
+    if (pgid !== undefined && (timedOut || aborted)) await killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    const stderr = String(result.stderr ?? '');
+    if (timedOut) {
+      throw new AgentError('command_timeout', `${command} did not finish within ${Math.round(opts.timeoutMs / 1000)}s and was killed`, {
+        hint: 'raise CommandTimeoutSeconds if the command is expected to take longer',
+        details: { command, stderr: tail(stderr) },
+      });
+    }
+    if (aborted) throw new AgentError('aborted', `${command} was aborted`, { details: { command } });
+    if (result.failed && result.exitCode === undefined) {
+      const why = result.signal ? `was killed by ${result.signal}` : `could not start: ${result.shortMessage ?? result.message}`;
+      throw new AgentError('command_failed', `${command} ${why}`, { details: { command, stderr: tail(stderr) } });
+    }
+    return { command, exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr };
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,17 @@
+// What the HTTP layer and the machines are given: configuration and the narrow interfaces to the host.
+import type { Config } from './config.js';
+
+/** Registration's view for the status endpoint: when orchestrator last answered us. */
+export interface ContactStatus {
+  /** ms since epoch of the last successful call to orchestrator, or undefined if never. */
+  lastContactAt(): number | undefined;
+}
+
+export interface AgentServices {
+  config: Config;
+  /** The process token orchestrator must present. */
+  token: string;
+  /** When this agent process started (ms since epoch). */
+  startedAt: number;
+  contact: ContactStatus;
+}

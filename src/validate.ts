@@ -1,0 +1,89 @@
+// Strict patterns for every name and path that arrives in a request. Validated once, at the boundary.
+import { isAbsolute, normalize, resolve, sep } from 'node:path';
+import { badRequest, AgentError } from './errors.js';
+
+const patterns = {
+  seedId: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
+  // LVM names: letters, digits, and + _ . - (lvm(8)); optionally vg/lv or /dev/vg/lv.
+  lvName: /^(\/dev\/)?([A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}\/)?[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}$/,
+  lvPattern: /^[A-Za-z0-9+_.-]{0,128}$/,
+  hostname: /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/,
+  ipv4: /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/,
+  commandName: /^[A-Za-z0-9_.-]{1,64}$/,
+  relayLogName: /^[A-Za-z0-9_.-]{1,255}$/,
+};
+
+export function seedId(value: unknown): string {
+  if (typeof value !== 'string' || !patterns.seedId.test(value) || value.includes('..')) {
+    throw badRequest(`invalid seed id ${JSON.stringify(value)}`, 'use 1-128 letters, digits, "_", "." or "-"');
+  }
+  return value;
+}
+
+export function lvName(value: unknown): string {
+  if (typeof value !== 'string' || !patterns.lvName.test(value) || value.includes('..')) {
+    throw badRequest(`invalid logical volume name ${JSON.stringify(value)}`, 'use an LV name, vg/lv or /dev/vg/lv');
+  }
+  return value;
+}
+
+export function lvPattern(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string' || !patterns.lvPattern.test(value)) {
+    throw badRequest(`invalid logical volume pattern ${JSON.stringify(value)}`, 'a pattern is a plain substring of LV names');
+  }
+  return value;
+}
+
+export function host(value: unknown): string {
+  if (typeof value !== 'string' || !(patterns.hostname.test(value) || patterns.ipv4.test(value))) {
+    throw badRequest(`invalid host ${JSON.stringify(value)}`, 'use a DNS name or an IPv4 address');
+  }
+  return value;
+}
+
+export function port(value: unknown): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw badRequest(`invalid port ${JSON.stringify(value)}`, 'use 1-65535');
+  return n;
+}
+
+export function nonNegativeInt(name: string, value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  if (typeof value === 'string' && /^\d{1,15}$/.test(value)) return Number(value);
+  throw badRequest(`invalid ${name} ${JSON.stringify(value)}`, 'use a non-negative integer');
+}
+
+export function commandName(value: unknown): string {
+  if (typeof value !== 'string' || !patterns.commandName.test(value)) throw badRequest(`invalid command name ${JSON.stringify(value)}`);
+  return value;
+}
+
+export function relayLogName(value: unknown): string {
+  if (typeof value !== 'string' || !patterns.relayLogName.test(value) || value === '.' || value === '..') {
+    throw badRequest(`invalid relay log name ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** True when path is root itself or lies under root (after normalisation; no symlink games through "..").*/
+export function isWithin(root: string, path: string): boolean {
+  const r = resolve(root);
+  const p = resolve(path);
+  return p === r || p.startsWith(r.endsWith(sep) ? r : r + sep);
+}
+
+/** An absolute path inside one of the allowed roots, or a 403 naming them. */
+export function pathWithin(value: unknown, roots: readonly string[], what = 'path'): string {
+  if (typeof value !== 'string' || value === '' || !isAbsolute(value) || value.includes('\0')) {
+    throw badRequest(`invalid ${what} ${JSON.stringify(value)}`, 'give an absolute path');
+  }
+  const path = normalize(value);
+  const allowed = roots.filter((r) => r !== '');
+  if (!allowed.some((root) => isWithin(root, path))) {
+    throw new AgentError('forbidden', `${what} ${path} is outside the places this agent may read`, {
+      hint: `allowed: ${allowed.join(', ') || '(none configured)'}; add it to DiskUsageAllowedPaths if it should be`,
+    });
+  }
+  return path;
+}

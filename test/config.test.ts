@@ -1,0 +1,91 @@
+import { describe, expect, test } from '@jest/globals';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configKeys, defaultConfig, loadConfig } from '../src/config.js';
+import { runAgentExpectingExit, tempDir } from './support/agent-process.js';
+
+function write(dir: string, name: string, value: unknown): string {
+  const file = join(dir, name);
+  writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
+  return file;
+}
+
+describe('configuration', () => {
+  test('has every key of the original agent with its default', () => {
+    const c = defaultConfig();
+    expect(c.HTTPPort).toBe(3002);
+    expect(c.SeedTransferPort).toBe(21234);
+    expect(c.ContinuousPollSeconds).toBe(60);
+    expect(c.ResubmitAgentIntervalMinutes).toBe(60);
+    expect(c.StatusEndpoint).toBe('/api/status');
+    expect(c.StatusBadSeconds).toBe(300);
+    expect(c.HttpTimeoutSeconds).toBe(10);
+    expect(c.MySQLClientCommand).toBe('mysql');
+    expect(c.LogicalVolumesCommand).toBe('lvs --noheading -o lv_name,vg_name,lv_path,snap_percent');
+    expect(c.CustomCommands).toEqual({});
+    expect(c.SSLValidOUs).toEqual([]);
+    for (const key of [
+      'SnapshotMountPoint', 'GetMountCommand', 'UnmountCommand', 'MountLVCommand', 'RemoveLVCommand',
+      'MySQLTailErrorLogCommand', 'GetLogicalVolumeFSTypeCommand', 'CreateSnapshotCommand',
+      'AvailableLocalSnapshotHostsCommand', 'AvailableSnapshotHostsCommand', 'SnapshotVolumesFilter',
+      'MySQLDatadirCommand', 'MySQLPortCommand', 'MySQLDeleteDatadirContentCommand', 'MySQLServiceStopCommand',
+      'MySQLServiceStartCommand', 'MySQLServiceStatusCommand', 'ReceiveSeedDataCommand', 'SendSeedDataCommand',
+      'PostCopyCommand', 'AgentsServer', 'AgentsServerPort', 'HTTPAuthUser', 'HTTPAuthPassword', 'UseSSL',
+      'UseMutualTLS', 'SSLSkipVerify', 'SSLPrivateKeyFile', 'SSLCertFile', 'SSLCAFile', 'StatusOUVerify',
+      'ExecWithSudo', 'TokenHintFile', 'TokenHttpHeader',
+    ]) {
+      expect(configKeys()).toContain(key);
+    }
+  });
+
+  test('reads the original search paths in order, later files overriding earlier ones, skipping missing ones', () => {
+    const dir = tempDir();
+    const a = write(dir, 'a.json', { AgentsServer: 'http://a', HTTPPort: 1111 });
+    const b = write(dir, 'b.json', { HTTPPort: 2222 });
+    const { config, files } = loadConfig(undefined, [a, join(dir, 'missing.json'), b]);
+    expect(files).toEqual([a, b]);
+    expect(config.AgentsServer).toBe('http://a');
+    expect(config.HTTPPort).toBe(2222);
+  });
+
+  test('an unknown key is an error naming the key, the file and the likely intended key', () => {
+    const dir = tempDir();
+    const f = write(dir, 'c.json', { AgentsServer: 'http://a', HttpPort: 1 });
+    expect(() => loadConfig(f)).toThrow(/unknown key "HttpPort" in config file .*c\.json/);
+    try {
+      loadConfig(f);
+    } catch (err) {
+      expect((err as { hint?: string }).hint).toMatch(/HTTPPort/);
+    }
+  });
+
+  test('an ill-typed key is an error naming the key, the file and the expected type', () => {
+    const dir = tempDir();
+    const f = write(dir, 'd.json', { AgentsServer: 'http://a', HTTPPort: '3002' });
+    expect(() => loadConfig(f)).toThrow(/key "HTTPPort" in config file .*d\.json must be a non-negative integer, got "3002"/);
+    const g = write(dir, 'e.json', { AgentsServer: 'http://a', CustomCommands: { x: 1 } });
+    expect(() => loadConfig(g)).toThrow(/CustomCommands.*an object of strings/);
+  });
+
+  test('invalid JSON names the file', () => {
+    const dir = tempDir();
+    const f = write(dir, 'bad.json', '{"AgentsServer": ');
+    expect(() => loadConfig(f)).toThrow(/cannot read config file .*bad\.json/);
+  });
+
+  test('AgentsServer is required, as in the original', () => {
+    const dir = tempDir();
+    const f = write(dir, 'f.json', { HTTPPort: 1 });
+    expect(() => loadConfig(f)).toThrow(/AgentsServer is not set/);
+  });
+
+  test('the agent refuses to start on a bad config and says why', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'conf'));
+    const f = write(dir, 'conf/orchestrator-agent.conf.json', { AgentsServer: 'http://a', UseSSL: 'yes' });
+    const { code, output } = await runAgentExpectingExit([], dir);
+    expect(code).toBe(1);
+    expect(output).toContain(`key "UseSSL" in config file ${'conf/orchestrator-agent.conf.json'} must be true or false`);
+    expect(f).toContain(dir);
+  });
+});
