@@ -7,6 +7,8 @@ import { createServer, listen } from './http/server.js';
 import { log } from './log.js';
 import type { AgentServices } from './services.js';
 import { newProcessToken, writeTokenHint } from './token.js';
+import { ConfiguredMySQLService } from './host/mysql-service.js';
+import { LocalDatadir } from './host/datadir.js';
 
 export interface RunningAgent {
   port: number;
@@ -25,6 +27,8 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
     token,
     startedAt: Date.now(),
     contact: { lastContactAt: () => undefined },
+    mysql: new ConfiguredMySQLService(config),
+    datadir: new LocalDatadir(config),
   };
 
   const server: Server = createServer(createApp(services), config);

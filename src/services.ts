@@ -1,5 +1,6 @@
 // What the HTTP layer and the machines are given: configuration and the narrow interfaces to the host.
 import type { Config } from './config.js';
+import type { DatadirOps, MySQLService } from './host/interfaces.js';
 
 /** Registration's view for the status endpoint: when orchestrator last answered us. */
 export interface ContactStatus {
@@ -14,4 +15,8 @@ export interface AgentServices {
   /** When this agent process started (ms since epoch). */
   startedAt: number;
   contact: ContactStatus;
+  /** MySQL service control through the operator's configured commands. */
+  mysql: MySQLService;
+  /** Datadir size, free space and purge (behind guardrails). */
+  datadir: DatadirOps;
 }

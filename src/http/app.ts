@@ -5,12 +5,20 @@ import type { AgentServices } from '../services.js';
 import { accessLog, basicAuth, errorHandler, requireClientOU } from './middleware.js';
 import { createRoutes, type Routes } from './routes.js';
 import { registerAgentRoutes } from '../routes/agent-routes.js';
+import { registerHostRoutes } from '../routes/host-routes.js';
+import { registerMySQLRoutes } from '../routes/mysql-routes.js';
+import { registerRelayLogRoutes } from '../routes/relaylog-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
 
 /** Every route module, in one list so a new area is one line here. */
-export const routeModules: RouteModule[] = [registerAgentRoutes];
+export const routeModules: RouteModule[] = [
+  registerAgentRoutes,
+  registerHostRoutes,
+  registerMySQLRoutes,
+  registerRelayLogRoutes,
+];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {
   const { config } = services;

@@ -1,0 +1,84 @@
+// The MySQL datadir: size, free space, and purging its content before a seed, behind guardrails that
+// refuse to empty anything that looks like a system directory.
+import { readdir, realpath, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, normalize } from 'node:path';
+import type { Config } from '../config.js';
+import { AgentError } from '../errors.js';
+import { runShell } from '../process-runner.js';
+import { availableSpace, diskUsage } from './disk.js';
+import type { DatadirOps } from './interfaces.js';
+import { commandOptions } from './mysql-service.js';
+
+const systemDirs = new Set([
+  '/', '/usr', '/etc', '/var', '/home', '/root', '/boot', '/bin', '/sbin', '/opt', '/srv', '/tmp',
+  '/proc', '/sys', '/dev', '/run', '/mnt', '/media', '/var/lib', '/usr/local', '/var/tmp',
+]);
+
+function isSystemDir(path: string): boolean {
+  return systemDirs.has(path) || /^\/lib[^/]*$/.test(path) || /^\/usr\/lib[^/]*$/.test(path);
+}
+
+/**
+ * The real directory a purge may empty, or an error saying why not. Symlinks are resolved first, so a
+ * datadir that is a link to "/" is refused like "/" itself.
+ */
+export async function checkPurgeTarget(datadir: string): Promise<string> {
+  const given = datadir.trim();
+  if (given === '') throw new AgentError('forbidden', 'refusing to delete the content of an empty datadir path');
+  if (!isAbsolute(given)) {
+    throw new AgentError('forbidden', `refusing to delete the content of relative datadir path "${given}"`, {
+      hint: 'MySQLDatadirCommand must print an absolute path',
+    });
+  }
+  const lexical = normalize(given).replace(/(.)\/+$/, '$1');
+  if (isSystemDir(lexical)) throw new AgentError('forbidden', `refusing to delete the content of system directory ${lexical}`);
+  let real: string;
+  try {
+    real = await realpath(lexical);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new AgentError(e.code === 'ENOENT' ? 'not_found' : 'io', `cannot resolve datadir ${lexical}: ${e.message}`);
+  }
+  if (isSystemDir(real)) {
+    throw new AgentError('forbidden', `refusing to delete the content of ${lexical}: it resolves to system directory ${real}`);
+  }
+  const st = await stat(real);
+  if (!st.isDirectory()) throw new AgentError('forbidden', `refusing to delete the content of ${lexical}: not a directory`);
+  return real;
+}
+
+export class LocalDatadir implements DatadirOps {
+  constructor(private readonly config: Config) {}
+
+  diskUsage(path: string, signal?: AbortSignal): Promise<number> {
+    return diskUsage(path, signal);
+  }
+
+  availableSpace(path: string): Promise<number> {
+    return availableSpace(path);
+  }
+
+  /**
+   * Deletes everything inside the datadir, not the directory itself (its ownership and mode stay).
+   * MySQLDeleteDatadirContentCommand, when set, runs instead, with the datadir as $1, after the same checks.
+   */
+  async purge(datadir: string, signal?: AbortSignal): Promise<void> {
+    const real = await checkPurgeTarget(datadir);
+    const command = this.config.MySQLDeleteDatadirContentCommand.trim();
+    if (command !== '') {
+      await runShell(command, [real], commandOptions(this.config, signal));
+      return;
+    }
+    try {
+      for (const name of await readdir(real)) {
+        signal?.throwIfAborted();
+        // rm does not follow symlinks: a link inside the datadir is removed, not its target.
+        await rm(join(real, name), { recursive: true, force: true });
+      }
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.name === 'AbortError') throw new AgentError('aborted', `purging ${real} was aborted`);
+      throw new AgentError('io', `cannot delete the content of ${real}: ${e.message}`);
+    }
+  }
+}

@@ -1,0 +1,50 @@
+// The operator's own commands that the agent runs as configured: custom commands, snapshot host listings,
+// snapshot creation and post-copy. Request values reach them only as positional parameters ($1).
+import type { Config } from '../config.js';
+import { AgentError } from '../errors.js';
+import { runShell } from '../process-runner.js';
+import { outputLines } from './error-log.js';
+import { commandOptions } from './mysql-service.js';
+
+/** Output of CustomCommands[name]; unknown names are a 404 with the original's message. */
+export async function runCustomCommand(config: Config, name: string, signal?: AbortSignal): Promise<string> {
+  if (!Object.hasOwn(config.CustomCommands, name)) {
+    throw new AgentError('not_found', `${name} : Command not found`, {
+      hint: `configured custom commands: ${Object.keys(config.CustomCommands).join(', ') || '(none)'}`,
+    });
+  }
+  const { stdout } = await runShell(config.CustomCommands[name]!, [], commandOptions(config, signal));
+  return stdout;
+}
+
+/**
+ * Hosts that have snapshots: AvailableLocalSnapshotHostsCommand (same DC) or AvailableSnapshotHostsCommand,
+ * one per output line. Not configured means no known hosts: [].
+ */
+export async function availableSnapshotHosts(config: Config, local: boolean, signal?: AbortSignal): Promise<string[]> {
+  const command = (local ? config.AvailableLocalSnapshotHostsCommand : config.AvailableSnapshotHostsCommand).trim();
+  if (command === '') return [];
+  const { stdout } = await runShell(command, [], commandOptions(config, signal));
+  return outputLines(stdout).map((line) => line.trim()).filter((line) => line !== '');
+}
+
+export async function createSnapshot(config: Config, signal?: AbortSignal): Promise<void> {
+  const command = config.CreateSnapshotCommand.trim();
+  if (command === '') {
+    throw new AgentError('config', 'CreateSnapshotCommand is not configured, so the agent cannot create a snapshot', {
+      hint: 'set CreateSnapshotCommand to the command that takes a snapshot on this host',
+    });
+  }
+  await runShell(command, [], commandOptions(config, signal));
+}
+
+/**
+ * PostCopyCommand after a seed's copy, before MySQL starts. The source host (already validated) is $1, as
+ * the original appended it to the command; an unset command is a no-op.
+ */
+export async function postCopy(config: Config, sourceHost: string | undefined, signal?: AbortSignal): Promise<void> {
+  const command = config.PostCopyCommand.trim();
+  if (command === '') return;
+  const script = /\$(1|@|\*|\{1\})/.test(command) ? command : `${command} "$@"`;
+  await runShell(script, sourceHost === undefined ? [] : [sourceHost], commandOptions(config, signal, true));
+}

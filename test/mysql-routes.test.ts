@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
+import { AgentClient, errorMessage } from './support/agent-client.js';
+import { checkPurgeTarget } from '../src/host/datadir.js';
+
+// The "service" is a state file: the configured commands are small shell scripts that flip it and log calls.
+describe('MySQL service routes through configured commands', () => {
+  const dir = tempDir('oa-mysql-');
+  const datadir = join(dir, 'data');
+  const running = join(dir, 'running');
+  const calls = join(dir, 'calls');
+  let agent: AgentProcess;
+  let client: AgentClient;
+
+  beforeAll(async () => {
+    mkdirSync(datadir);
+    agent = await startAgentProcess(
+      writeConfig(dir, {
+        TokenHintFile: join(dir, 'token'),
+        MySQLDatadirCommand: `echo ${datadir}`,
+        MySQLPortCommand: 'echo 33071',
+        MySQLServiceStatusCommand: `test -f ${running}`,
+        MySQLServiceStopCommand: `rm -f ${running}; echo stop >> ${calls}`,
+        MySQLServiceStartCommand: `touch ${running}; echo start >> ${calls}`,
+      }),
+    );
+    client = AgentClient.fromHintFile(agent.baseUrl, join(dir, 'token'));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    rmSync(calls, { force: true });
+  });
+
+  const callLog = () => (existsSync(calls) ? readFileSync(calls, 'utf8').trim().split('\n') : []);
+
+  test('mysql-port answers the number MySQLPortCommand prints', async () => {
+    expect(await client.get('/api/mysql-port')).toEqual({ status: 200, body: 33071 });
+  });
+
+  test('mysql-status is true when the status command exits 0 and false otherwise', async () => {
+    writeFileSync(running, '');
+    expect(await client.get('/api/mysql-status')).toEqual({ status: 200, body: true });
+    rmSync(running);
+    expect(await client.get('/api/mysql-status')).toEqual({ status: 200, body: false });
+  });
+
+  test('mysql-stop runs the stop command once and is a no-op when MySQL is already stopped', async () => {
+    writeFileSync(running, '');
+    expect(await client.get('/api/mysql-stop')).toEqual({ status: 200, body: true });
+    expect(existsSync(running)).toBe(false);
+    expect(await client.post('/api/mysql-stop')).toEqual({ status: 200, body: true });
+    expect(callLog()).toEqual(['stop']);
+  });
+
+  test('mysql-start runs the start command once and is a no-op when MySQL already runs', async () => {
+    rmSync(running, { force: true });
+    expect(await client.get('/api/mysql-start')).toEqual({ status: 200, body: true });
+    expect(existsSync(running)).toBe(true);
+    expect(await client.get('/api/mysql-start')).toEqual({ status: 200, body: true });
+    expect(callLog()).toEqual(['start']);
+  });
+
+  test('delete-mysql-datadir refuses with 409 while MySQL runs and leaves every file in place', async () => {
+    writeFileSync(running, '');
+    writeFileSync(join(datadir, 'ibdata1'), 'x'.repeat(100));
+    const reply = await client.get('/api/delete-mysql-datadir');
+    expect(reply.status).toBe(409);
+    expect(errorMessage(reply)).toContain('MySQL is running');
+    expect(readdirSync(datadir)).toEqual(['ibdata1']);
+  });
+
+  test('delete-mysql-datadir empties the datadir but keeps the directory when MySQL is stopped', async () => {
+    rmSync(running, { force: true });
+    mkdirSync(join(datadir, 'mysql', 'deep'), { recursive: true });
+    writeFileSync(join(datadir, 'mysql', 'deep', 'user.frm'), 'y');
+    writeFileSync(join(datadir, 'ibdata1'), 'x');
+    // A symlink inside the datadir is removed, its target is not touched.
+    const outside = join(dir, 'outside');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'keep'), 'k');
+    symlinkSync(outside, join(datadir, 'link-out'));
+    expect(await client.post('/api/delete-mysql-datadir')).toEqual({ status: 200, body: true });
+    expect(statSync(datadir).isDirectory()).toBe(true);
+    expect(readdirSync(datadir)).toEqual([]);
+    expect(readFileSync(join(outside, 'keep'), 'utf8')).toBe('k');
+  });
+});
+
+describe('MySQL routes without configured commands', () => {
+  const dir = tempDir('oa-mysql-none-');
+  let agent: AgentProcess;
+  let client: AgentClient;
+  beforeAll(async () => {
+    agent = await startAgentProcess(writeConfig(dir, { TokenHintFile: join(dir, 'token') }));
+    client = AgentClient.fromHintFile(agent.baseUrl, join(dir, 'token'));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('each route names the config key that is missing', async () => {
+    const expectations: [string, string][] = [
+      ['/api/mysql-port', 'MySQLPortCommand'],
+      ['/api/mysql-status', 'MySQLServiceStatusCommand'],
+      ['/api/mysql-stop', 'MySQLServiceStopCommand'],
+      ['/api/mysql-start', 'MySQLServiceStartCommand'],
+      ['/api/mysql-du', 'MySQLDatadirCommand'],
+      ['/api/delete-mysql-datadir', 'MySQLServiceStatusCommand'],
+    ];
+    for (const [path, key] of expectations) {
+      const reply = await client.get(path);
+      expect(reply.status).toBe(500);
+      expect((reply.body as { Code: string }).Code).toBe('ERROR');
+      expect(errorMessage(reply)).toContain(`${key} is not configured`);
+    }
+  });
+});
+
+describe('datadir purge guardrails', () => {
+  const dir = tempDir('oa-purge-');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('refuses empty, relative and system directory paths', async () => {
+    for (const bad of ['', '  ', 'var/lib/mysql', '/', '/usr', '/etc/', '/var', '/home', '/root', '/boot', '/bin', '/sbin', '/lib', '/lib64', '//usr//']) {
+      await expect(checkPurgeTarget(bad)).rejects.toMatchObject({ code: 'forbidden' });
+    }
+  });
+
+  test('refuses a symlink that resolves to a system directory', async () => {
+    const link = join(dir, 'datadir-link');
+    symlinkSync('/etc', link);
+    await expect(checkPurgeTarget(link)).rejects.toThrow(/resolves to system directory \/etc/);
+  });
+
+  test('refuses a regular file and accepts a real directory by its real path', async () => {
+    writeFileSync(join(dir, 'file'), '');
+    await expect(checkPurgeTarget(join(dir, 'file'))).rejects.toThrow(/not a directory/);
+    mkdirSync(join(dir, 'data'));
+    symlinkSync(join(dir, 'data'), join(dir, 'data-link'));
+    await expect(checkPurgeTarget(join(dir, 'data-link'))).resolves.toBe(join(dir, 'data'));
+  });
+});
