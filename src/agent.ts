@@ -1,10 +1,12 @@
 // Wires one agent process together: config -> services -> HTTP API (+ registration, seeds).
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import { createApp } from './http/app.js';
 import { createServer, listen } from './http/server.js';
 import { log } from './log.js';
+import { Registration } from './registration.js';
 import type { AgentServices } from './services.js';
 import { newProcessToken, writeTokenHint } from './token.js';
 import { ConfiguredMySQLService } from './host/mysql-service.js';
@@ -22,11 +24,13 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
   const token = opts.token ?? newProcessToken();
   if (config.TokenHintFile) writeTokenHint(config.TokenHintFile, token);
 
+  const registration = new Registration(config, token);
   const services: AgentServices = {
     config,
     token,
     startedAt: Date.now(),
-    contact: { lastContactAt: () => undefined },
+    contact: registration,
+    registration,
     mysql: new ConfiguredMySQLService(config),
     datadir: new LocalDatadir(config),
   };
@@ -39,12 +43,15 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
     https: config.UseSSL,
     stateDir: config.StateDir,
   });
+  // Orchestrator is told the port actually listened on (HTTPPort 0 picks a free one).
+  registration.start({ hostname: hostname(), httpPort: port });
 
   return {
     port,
     token,
     services,
     async stop() {
+      await registration.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
     },

@@ -1,6 +1,7 @@
 // What the HTTP layer and the machines are given: configuration and the narrow interfaces to the host.
 import type { Config } from './config.js';
 import type { DatadirOps, MySQLService } from './host/interfaces.js';
+import type { RegistrationStatus } from './registration.js';
 
 /** Registration's view for the status endpoint: when orchestrator last answered us. */
 export interface ContactStatus {
@@ -19,4 +20,6 @@ export interface AgentServices {
   mysql: MySQLService;
   /** Datadir size, free space and purge (behind guardrails). */
   datadir: DatadirOps;
+  /** Registration with orchestrator, for GET /api/registration (absent in tests that build an app alone). */
+  registration?: { status(): RegistrationStatus };
 }

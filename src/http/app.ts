@@ -8,6 +8,7 @@ import { registerAgentRoutes } from '../routes/agent-routes.js';
 import { registerHostRoutes } from '../routes/host-routes.js';
 import { registerMySQLRoutes } from '../routes/mysql-routes.js';
 import { registerRelayLogRoutes } from '../routes/relaylog-routes.js';
+import { registerRegistrationRoutes } from '../routes/registration-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
@@ -18,6 +19,7 @@ export const routeModules: RouteModule[] = [
   registerHostRoutes,
   registerMySQLRoutes,
   registerRelayLogRoutes,
+  registerRegistrationRoutes,
 ];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {
