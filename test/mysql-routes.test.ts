@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, sym
 import { join } from 'node:path';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { AgentClient, errorMessage } from './support/agent-client.js';
-import { checkPurgeTarget } from '../src/host/datadir.js';
+import { checkPurgeTarget, LocalDatadir } from '../src/host/datadir.js';
+import { defaultConfig } from '../src/config.js';
 
 // The "service" is a state file: the configured commands are small shell scripts that flip it and log calls.
 describe('MySQL service routes through configured commands', () => {
@@ -144,5 +145,17 @@ describe('datadir purge guardrails', () => {
     mkdirSync(join(dir, 'data'));
     symlinkSync(join(dir, 'data'), join(dir, 'data-link'));
     await expect(checkPurgeTarget(join(dir, 'data-link'))).resolves.toBe(join(dir, 'data'));
+  });
+
+  test("runs the operator's MySQLDeleteDatadirContentCommand with the real datadir as $1 instead of deleting itself", async () => {
+    const data = join(dir, 'data2');
+    mkdirSync(data);
+    writeFileSync(join(data, 'ibdata1'), 'x');
+    const marker = join(dir, 'delete-command-arg');
+    const ops = new LocalDatadir({ ...defaultConfig(), MySQLDeleteDatadirContentCommand: `printf '%s' "$1" > ${marker}` });
+    await ops.purge(`${data}/`);
+    expect(readFileSync(marker, 'utf8')).toBe(data);
+    expect(readdirSync(data)).toEqual(['ibdata1']);
+    await expect(ops.purge('/usr')).rejects.toMatchObject({ code: 'forbidden' });
   });
 });
