@@ -9,6 +9,7 @@ import { registerHostRoutes } from '../routes/host-routes.js';
 import { registerMySQLRoutes } from '../routes/mysql-routes.js';
 import { registerRelayLogRoutes } from '../routes/relaylog-routes.js';
 import { registerRegistrationRoutes } from '../routes/registration-routes.js';
+import { registerMetricsRoutes } from '../routes/metrics-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
@@ -20,6 +21,7 @@ export const routeModules: RouteModule[] = [
   registerMySQLRoutes,
   registerRelayLogRoutes,
   registerRegistrationRoutes,
+  registerMetricsRoutes,
 ];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {

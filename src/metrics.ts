@@ -1,0 +1,109 @@
+// Prometheus metrics for one agent: seeds by state, bytes moved, seed durations, step failures and
+// whether orchestrator is reaching us. Fed by the seed feed's change events; gauges are computed when
+// scraped so they never drift from the seed manager's own view.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Config } from './config.js';
+import type { ContactStatus } from './services.js';
+import { toMillis, type SeedFeed, type SeedView } from './seed-feed.js';
+
+export interface AgentMetrics {
+  registry: Registry;
+  /** Feeds one seed view (what the seed feed emits on every change). */
+  observe(view: SeedView): void;
+  /** The exposition text and its content type. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+interface Seen {
+  status: SeedView['status'];
+  bytesDone: number;
+  failedSteps: number;
+}
+
+const prefix = 'orchestrator_agent_';
+
+export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed): AgentMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: `${prefix}seeds`,
+    help: 'Seeds known to this agent, by role, current state and status (active, done, failed, aborted).',
+    labelNames: ['role', 'state', 'status'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const view of seeds?.list() ?? []) this.inc({ role: view.role, state: view.state, status: view.status });
+    },
+  });
+  const bytes = new Counter({
+    name: `${prefix}seed_bytes_transferred_total`,
+    help: 'Bytes of seed data sent or received by this agent process, by role.',
+    labelNames: ['role'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: `${prefix}seed_duration_seconds`,
+    help: 'Wall time from a seed being created to it ending, by role and outcome (done, failed, aborted).',
+    labelNames: ['role', 'outcome'] as const,
+    buckets: [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400],
+    registers: [registry],
+  });
+  const stepFailures = new Counter({
+    name: `${prefix}seed_step_failures_total`,
+    help: 'Seed steps that ended in an error, by machine and step (state).',
+    labelNames: ['machine', 'step'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: `${prefix}registered`,
+    help: `1 while orchestrator has reached this agent within StatusBadSeconds (${config.StatusBadSeconds}s), else 0.`,
+    registers: [registry],
+    collect() {
+      const last = contact.lastContactAt();
+      this.set(last !== undefined && Date.now() - last <= config.StatusBadSeconds * 1000 ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}last_contact_timestamp_seconds`,
+    help: 'Unix time of the last successful exchange with orchestrator (0 if none since start).',
+    registers: [registry],
+    collect() {
+      this.set((contact.lastContactAt() ?? 0) / 1000);
+    },
+  });
+
+  // Counters count what happens while this process watches: seeds already present at start are a
+  // baseline (their past traffic and failures were counted by the process that ran them).
+  const seen = new Map<string, Seen>();
+  const erroredSteps = (view: SeedView) => view.history.filter((h) => h.error !== null && h.error !== undefined);
+  const observe = (view: SeedView): void => {
+    const errored = erroredSteps(view);
+    const bytesDone = view.progress?.bytesDone ?? 0;
+    const before = seen.get(view.id) ?? { status: 'active', bytesDone: 0, failedSteps: 0 };
+    seen.set(view.id, { status: view.status, bytesDone: Math.max(bytesDone, before.bytesDone), failedSteps: Math.max(errored.length, before.failedSteps) });
+    if (bytesDone > before.bytesDone) bytes.inc({ role: view.role }, bytesDone - before.bytesDone);
+    for (const entry of errored.slice(before.failedSteps)) stepFailures.inc({ machine: view.machine, step: entry.state });
+    if (before.status === 'active' && view.status !== 'active') {
+      // A seed that failed without an errored history entry still counts once, at its last step.
+      if (view.status === 'failed' && errored.length === 0 && before.failedSteps === 0) {
+        const last = view.history.filter((h) => h.state !== view.state).at(-1)?.state ?? view.state;
+        stepFailures.inc({ machine: view.machine, step: last });
+      }
+      const start = toMillis(view.createdAt);
+      const end = toMillis(view.updatedAt) ?? Date.now();
+      if (start !== undefined) duration.observe({ role: view.role, outcome: view.status }, Math.max(0, (end - start) / 1000));
+    }
+  };
+  for (const view of seeds?.list() ?? []) {
+    seen.set(view.id, { status: view.status, bytesDone: view.progress?.bytesDone ?? 0, failedSteps: erroredSteps(view).length });
+  }
+
+  return {
+    registry,
+    observe,
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}

@@ -1,0 +1,57 @@
+// What the operator views (metrics, web page, SSE) read from the seed manager: its list and its change
+// feed. Kept to this narrow shape so the views don't depend on how seeds are run or stored.
+import type { AgentServices } from './services.js';
+
+export interface SeedHistoryEntry {
+  state: string;
+  enteredAt: string | number;
+  leftAt: string | number | null;
+  error: { code?: string; message: string; hint?: string | null } | string | null;
+}
+
+export interface SeedProgress {
+  bytesDone: number;
+  bytesTotal: number | null;
+  filesDone?: number | null;
+  filesTotal?: number | null;
+  currentFile?: string | null;
+  rateBytesPerSec?: number | null;
+  etaSeconds?: number | null;
+}
+
+export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';
+
+export interface SeedView {
+  id: string;
+  role: string;
+  machine: string;
+  machineVersion?: number | string;
+  state: string;
+  status: SeedStatus;
+  createdAt: string | number;
+  updatedAt: string | number;
+  params?: Record<string, unknown>;
+  history: SeedHistoryEntry[];
+  progress: SeedProgress | null;
+  error: { code: string; message: string; hint?: string | null } | null;
+  transfer?: { port: number } | null;
+}
+
+export interface SeedFeed {
+  list(): SeedView[];
+  /** Called with a seed's view on every change; returns the unsubscribe function. */
+  subscribe(listener: (view: SeedView) => void): () => void;
+}
+
+/** The seed manager when this agent runs one (it is wired in by the seeds area). */
+export function seedFeedOf(services: AgentServices): SeedFeed | undefined {
+  const candidate = (services as unknown as { seeds?: Partial<SeedFeed> }).seeds;
+  return candidate && typeof candidate.list === 'function' && typeof candidate.subscribe === 'function' ? (candidate as SeedFeed) : undefined;
+}
+
+/** Timestamps may arrive as ISO strings or epoch ms; both become ms. */
+export function toMillis(value: string | number | null | undefined): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const ms = typeof value === 'number' ? value : Date.parse(value);
+  return Number.isFinite(ms) ? ms : undefined;
+}
