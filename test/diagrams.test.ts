@@ -14,6 +14,7 @@ const demo = setup({
 }).createMachine({
   id: 'demoSeed',
   initial: 'stopMySQL',
+  on: { SHUTDOWN: '.aborted' },
   states: {
     stopMySQL: {
       invoke: { src: 'stopMySQL', onDone: 'checkSpace', onError: 'failed' },
@@ -73,6 +74,7 @@ describe('state machine diagrams', () => {
     expect(lines).toContain('receiving__copying --> receiving__waiting : onError(receive) [and(canRetry, isSafe)]');
     expect(lines).toContain('receiving --> done : onDone');
     expect(lines).toContain('done --> [*]');
+    expect(lines).toContain('__any_state__ --> aborted : SHUTDOWN');
     expect(lines.filter((l) => l.endsWith('--> aborted : ABORT'))).toEqual(['stopMySQL --> aborted : ABORT', 'receiving --> aborted : ABORT']);
   });
 
@@ -85,6 +87,7 @@ describe('state machine diagrams', () => {
     }
     expect(svg).toContain('always [not(hasSpace)]');
     expect(svg).toContain('invoke: receive');
+    expect(svg).toContain('id="state:*"');
     expect(await dotToSvg(toDot(machineGraph(demo)))).toBe(svg);
   });
 });

@@ -23,6 +23,8 @@ function parentOf(path: string): string {
   return i < 0 ? '' : path.slice(0, i);
 }
 
+const anyStateMermaid = '__any_state__';
+
 export function toMermaid(graph: MachineGraph): string {
   const lines = ['---', `title: ${graph.id}`, '---', 'stateDiagram-v2'];
   const emitted = new Set<number>();
@@ -50,8 +52,10 @@ export function toMermaid(graph: MachineGraph): string {
     for (const child of parent.children) if (child.type === 'final') lines.push(`${indent}${mermaidId(child.path)} --> [*]`);
   };
   writeChildren(graph.root, '  ');
+  // Transitions on the machine itself apply in every state: drawn from an "any state" box.
+  if (graph.transitions.some((t) => t.from === '')) lines.push(`  state "any state" as ${anyStateMermaid}`);
   graph.transitions.forEach((t, i) => {
-    if (!emitted.has(i)) lines.push(`  ${mermaidId(t.from || 'root')} --> ${mermaidId(t.to)} : ${mermaidText(t.label)}`);
+    if (!emitted.has(i)) lines.push(`  ${t.from === '' ? anyStateMermaid : mermaidId(t.from)} --> ${mermaidId(t.to)} : ${mermaidText(t.label)}`);
   });
   return `${lines.join('\n')}\n`;
 }
@@ -62,6 +66,7 @@ function q(text: string): string {
 
 const initialNode = (path: string) => (path === '' ? '__initial__' : `${path}.__initial__`);
 const clusterName = (path: string) => `cluster_${path}`;
+const anyStateDot = '__any_state__';
 
 export function toDot(graph: MachineGraph): string {
   const compound = new Set<string>();
@@ -95,8 +100,11 @@ export function toDot(graph: MachineGraph): string {
     for (const child of parent.children) writeState(child, indent);
   };
   writeChildren(graph.root, '  ');
+  if (graph.transitions.some((t) => t.from === '')) {
+    out.push(`  ${q(anyStateDot)} [id=${q(svgStateId('*'))}, class="any", label="any state", style="rounded,dashed"];`);
+  }
   // An arrow to or from a compound state is drawn to its initial point, clipped at the cluster edge.
-  const end = (path: string) => (compound.has(path) ? initialNode(path) : path);
+  const end = (path: string) => (path === '' ? anyStateDot : compound.has(path) ? initialNode(path) : path);
   const initials: StateInfo[] = [];
   const collect = (s: StateInfo) => {
     if (s.initial !== undefined) initials.push(s);
