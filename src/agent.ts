@@ -11,6 +11,7 @@ import type { AgentServices } from './services.js';
 import { newProcessToken, writeTokenHint } from './token.js';
 import { ConfiguredMySQLService } from './host/mysql-service.js';
 import { LocalDatadir } from './host/datadir.js';
+import { createSnapshotBackend } from './host/snapshot-backend.js';
 
 export interface RunningAgent {
   port: number;
@@ -25,14 +26,16 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
   if (config.TokenHintFile) writeTokenHint(config.TokenHintFile, token);
 
   const registration = new Registration(config, token);
+  const mysql = new ConfiguredMySQLService(config);
   const services: AgentServices = {
     config,
     token,
     startedAt: Date.now(),
     contact: registration,
     registration,
-    mysql: new ConfiguredMySQLService(config),
+    mysql,
     datadir: new LocalDatadir(config),
+    snapshots: createSnapshotBackend(config, (signal) => mysql.datadir(signal)),
   };
 
   const server: Server = createServer(createApp(services), config);

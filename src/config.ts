@@ -66,6 +66,8 @@ const extensionKeys = {
   SnapshotBackend: ['string', 'lvm'],
   /** btrfs backend: the directory whose subvolumes are the snapshots. */
   BtrfsSnapshotsDir: ['string', ''],
+  /** btrfs backend: the subvolume /api/create-snapshot snapshots when CreateSnapshotCommand is empty. */
+  BtrfsSnapshotSource: ['string', ''],
   /** MySQL error log path; when empty, log-error is read from /etc/my.cnf as the original did. */
   MySQLErrorLogFile: ['string', ''],
   /** Extra directories /api/du may measure, besides the datadir and SnapshotMountPoint. */

@@ -1,6 +1,6 @@
 // What the HTTP layer and the machines are given: configuration and the narrow interfaces to the host.
 import type { Config } from './config.js';
-import type { DatadirOps, MySQLService } from './host/interfaces.js';
+import type { DatadirOps, MySQLService, SnapshotBackend } from './host/interfaces.js';
 import type { RegistrationStatus } from './registration.js';
 
 /** Registration's view for the status endpoint: when orchestrator last answered us. */
@@ -22,4 +22,6 @@ export interface AgentServices {
   datadir: DatadirOps;
   /** Registration with orchestrator, for GET /api/registration (absent in tests that build an app alone). */
   registration?: { status(): RegistrationStatus };
+  /** LVM or btrfs snapshots and the snapshot mount point. */
+  snapshots: SnapshotBackend;
 }

@@ -27,6 +27,20 @@ export function lvName(value: unknown): string {
   return value;
 }
 
+/**
+ * A snapshot named in a request: an LV name (lv, vg/lv, /dev/vg/lv), or with the btrfs backend also the
+ * full path of a subvolume directly under its snapshots directory (what /api/lvs reports as Path).
+ */
+export function snapshotName(value: unknown, snapshotsDir?: string): string {
+  if (snapshotsDir && typeof value === 'string' && value.startsWith('/') && !value.startsWith('/dev/')) {
+    const dir = resolve(snapshotsDir);
+    const base = value.slice(dir.length + 1);
+    if (value.startsWith(dir + sep) && patterns.lvName.test(base) && !base.includes('/') && !base.includes('..')) return value;
+    throw badRequest(`invalid snapshot ${JSON.stringify(value)}`, `give a name or a path directly under ${dir}`);
+  }
+  return lvName(value);
+}
+
 export function lvPattern(value: unknown): string {
   if (value === undefined) return '';
   if (typeof value !== 'string' || !patterns.lvPattern.test(value)) {

@@ -10,6 +10,7 @@ import { registerMySQLRoutes } from '../routes/mysql-routes.js';
 import { registerRelayLogRoutes } from '../routes/relaylog-routes.js';
 import { registerRegistrationRoutes } from '../routes/registration-routes.js';
 import { registerMetricsRoutes } from '../routes/metrics-routes.js';
+import { registerSnapshotRoutes } from '../routes/snapshot-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
@@ -22,6 +23,7 @@ export const routeModules: RouteModule[] = [
   registerRelayLogRoutes,
   registerRegistrationRoutes,
   registerMetricsRoutes,
+  registerSnapshotRoutes,
 ];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {

@@ -7,7 +7,7 @@ import { AgentError } from '../errors.js';
 import { apiResponse } from '../http/respond.js';
 import * as validate from '../validate.js';
 import { mysqlErrorLogTail } from '../host/error-log.js';
-import { availableSnapshotHosts, createSnapshot, postCopy, runCustomCommand } from '../host/operator-commands.js';
+import { availableSnapshotHosts, postCopy, runCustomCommand } from '../host/operator-commands.js';
 import { log } from '../log.js';
 
 async function realOrSelf(path: string): Promise<string> {
@@ -52,8 +52,9 @@ export function registerHostRoutes(routes: Routes, services: AgentServices): voi
 
   routes.read('/api/available-snapshots-local', () => availableSnapshotHosts(config, true));
   routes.read('/api/available-snapshots', () => availableSnapshotHosts(config, false));
+  // The snapshot backend runs CreateSnapshotCommand (btrfs: or snapshots BtrfsSnapshotSource itself).
   routes.action('/api/create-snapshot', async () => {
-    await createSnapshot(config);
+    await services.snapshots.create();
     return true;
   });
 

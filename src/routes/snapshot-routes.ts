@@ -1,0 +1,38 @@
+// The original's LVM routes (lvs, lv, mount, mountlv, umount, removelv), answered by the
+// configured snapshot backend (LVM or btrfs) with the original's JSON shapes.
+import type { Context } from 'koa';
+import type { Routes } from '../http/routes.js';
+import type { AgentServices } from '../services.js';
+import { badRequest } from '../errors.js';
+import { lvPattern, snapshotName } from '../validate.js';
+
+/** The volume from /route/:lv or ?lv= (the original read both). */
+function volumeParam(ctx: Context, snapshotsDir: string | undefined): string {
+  const fromPath = (ctx.params as Record<string, string | undefined>).lv;
+  const raw = fromPath !== undefined && fromPath !== '' ? fromPath : ctx.query.lv;
+  if (raw === undefined || raw === '') return '';
+  return snapshotName(raw, snapshotsDir);
+}
+
+export function registerSnapshotRoutes(routes: Routes, services: AgentServices): void {
+  const { config, snapshots } = services;
+  const snapshotsDir = config.SnapshotBackend === 'btrfs' ? config.BtrfsSnapshotsDir : undefined;
+  const required = (ctx: Context) => {
+    const lv = volumeParam(ctx, snapshotsDir);
+    if (lv === '') throw badRequest('no volume given', 'pass it as ?lv=NAME (or /NAME)');
+    return lv;
+  };
+
+  routes.read('/api/lvs', () => snapshots.list(''));
+  routes.read('/api/lvs/:pattern', (ctx) => snapshots.list(lvPattern(ctx.params.pattern)));
+  routes.read('/api/lvs-snapshots', () => snapshots.list(config.SnapshotVolumesFilter));
+  routes.read('/api/lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
+  routes.read('/api/lv/:lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
+  routes.read('/api/mount', () => snapshots.getMount(config.SnapshotMountPoint));
+
+  routes.action('/api/mountlv', (ctx) => snapshots.mount(required(ctx), config.SnapshotMountPoint));
+  routes.action('/api/mountlv/:lv', (ctx) => snapshots.mount(required(ctx), config.SnapshotMountPoint));
+  routes.action('/api/umount', () => snapshots.unmount(config.SnapshotMountPoint));
+  routes.action('/api/removelv', async (ctx) => (await snapshots.remove(required(ctx)), true));
+  routes.action('/api/removelv/:lv', async (ctx) => (await snapshots.remove(required(ctx)), true));
+}
