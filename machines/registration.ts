@@ -117,8 +117,7 @@ export const registrationMachine = setup({
     retryDue: ({ context }) => due(context.nextRetryAt),
   },
   delays: {
-    untilNextPing: ({ context }) => delayUntil(context.nextPingAt),
-    untilNextResubmit: ({ context }) => delayUntil(context.nextResubmitAt),
+    untilNextCall: ({ context }) => Math.min(delayUntil(context.nextPingAt), delayUntil(context.nextResubmitAt)),
     untilRetry: ({ context }) => delayUntil(context.nextRetryAt),
   },
 }).createMachine({
@@ -140,9 +139,13 @@ export const registrationMachine = setup({
       initial: 'waiting',
       states: {
         waiting: {
+          // One timer to the nearest deadline; resubmit wins when both are due (a submit also counts as contact).
           after: {
-            untilNextResubmit: [{ guard: 'resubmitDue', target: '#registration.submitting' }, { target: 'waiting', reenter: true }],
-            untilNextPing: [{ guard: 'pingDue', target: 'pinging' }, { target: 'waiting', reenter: true }],
+            untilNextCall: [
+              { guard: 'resubmitDue', target: '#registration.submitting' },
+              { guard: 'pingDue', target: 'pinging' },
+              { target: 'waiting', reenter: true },
+            ],
           },
         },
         pinging: {

@@ -143,7 +143,7 @@ export class OrchestratorClient {
       code && certificateErrors.has(code)
         ? "orchestrator's TLS certificate is not trusted: set SSLCAFile to the CA that signed it (or SSLSkipVerify true)"
         : 'check AgentsServer/AgentsServerPort and that orchestrator is up';
-    return new AgentError('unavailable', `GET ${shown} failed: ${reason}${code ? ` (${code})` : ''}`, {
+    return new AgentError('unavailable', `GET ${shown} failed: ${reason}${code && !reason.includes(code) ? ` [${code}]` : ''}`, {
       hint,
       details: { url: shown, ...(code ? { errorCode: code } : {}) },
       cause: err,

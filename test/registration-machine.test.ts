@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { createActor, fromPromise } from 'xstate';
 import { backoffDelay, registrationMachine, type RegistrationOptions } from '../machines/registration.js';
 import { defaultConfig } from '../src/config.js';
-import { Registration } from '../src/registration.js';
+import { Registration, registrationOptionsFromConfig } from '../src/registration.js';
 import { FakeOrchestrator, waitFor } from './support/fake-orchestrator.js';
 
 const fast: RegistrationOptions = { pingIntervalMs: 20, resubmitIntervalMs: 150, backoffInitialMs: 10, backoffMaxMs: 40 };
@@ -34,6 +34,11 @@ describe('registration machine (in process, short intervals)', () => {
   test('the backoff delay doubles per consecutive failure and stops at the cap', () => {
     const o = { backoffInitialMs: 1000, backoffMaxMs: 60_000 };
     expect([1, 2, 3, 4, 5, 6, 7, 8, 50].map((n) => backoffDelay(n, o))).toEqual([1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]);
+  });
+
+  test('the original keys map to the machine in their own units: seconds for pings, minutes for resubmits', () => {
+    const options = registrationOptionsFromConfig({ ...defaultConfig(), ContinuousPollSeconds: 1, ResubmitAgentIntervalMinutes: 2 });
+    expect(options).toEqual({ pingIntervalMs: 1000, resubmitIntervalMs: 120_000, backoffInitialMs: 1000, backoffMaxMs: 60_000 });
   });
 
   test('submits, then pings every interval and resubmits when the resubmit deadline passes', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { hostname } from 'node:os';
-import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
+import { runAgentExpectingExit, startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { FakeOrchestrator, waitFor } from './support/fake-orchestrator.js';
 import type { RegistrationStatus } from '../src/registration.js';
 
@@ -104,5 +104,15 @@ describe('status endpoint follows contact with orchestrator', () => {
     });
     expect(ok.body).toBe('OK');
     expect(orchestrator.submits()[0].port).toBe(agent.port);
+  });
+});
+
+describe('registration settings checked at start', () => {
+  test('an unreadable SSLCAFile stops the agent at start with a message naming the key and the file', async () => {
+    const dir = tempDir();
+    const missing = `${dir}/no-such-ca.pem`;
+    const { code, output } = await runAgentExpectingExit(['--config', writeConfig(dir, { SSLCAFile: missing })]);
+    expect(code).not.toBe(0);
+    expect(output).toContain(`cannot read SSLCAFile ${missing} for calls to orchestrator`);
   });
 });
