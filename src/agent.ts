@@ -55,8 +55,10 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
     services,
     async stop() {
       await registration.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Long-lived responses (the web view's seed stream) would otherwise hold close() open.
       server.closeAllConnections();
+      await closed;
     },
   };
 }

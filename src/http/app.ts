@@ -11,6 +11,7 @@ import { registerRelayLogRoutes } from '../routes/relaylog-routes.js';
 import { registerRegistrationRoutes } from '../routes/registration-routes.js';
 import { registerMetricsRoutes } from '../routes/metrics-routes.js';
 import { registerSnapshotRoutes } from '../routes/snapshot-routes.js';
+import { registerUiRoutes } from '../routes/ui-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
@@ -24,6 +25,7 @@ export const routeModules: RouteModule[] = [
   registerRegistrationRoutes,
   registerMetricsRoutes,
   registerSnapshotRoutes,
+  registerUiRoutes,
 ];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {

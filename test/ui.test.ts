@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import type { Server } from 'node:http';
+import { defaultConfig, type Config } from '../src/config.js';
+import { createApp } from '../src/http/app.js';
+import { createServer, listen } from '../src/http/server.js';
+import type { AgentServices } from '../src/services.js';
+import type { SeedView } from '../src/seed-feed.js';
+import { launchBrowser, type Browser } from './support/browser.js';
+import { MemoryFeed, seedView } from './support/seed-views.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
+
+// The web view against a real HTTP server whose seed feed the test drives step by step, so every
+// change the page must show is known. The end-to-end test with a real seed is in seed-ui.e2e.test.ts.
+
+const token = 'a'.repeat(64);
+const basic = { username: 'ops', password: 'pw' };
+const basicHeader = `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
+
+async function startServer(overrides: Partial<Config>, feed: MemoryFeed) {
+  const config: Config = { ...defaultConfig(), AgentsServer: 'http://127.0.0.1', StateDir: tempDir(), ...overrides };
+  const services = { config, token, startedAt: Date.now(), contact: { lastContactAt: () => undefined }, seeds: feed } as AgentServices & { seeds: MemoryFeed };
+  const server: Server = createServer(createApp(services), config);
+  const port = await listen(server, 0, '127.0.0.1');
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    /** Cuts every open connection (the streams too) while the server keeps listening. */
+    dropConnections: () => server.closeAllConnections(),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Reads Server-Sent Events from a response until `until` says stop; returns them as {event, data}. */
+async function readEvents(res: Response, until: (events: { event: string; data: unknown }[]) => boolean) {
+  const events: { event: string; data: unknown }[] = [];
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  while (!until(events)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (event && data) events.push({ event, data: JSON.parse(data) });
+    }
+  }
+  await reader.cancel();
+  return events;
+}
+
+describe('web view and seed stream', () => {
+  const feed = new MemoryFeed([seedView({ id: 'old-seed', state: 'done', status: 'done', machine: 'registration' })]);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  beforeAll(async () => {
+    server = await startServer({ TokenHttpHeader: 'X-Agent-Token', HTTPAuthUser: basic.username, HTTPAuthPassword: basic.password }, feed);
+  });
+  afterAll(async () => server?.stop());
+
+  test('the seed stream sends a snapshot, then each seed change, and unsubscribes when the client goes', async () => {
+    const res = await fetch(`${server.baseUrl}/api/seeds-stream`, { headers: { Authorization: basicHeader, 'X-Agent-Token': token } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const before = feed.listenerCount();
+    const reading = readEvents(res, (events) => events.length >= 2);
+    await new Promise((r) => setTimeout(r, 50));
+    feed.emit(seedView({ id: 'new-seed', state: 'receiving', machine: 'registration' }));
+    const events = await reading;
+    expect(events[0].event).toBe('snapshot');
+    expect((events[0].data as { seeds: SeedView[] }).seeds.map((s) => s.id)).toContain('old-seed');
+    expect(events[1]).toEqual({ event: 'seed', data: expect.objectContaining({ id: 'new-seed', state: 'receiving' }) });
+    for (let i = 0; i < 100 && feed.listenerCount() >= before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(feed.listenerCount()).toBe(before - 1);
+  });
+
+  test('the stream and the page refuse a caller without the token', async () => {
+    for (const path of ['/api/seeds-stream', '/ui', '/ui/diagrams/registration.svg']) {
+      const res = await fetch(`${server.baseUrl}${path}`, { headers: { Authorization: basicHeader } });
+      expect(res.status).toBe(401);
+    }
+    const noBasic = await fetch(`${server.baseUrl}/ui?token=${token}`);
+    expect(noBasic.status).toBe(401);
+  });
+
+  test('the page is served to a caller with the token, uncached, and diagrams are served by machine name', async () => {
+    const res = await fetch(`${server.baseUrl}/ui?token=${token}`, { headers: { Authorization: basicHeader } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const html = await res.text();
+    expect(html).toContain('<section id="seeds">');
+    expect(html).toContain('"tokenVia":"header"');
+    const svg = await fetch(`${server.baseUrl}/ui/diagrams/registration.svg`, { headers: { Authorization: basicHeader, 'X-Agent-Token': token } });
+    expect(svg.status).toBe(200);
+    expect(await svg.text()).toContain('id="state:submitting"');
+    const bad = await fetch(`${server.baseUrl}/ui/diagrams/..%2Fpackage.json`, { headers: { Authorization: basicHeader, 'X-Agent-Token': token } });
+    expect(bad.status).toBe(400);
+    const none = await fetch(`${server.baseUrl}/ui/diagrams/noSuchMachine.svg`, { headers: { Authorization: basicHeader, 'X-Agent-Token': token } });
+    expect(none.status).toBe(404);
+  });
+
+  describe('in headless Chromium', () => {
+    let browser: Browser;
+    beforeAll(async () => {
+      browser = await launchBrowser({ httpCredentials: basic });
+    });
+    afterAll(async () => browser?.close());
+
+    test('a person sees each seed change live: highlighted state, progress, history, then the error', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      // the token leaves the address bar
+      await page.waitForFunction(() => !location.search.includes('token'));
+      const card = page.locator('[data-seed-id="live-seed"]');
+      const start = seedView({ id: 'live-seed', machine: 'registration', state: 'submitting', history: [{ state: 'submitting', enteredAt: Date.now(), leftAt: null, error: null }] });
+      await page.locator('#connection[data-state="live"]').waitFor();
+      feed.emit(start);
+      await card.locator('[id="state:submitting"].current').waitFor();
+      expect(await card.locator('.badge').textContent()).toBe('active');
+
+      feed.emit({ ...start, state: 'registered.waiting', progress: { bytesDone: 512 * 1024 * 1024, bytesTotal: 1024 * 1024 * 1024, rateBytesPerSec: 10 * 1024 * 1024, etaSeconds: 51, currentFile: 'ibdata1', filesDone: 3, filesTotal: 9 },
+        history: [{ ...start.history[0], leftAt: Date.now() }, { state: 'registered.waiting', enteredAt: Date.now(), leftAt: null, error: null }] });
+      await card.locator('[id="state:registered.waiting"].current').waitFor();
+      expect(await card.locator('[id="state:submitting"]').getAttribute('class')).toContain('visited');
+      expect(await card.locator('[id="state:registered"]').getAttribute('class')).toContain('current-parent');
+      expect(await card.locator('[id="state:submitting"]').getAttribute('class')).not.toContain('current');
+      expect(await card.locator('.bar').getAttribute('aria-valuenow')).toBe('50.0');
+      const numbers = await card.locator('.progress .numbers').textContent();
+      expect(numbers).toContain('512.0 MiB of 1.0 GiB (50%)');
+      expect(numbers).toContain('10.0 MiB/s');
+      expect(numbers).toContain('ETA 51s');
+      expect(numbers).toContain('current ibdata1');
+      expect(await card.locator('table.history tbody tr').count()).toBe(2);
+
+      feed.emit({ ...start, state: 'backoff', status: 'failed', error: { code: 'command_failed', message: 'post-copy exited with 3: disk full', hint: 'free space on /var/lib/mysql' },
+        history: [{ ...start.history[0], leftAt: Date.now() }, { state: 'registered.waiting', enteredAt: Date.now(), leftAt: Date.now(), error: { code: 'command_failed', message: 'post-copy exited with 3: disk full' } }] });
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      expect(await card.locator('.error').textContent()).toContain('post-copy exited with 3: disk full');
+      expect(await card.locator('.error').textContent()).toContain('free space on /var/lib/mysql');
+      expect(await card.locator('table.history td.err').textContent()).toContain('disk full');
+      expect(await card.locator('[id="state:registered.waiting"]').getAttribute('class')).toContain('failed-here');
+      expect(await card.locator('[id="state:backoff"]').getAttribute('class')).toContain('current');
+      await page.close();
+    });
+
+    test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      await page.locator('[data-seed-id="old-seed"]').waitFor();
+      server.dropConnections();
+      // Emitted while no stream is open: only the snapshot of the reconnected stream can carry it.
+      feed.emit(seedView({ id: 'while-away', machine: 'registration', state: 'stopped', status: 'aborted' }));
+      await page.locator('[data-seed-id="while-away"] .badge', { hasText: 'aborted' }).waitFor();
+      await page.locator('#connection[data-state="live"]').waitFor();
+      await page.close();
+    });
+  });
+});
+
+describe('seed stream on a real agent process', () => {
+  test('the agent stops on SIGTERM while a client holds the seed stream open', async () => {
+    const dir = tempDir();
+    const agent = await startAgentProcess(writeConfig(dir, { TokenHintFile: join(dir, 'token') }));
+    try {
+      const url = `${agent.baseUrl}/api/seeds-stream?token=${readFileSync(join(dir, 'token'), 'utf8')}`;
+      const events = await readEvents(await fetch(url), (e) => e.length >= 1);
+      expect(events[0].event).toBe('snapshot');
+      const open = await fetch(url); // left open while the agent stops
+      expect(open.status).toBe(200);
+      await agent.stop();
+      expect(agent.child.exitCode).toBe(0);
+    } finally {
+      await agent.kill9();
+    }
+  });
+});
