@@ -1,6 +1,7 @@
 // The one way this agent runs a process: argv (never a shell string built from input), its own process
 // group, a timeout, an optional cancel signal, and on timeout or abort the whole group is killed
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
+import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { AgentError } from './errors.js';
 import { log } from './log.js';
@@ -41,13 +42,35 @@ function tail(text: string): string {
   return trimmed.length > stderrTailBytes ? '…' + trimmed.slice(-stderrTailBytes) : trimmed;
 }
 
-function processGroupAlive(pgid: number): boolean {
+/**
+ * True while the group has a member that is not a zombie. Orphans are reaped by PID 1 only after a
+ * while here, and a group of zombies must not be mistaken for one that ignores SIGTERM.
+ */
+export function processGroupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch {
     return false;
   }
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true; // no procfs: trust kill(0)
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+  }
+  return false;
 }
 
 /** SIGTERM to the group, then SIGKILL after the grace period if any member is left. */
@@ -135,8 +158,10 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
 
   let timedOut = false;
   let aborted = false;
+  // One kill sequence per run, however many reasons (timeout, abort) ask for it.
+  let killing: Promise<void> | undefined;
   const stop = () => {
-    if (pgid !== undefined) void killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
   };
   const timer = setTimeout(() => {
     timedOut = true;
@@ -150,7 +175,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   try {
     const result = await child;
     // The direct child is gone; members it left in the group are ours to clean up too.
-    if (pgid !== undefined && (timedOut || aborted)) await killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    if (killing) await killing;
     const stderr = String(result.stderr ?? '');
     if (timedOut) {
       throw new AgentError('command_timeout', `${command} did not finish within ${Math.round(opts.timeoutMs / 1000)}s and was killed`, {
