@@ -150,6 +150,16 @@ describe('btrfs snapshot backend on a real btrfs loop filesystem, through the ag
     expect((await getJson<Mount>('/api/mount')).IsMounted).toBe(false);
   });
 
+  test('concurrent mountlv requests end with exactly one mount: one succeeds, the other is refused', async () => {
+    const replies = await Promise.all(['snap1', 'snap2', 'snap1', 'snap2'].map((lv) => get(`/api/mountlv?lv=${lv}`)));
+    const statuses = replies.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 409)).toHaveLength(2);
+    expect(mountEntriesAt(mountPoint)).toHaveLength(1);
+    expect((await getJson<Mount>('/api/umount')).IsMounted).toBe(false);
+    expect(mountsUnder(mountPoint)).toEqual([]);
+  });
+
   test('removelv deletes a read-only snapshot with btrfs subvolume delete', async () => {
     expect(await getJson<boolean>(`/api/removelv?lv=${encodeURIComponent(join(snapshotsDir, 'snap2'))}`)).toBe(true);
     expect(existsSync(join(snapshotsDir, 'snap2'))).toBe(false);
