@@ -116,3 +116,75 @@ describe('LVM backend mounting an xfs "LV" on a loop device, with operator comma
     expect(readFileSync(join(dir, 'removed'), 'utf8')).toBe('snapx\n');
   });
 });
+
+describe("LVM backend with the operator's own mount, umount and get-mount commands", () => {
+  let agent: AgentProcess;
+  let token: string;
+  let dir: string;
+  let device = '';
+  let mountPoint: string;
+
+  const getJson = async <T>(path: string, status = 200): Promise<T> => {
+    const res = await fetch(`${agent.baseUrl}${path}${path.includes('?') ? '&' : '?'}token=${token}`);
+    const body = (await res.json()) as T;
+    if (res.status !== status) throw new Error(`${path}: expected ${status}, got ${res.status}: ${JSON.stringify(body)}`);
+    return body;
+  };
+  const entriesAt = (p: string) => parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountPoint === p);
+  const calls = () => readFileSync(join(dir, 'calls.log'), 'utf8');
+
+  beforeAll(async () => {
+    dir = tempDir('oa-lvm-custom-');
+    const image = join(dir, 'lv.img');
+    run('truncate', ['-s', '64M', image]);
+    run('mkfs.ext4', ['-q', '-F', image]);
+    device = run('losetup', ['-f', '--show', image]).trim();
+    mountPoint = join(dir, 'mnt');
+    mkdirSync(mountPoint);
+    const logged = (what: string) => `echo "${what} $*" >> '${join(dir, 'calls.log')}'; `;
+    writeFileSync(join(dir, 'calls.log'), '');
+    agent = await startAgentProcess(
+      writeConfig(dir, {
+        TokenHintFile: join(dir, 'token'),
+        SnapshotMountPoint: mountPoint,
+        LogicalVolumesCommand: `echo '  snapy vgy ${device} 1.5'`,
+        // Scripts see the request's values as $1.. only: the options token, the device, the mount point.
+        MountLVCommand: `${logged('mount')}mount %s %s %s`,
+        UnmountCommand: `${logged('umount')}umount %s`,
+        GetMountCommand: `grep -F " %s " /proc/mounts`,
+        GetLogicalVolumeFSTypeCommand: `${logged('blkid')}blkid %s`,
+      }),
+    );
+    token = readFileSync(join(dir, 'token'), 'utf8');
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    if (dir) unmountAllUnder(dir);
+    if (device) run('losetup', ['-d', device]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('mountlv runs the configured commands with the values as positional parameters', async () => {
+    const mount = await getJson<Record<string, unknown>>('/api/mountlv?lv=snapy');
+    expect(mount).toMatchObject({ Path: mountPoint, Device: device, LVPath: device, FileSystem: 'ext4', IsMounted: true });
+    expect(calls()).toBe(`blkid ${device}\nmount -oro ${device} ${mountPoint}\n`);
+    const [entry] = entriesAt(mountPoint);
+    expect(entry.options).toContain('ro');
+    expect(await getJson('/api/mount')).toEqual(mount);
+  });
+
+  test('a second mountlv of the mounted volume is a no-op that does not run the mount command', async () => {
+    expect(await getJson('/api/mountlv?lv=snapy')).toMatchObject({ Device: device, IsMounted: true });
+    expect(calls().match(/^mount .*$/gm)).toEqual([`mount -oro ${device} ${mountPoint}`]);
+    expect(entriesAt(mountPoint)).toHaveLength(1);
+  });
+
+  test('umount runs the configured command once, and not at all when nothing is mounted', async () => {
+    expect(await getJson('/api/umount')).toMatchObject({ IsMounted: false });
+    expect(await getJson('/api/umount')).toMatchObject({ IsMounted: false });
+    expect(calls().match(/^umount .*$/gm)).toEqual([`umount ${mountPoint}`]);
+    expect(entriesAt(mountPoint)).toEqual([]);
+  });
+});
+

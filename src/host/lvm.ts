@@ -9,7 +9,7 @@ import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, filesystemType, mountAt, parseBlkidType, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, type MountEntry } from './mounts.js';
 
 // The original's defaults: a key still at its default runs our argv version, a changed one the operator's.
 const defaults = defaultConfig();
@@ -187,13 +187,13 @@ export class LvmSnapshots implements SnapshotBackend {
       await ensureMounted({ device: lv.Path, mountPoint: target, options, fsType }, this.run(signal));
     } else {
       const current = await mountAt(target);
-      if (current) {
-        throw new AgentError('conflict', `cannot mount ${lv.Path} at ${target}: ${current.source} is already mounted there`, {
+      if (current && !(await isSameSource(current, lv.Path))) {
+        throw new AgentError('conflict', `cannot mount ${lv.Path} at ${target}: ${current.source} (${current.fsType}) is already mounted there`, {
           hint: 'unmount it first (/api/umount) and retry',
         });
       }
       // The original's "mount %s %s %s" = options, device, mount point; options as one getopt token.
-      await runShell(templateToScript(custom, 3), [`-o${['ro', ...options].join(',')}`, lv.Path, target], this.run(signal));
+      if (!current) await runShell(templateToScript(custom, 3), [`-o${['ro', ...options].join(',')}`, lv.Path, target], this.run(signal));
     }
     return this.getMount(target, signal);
   }
