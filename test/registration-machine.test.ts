@@ -5,7 +5,7 @@ import { defaultConfig } from '../src/config.js';
 import { Registration, registrationOptionsFromConfig } from '../src/registration.js';
 import { FakeOrchestrator, waitFor } from './support/fake-orchestrator.js';
 
-const fast: RegistrationOptions = { pingIntervalMs: 20, resubmitIntervalMs: 150, backoffInitialMs: 10, backoffMaxMs: 40 };
+const fast: RegistrationOptions = { pingIntervalMs: 20, resubmitIntervalMs: 400, backoffInitialMs: 10, backoffMaxMs: 40 };
 
 /** The machine with counting actors; `failSubmits` submits fail before one succeeds. */
 function scripted(opts: { failSubmits?: number; failPingAfter?: number } = {}) {
