@@ -1,0 +1,38 @@
+// Durable file operations: temp file, fsync, rename, fsync of the directory.
+import { open, rename, unlink } from 'node:fs/promises';
+import { dirname, join, basename } from 'node:path';
+
+/** fsync a directory so a rename or unlink inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Replaces file with data atomically: a reader (or a crash) sees the old content or the new, never half. */
+export async function writeFileDurably(file: string, data: string | Buffer): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
+  await fsyncDir(dirname(file));
+}
+
+/** Removes file if present and makes the removal durable. */
+export async function unlinkDurably(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await fsyncDir(dirname(file));
+}

@@ -1,0 +1,41 @@
+// The built-in datadir transfer between two agents, for the seed steps. Used when ReceiveSeedDataCommand /
+// SendSeedDataCommand are unset.
+//
+//   Receiving seed (target host):
+//     const authKey = newAuthKey();                       // persist it with the seed; hand it to the sender
+//     const { port, done } = await startReceiver({ destDir: datadir, authKey, bindAddress: config.SeedTransferBindAddress,
+//       tls: transferTlsFromConfig(config), connectTimeoutMs: config.SeedTransferConnectTimeoutSeconds * 1000,
+//       signal, onProgress });
+//     // report port (and authKey) through the seed API now: the receiver is already listening
+//     const result = await done;                          // every file verified, final manifest durable
+//
+//   Sending seed (source host):
+//     const result = await send({ sourceDir, host: targetHost, port, authKey, tls: transferTlsFromConfig(config),
+//       bandwidthMBps: config.SeedTransferBandwidthMBps, signal, onProgress });
+//
+// Resume: after either side dies, start a new receiver on the same destDir and send again; files verified
+// before are not sent again (ReceiveResult.filesSkipped / SendResult.filesSkipped). isTransferComplete()
+// tells whether a destDir holds a finished copy. Failures reject with an AgentError saying what and where.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MANIFEST_FILE, type FinalManifest } from './manifest.js';
+
+export { startReceiver, type ReceiverOptions, type ReceiveResult, type Receiver } from './receiver.js';
+export { send, type SendOptions, type SendResult } from './sender.js';
+export { newAuthKey } from './auth.js';
+export { transferTlsFromConfig, type TransferTls } from './tls.js';
+export type { TransferProgress, ProgressListener } from './progress.js';
+export { MANIFEST_FILE, STATE_FILE, STAGING_DIR, CHECKSUM_ALGORITHM, type FinalManifest } from './manifest.js';
+
+/** The final manifest of a completed transfer into destDir, or undefined when the copy is not complete. */
+export async function readCompletedManifest(destDir: string): Promise<FinalManifest | undefined> {
+  try {
+    return JSON.parse(await readFile(join(destDir, MANIFEST_FILE), 'utf8')) as FinalManifest;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function isTransferComplete(destDir: string): Promise<boolean> {
+  return (await readCompletedManifest(destDir)) !== undefined;
+}

@@ -1,0 +1,47 @@
+// One end of the built-in transfer as a process: used by the resume tests (killed with SIGKILL mid-transfer),
+// by bench/run.ts, and by an operator moving a datadir by hand.
+//   node dist/src/transfer/peer-cli.js receive <destDir> [port]          (key in ORCHESTRATOR_AGENT_TRANSFER_KEY)
+//   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
+// Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...} or {"error":...}.
+// TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files.
+import { readFileSync } from 'node:fs';
+import { describeError } from '../errors.js';
+import { send, startReceiver, type TransferTls } from './index.js';
+
+function tlsFromEnv(): TransferTls | undefined {
+  const { ORCHESTRATOR_AGENT_TRANSFER_TLS_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_TLS_CERT: cert, ORCHESTRATOR_AGENT_TRANSFER_TLS_CA: ca } = process.env;
+  if (!key || !cert) return undefined;
+  return { key: readFileSync(key), cert: readFileSync(cert), ca: ca ? readFileSync(ca) : undefined };
+}
+
+function emit(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const authKey = process.env.ORCHESTRATOR_AGENT_TRANSFER_KEY ?? '';
+  const progressIntervalMs = Number(process.env.ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS ?? 250);
+  const onProgress = (p: unknown) => emit({ progress: p });
+  const [mode, ...args] = argv;
+  if (mode === 'receive' && args[0]) {
+    const r = await startReceiver({ destDir: args[0], port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    emit({ listening: r.port });
+    emit({ result: await r.done });
+    return 0;
+  }
+  if (mode === 'send' && args.length >= 3) {
+    const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    emit({ result });
+    return 0;
+  }
+  process.stderr.write('usage: peer-cli receive <destDir> [port] | send <sourceDir> <host> <port> [MBps]\n');
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    emit({ error: describeError(err) });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,213 @@
+// Wire format of the built-in transfer: a magic line from the sender, then length-prefixed frames both ways.
+// A frame is [type u8][length u32 BE][payload]; control frames carry JSON, DATA frames carry file bytes.
+import type { Duplex } from 'node:stream';
+import { AgentError } from '../errors.js';
+
+/** Sent first by the sender, so a TLS/plaintext mismatch fails at once instead of both sides waiting. */
+export const MAGIC = Buffer.from('OATRANSFER/1\n', 'ascii');
+export const PROTOCOL_VERSION = 1;
+
+export const FrameType = {
+  /** R→S: { version, nonce } */
+  hello: 1,
+  /** S→R: { mac, nonce } */
+  auth: 2,
+  /** R→S: { mac, have: VerifiedFile[] } */
+  welcome: 3,
+  /** S→R: { entries: ManifestEntry[], sendCount, sendBytes } */
+  manifest: 4,
+  /** S→R: { index } */
+  fileBegin: 5,
+  /** S→R: raw bytes of the current file */
+  data: 6,
+  /** S→R: { index, checksum } */
+  fileEnd: 7,
+  /** S→R: {} every file was sent */
+  end: 8,
+  /** R→S: ReceiveSummary, after the final manifest is durable */
+  result: 9,
+  /** either way: { code, message } then the connection closes */
+  error: 10,
+} as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+export const HEADER_BYTES = 5;
+/** Control frames hold JSON (the manifest of a large datadir can be tens of MB). */
+export const MAX_CONTROL_BYTES = 512 * 1024 * 1024;
+export const MAX_DATA_BYTES = 16 * 1024 * 1024;
+
+export function frameHeader(type: FrameTypeValue, length: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_BYTES);
+  h.writeUInt8(type, 0);
+  h.writeUInt32BE(length, 1);
+  return h;
+}
+
+export function jsonFrame(type: FrameTypeValue, body: unknown): Buffer {
+  const payload = Buffer.from(JSON.stringify(body), 'utf8');
+  return Buffer.concat([frameHeader(type, payload.length), payload]);
+}
+
+export function frameName(type: number): string {
+  return Object.entries(FrameType).find(([, v]) => v === type)?.[0] ?? `unknown(${type})`;
+}
+
+/**
+ * Pull-style reader over a socket: buffers incoming chunks (pausing the socket above a high-water mark,
+ * so TCP pushes back on the sender) and hands out exact byte counts or whatever slices are available.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  private static readonly high = 8 * 1024 * 1024;
+  private static readonly low = 2 * 1024 * 1024;
+
+  constructor(private readonly stream: Duplex) {
+    stream.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      if (this.buffered > FrameReader.high) stream.pause();
+      this.notify();
+    });
+    stream.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    stream.on('close', () => {
+      this.ended = true;
+      this.notify();
+    });
+    stream.on('error', (err: Error) => {
+      this.failure ??= err;
+      this.notify();
+    });
+  }
+
+  /** Makes every pending and later read fail with err (abort, timeout). */
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.notify();
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private async waitFor(n: number): Promise<boolean> {
+    while (this.buffered < n) {
+      if (this.failure) throw this.failure;
+      if (this.ended) return false;
+      await new Promise<void>((r) => (this.wake = r));
+    }
+    if (this.failure) throw this.failure;
+    return true;
+  }
+
+  private take(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let need = n;
+    while (need > 0) {
+      const head = this.chunks[0]!;
+      if (head.length <= need) {
+        out.push(head);
+        this.chunks.shift();
+        need -= head.length;
+      } else {
+        out.push(head.subarray(0, need));
+        this.chunks[0] = head.subarray(need);
+        need = 0;
+      }
+    }
+    this.buffered -= n;
+    if (this.buffered < FrameReader.low && this.stream.isPaused()) this.stream.resume();
+    return out;
+  }
+
+  /** The next frame header, or null when the peer closed cleanly between frames. */
+  async header(): Promise<{ type: number; length: number } | null> {
+    if (!(await this.waitFor(HEADER_BYTES))) {
+      if (this.buffered === 0) return null;
+      throw new AgentError('io', 'connection closed in the middle of a frame header');
+    }
+    const h = Buffer.concat(this.take(HEADER_BYTES));
+    return { type: h.readUInt8(0), length: h.readUInt32BE(1) };
+  }
+
+  async exact(n: number): Promise<Buffer> {
+    if (n === 0) return Buffer.alloc(0);
+    if (!(await this.waitFor(n))) throw new AgentError('io', `connection closed while ${n} bytes were expected`);
+    const parts = this.take(n);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Whatever is buffered, at least one byte and at most max, as slices (no copy). */
+  async some(max: number): Promise<Buffer[]> {
+    if (!(await this.waitFor(1))) throw new AgentError('io', 'connection closed in the middle of file data');
+    return this.take(Math.min(max, this.buffered));
+  }
+
+  /** Reads one control frame and parses its JSON. */
+  async json(expected: readonly number[], stage: string): Promise<{ type: number; body: unknown }> {
+    const h = await this.header();
+    if (!h) throw new AgentError('io', `peer closed the connection ${stage}`);
+    if (h.type === FrameType.data) throw new AgentError('bad_request', `unexpected file data ${stage}`);
+    if (h.length > MAX_CONTROL_BYTES) throw new AgentError('bad_request', `control frame of ${h.length} bytes ${stage} is too large`);
+    const payload = await this.exact(h.length);
+    if (h.type !== FrameType.error && !expected.includes(h.type)) {
+      throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame ${stage}`);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new AgentError('bad_request', `malformed ${frameName(h.type)} frame ${stage}`);
+    }
+    return { type: h.type, body };
+  }
+}
+
+/** The peer's ERROR frame as an AgentError, keeping its code when it is one we know. */
+export function peerError(body: unknown, peer: string): AgentError {
+  const b = (body ?? {}) as { code?: unknown; message?: unknown };
+  const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable'];
+  const code = typeof b.code === 'string' && known.includes(b.code) ? (b.code as 'io') : 'io';
+  const message = typeof b.message === 'string' ? b.message : 'no reason given';
+  return new AgentError(code, `${peer} stopped the transfer: ${message}`);
+}
+
+const queueBytes = 4 * 1024 * 1024;
+
+/** Writes buffers and waits when the socket's buffer is full (backpressure). */
+export async function writeAll(socket: Duplex, buffers: readonly Buffer[]): Promise<void> {
+  let ok = true;
+  if (buffers.length > 1) socket.cork();
+  for (const b of buffers) ok = socket.write(b) && ok;
+  if (buffers.length > 1) socket.uncork();
+  // Keep a few MiB queued rather than waiting for every write to drain, so the socket never runs dry.
+  if (!ok && socket.writableLength > queueBytes && !socket.destroyed) {
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        socket.off('drain', onDrain);
+        socket.off('close', onClose);
+        socket.off('error', done);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(new AgentError('io', 'connection closed while sending'));
+      socket.on('drain', onDrain);
+      socket.on('close', onClose);
+      socket.on('error', done);
+    });
+  }
+  if (socket.destroyed) throw new AgentError('io', 'connection closed while sending');
+}

@@ -1,0 +1,503 @@
+// The receiving side of the built-in transfer: listens on a port it chooses, authenticates one sender, writes
+// each file under a staging name, verifies its checksum, makes it durable and renames it into place, keeps a
+// durable list of verified files, and writes the final manifest last, only when every file verified.
+import { createHash, type Hash } from 'node:crypto';
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod, chown, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { AgentError, asAgentError } from '../errors.js';
+import { log } from '../log.js';
+import { newNonce, proof, proofMatches } from './auth.js';
+import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
+import {
+  CHECKSUM_ALGORITHM,
+  MANIFEST_FILE,
+  STAGING_DIR,
+  alreadyVerified,
+  validateManifest,
+  type FileEntry,
+  type FinalManifest,
+  type ManifestEntry,
+  type VerifiedFile,
+} from './manifest.js';
+import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, frameName, jsonFrame, writeAll } from './protocol.js';
+import { ProgressTracker, type ProgressListener } from './progress.js';
+import { ReceiverState } from './receiver-state.js';
+import type { TransferTls } from './tls.js';
+
+export interface ReceiverOptions {
+  /** Where the tree lands (the datadir). Created if missing. */
+  destDir: string;
+  /** Address to listen on (SeedTransferBindAddress); default all interfaces. */
+  bindAddress?: string;
+  /** 0 (default) lets the OS choose a free port. */
+  port?: number;
+  tls?: TransferTls;
+  /** The per-seed secret the sender must prove it knows (see newAuthKey). */
+  authKey: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+  /** How long to wait for an authenticated sender (SeedTransferConnectTimeoutSeconds). Default 600 s. */
+  connectTimeoutMs?: number;
+  /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
+  idleTimeoutMs?: number;
+  progressIntervalMs?: number;
+}
+
+export interface ReceiveResult {
+  /** Bytes received and verified in this session. */
+  bytesReceived: number;
+  filesReceived: number;
+  /** Files not sent again because an earlier session had verified them. */
+  filesSkipped: number;
+  bytesTotal: number;
+  filesTotal: number;
+  seconds: number;
+  manifestFile: string;
+  /** Address of the sender. */
+  peer: string;
+}
+
+export interface Receiver {
+  /** The port actually listened on; report it to the sender. */
+  port: number;
+  /** Resolves when every file is verified and the final manifest is durable; rejects with an AgentError. */
+  done: Promise<ReceiveResult>;
+}
+
+const handshakeTimeoutMs = 15_000;
+/** Batches of verified files are made durable in the state file at this pace (a crash loses at most this). */
+const commitIntervalMs = 300;
+/** File writes are gathered into writev calls of about this size. */
+const writeBatchBytes = 2 * 1024 * 1024;
+/** Files being fsynced and renamed in the background while the next one streams in. */
+const maxFinalizing = 8;
+
+/**
+ * Prepares destDir (removes any final manifest, so a partial copy never looks complete; loads the verified
+ * list; clears the staging area), then listens. Resolves once listening.
+ */
+export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
+  const destDir = resolve(opts.destDir);
+  if (!opts.authKey) throw new AgentError('bad_request', 'a transfer receiver needs an auth key');
+  if (opts.signal?.aborted) throw new AgentError('aborted', `receive into ${destDir} aborted before it started`);
+  const staging = join(destDir, STAGING_DIR);
+  try {
+    await mkdir(destDir, { recursive: true });
+    await unlinkDurably(join(destDir, MANIFEST_FILE));
+    await rm(staging, { recursive: true, force: true });
+  } catch (err) {
+    throw new AgentError('io', `cannot prepare ${destDir} to receive: ${(err as Error).message}`, { hint: 'check the datadir exists and is writable' });
+  }
+  const state = await ReceiverState.load(destDir);
+
+  const server: Server = opts.tls
+    ? createTlsServer({
+        key: opts.tls.key,
+        cert: opts.tls.cert,
+        ca: opts.tls.ca,
+        requestCert: opts.tls.ca !== undefined,
+        rejectUnauthorized: opts.tls.ca !== undefined,
+        minVersion: 'TLSv1.2',
+      })
+    : createTcpServer();
+
+  const port = await new Promise<number>((resolvePort, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new AgentError('unavailable', `cannot listen for the transfer on ${opts.bindAddress ?? '0.0.0.0'}:${opts.port ?? 0}: ${err.code ?? err.message}`, {
+          hint: err.code === 'EADDRINUSE' ? 'another process holds the port; use port 0 to let the agent choose' : undefined,
+        }),
+      ),
+    );
+    server.listen({ port: opts.port ?? 0, host: opts.bindAddress || undefined }, () => {
+      const addr = server.address();
+      resolvePort(typeof addr === 'object' && addr ? addr.port : 0);
+    });
+  });
+  log.info('transfer: receiver listening', { destDir, port, tls: !!opts.tls });
+
+  const session = new ReceiveSession(destDir, staging, state, opts, server, port);
+  const done = session.run();
+  done.catch(() => undefined); // the caller awaits it; this only keeps Node from calling it unhandled meanwhile
+  return { port, done };
+}
+
+class ReceiveSession {
+  private settled = false;
+  private resolveDone!: (r: ReceiveResult) => void;
+  private rejectDone!: (e: AgentError) => void;
+  private socket: Socket | undefined;
+  private reader: FrameReader | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private commitTimer: NodeJS.Timeout | undefined;
+  private readonly refusals: string[] = [];
+  private readonly started = performance.now();
+  private readonly openFiles = new Set<FileHandle>();
+  private finalizing: Promise<void>[] = [];
+  private pendingCommit: VerifiedFile[] = [];
+  private committing: Promise<void> = Promise.resolve();
+  private where = 'waiting for the sender';
+
+  constructor(
+    private readonly destDir: string,
+    private readonly staging: string,
+    private readonly state: ReceiverState,
+    private readonly opts: ReceiverOptions,
+    private readonly server: Server,
+    private readonly port: number,
+  ) {}
+
+  run(): Promise<ReceiveResult> {
+    const done = new Promise<ReceiveResult>((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
+    const connectTimeoutMs = this.opts.connectTimeoutMs ?? 600_000;
+    this.connectTimer = setTimeout(() => {
+      const refused = this.refusals.length ? `; refused ${this.refusals.length} connection(s): ${this.refusals.slice(-3).join('; ')}` : '';
+      this.fail(
+        new AgentError('unavailable', `no sender authenticated on port ${this.port} within ${Math.round(connectTimeoutMs / 1000)} s${refused}`, {
+          hint: 'start the send on the source agent with this port and key',
+        }),
+      );
+    }, connectTimeoutMs);
+    const onAbort = () => this.fail(new AgentError('aborted', `receive into ${this.destDir} aborted (${this.where})`));
+    this.opts.signal?.addEventListener('abort', onAbort, { once: true });
+    done.finally(() => this.opts.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
+
+    const event = this.opts.tls ? 'secureConnection' : 'connection';
+    this.server.on(event, (socket: Socket) => void this.handshake(socket));
+    this.server.on('tlsClientError', (err: Error, socket: Socket) => {
+      this.refuse(`${socket.remoteAddress ?? '?'}: TLS handshake failed (${err.message}); is the sender using TLS (SeedTransferUseSSL)?`);
+    });
+    return done;
+  }
+
+  private refuse(reason: string): void {
+    this.refusals.push(reason);
+    log.warn('transfer: refused a connection', { port: this.port, reason });
+  }
+
+  /** Checks the magic and the sender's proof; the first sender that passes owns this receiver. */
+  private async handshake(socket: Socket): Promise<void> {
+    const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.socket || this.settled) {
+      socket.destroy();
+      return;
+    }
+    const reader = new FrameReader(socket);
+    socket.on('error', () => undefined); // failures surface through the reader
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
+    try {
+      const magic = await reader.exact(MAGIC.length);
+      if (!magic.equals(MAGIC)) {
+        throw new AgentError(
+          'bad_request',
+          magic[0] === 0x16 ? 'the sender speaks TLS but this receiver is plaintext (SeedTransferUseSSL differs between agents)' : 'not an orchestrator-agent transfer',
+        );
+      }
+      const nonce = newNonce();
+      await writeAll(socket, [jsonFrame(FrameType.hello, { version: PROTOCOL_VERSION, nonce })]);
+      const auth = await reader.json([FrameType.auth], 'during the handshake');
+      const body = auth.body as { mac?: unknown; nonce?: unknown };
+      if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
+        await writeAll(socket, [jsonFrame(FrameType.error, { code: 'unauthorized', message: 'wrong transfer key' })]).catch(() => undefined);
+        throw new AgentError('unauthorized', 'wrong transfer key');
+      }
+      if (this.socket || this.settled) throw new AgentError('conflict', 'another sender is already connected');
+      clearTimeout(timer);
+      this.socket = socket;
+      this.reader = reader;
+      clearTimeout(this.connectTimer);
+      this.server.close(); // one sender per receive; later connections are refused by the OS
+      log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
+      await writeAll(socket, [jsonFrame(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() })]);
+    } catch (err) {
+      clearTimeout(timer);
+      if (this.socket === socket) return this.fail(err);
+      this.refuse(`${peer}: ${asAgentError(err).message}`);
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    try {
+      const result = await this.receive(socket, reader, peer);
+      this.succeed(result);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private async receive(socket: Socket, reader: FrameReader, peer: string): Promise<ReceiveResult> {
+    const idleMs = this.opts.idleTimeoutMs ?? 120_000;
+    socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s (${this.where})`)));
+
+    this.where = 'reading the manifest';
+    const m = await reader.json([FrameType.manifest], 'instead of the manifest');
+    if (m.type === FrameType.error) throw peerFailure(m.body);
+    const mb = m.body as { algorithm?: unknown; entries?: unknown };
+    if (mb.algorithm !== CHECKSUM_ALGORITHM) throw new AgentError('bad_request', `sender checksums with ${String(mb.algorithm)}, this receiver with ${CHECKSUM_ALGORITHM}`);
+    const entries = validateManifest(mb.entries, this.destDir);
+    const files = entries.filter((e): e is FileEntry => e.type === 'file');
+    const bytesTotal = files.reduce((s, f) => s + f.size, 0);
+    const progress = new ProgressTracker(bytesTotal, files.length, this.opts.onProgress, this.opts.progressIntervalMs);
+    const checksums = new Map<string, string>();
+    let skipped = 0;
+    let skippedBytes = 0;
+    for (const f of files) {
+      const have = this.state.get(f.path);
+      if (alreadyVerified(f, have)) {
+        checksums.set(f.path, have!.checksum);
+        skipped++;
+        skippedBytes += f.size;
+      } else if (have) {
+        this.state.forget(f.path);
+      }
+    }
+    progress.alreadyDone(skipped, skippedBytes);
+
+    this.where = 'creating directories';
+    await mkdir(this.staging, { mode: 0o700 });
+    for (const e of entries) if (e.type === 'dir') await this.ensureDir(e.path);
+
+    this.commitTimer = setInterval(() => this.scheduleCommit(), commitIntervalMs);
+    let bytesReceived = 0;
+    let filesReceived = 0;
+    for (;;) {
+      const h = await reader.header();
+      if (!h) throw new AgentError('io', `the sender closed the connection ${this.where}`);
+      if (h.type === FrameType.end) {
+        await reader.exact(h.length);
+        break;
+      }
+      if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));
+      if (h.type !== FrameType.fileBegin) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame ${this.where}`);
+      const begin = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown };
+      const entry = typeof begin.index === 'number' ? entries[begin.index] : undefined;
+      if (!entry || entry.type !== 'file') throw new AgentError('bad_request', `file number ${String(begin.index)} is not a file of the manifest`);
+      this.where = `receiving ${entry.path}`;
+      progress.fileStarted(entry.path);
+      const checksum = await this.receiveFile(reader, entry, begin.index as number, progress);
+      checksums.set(entry.path, checksum);
+      bytesReceived += entry.size;
+      filesReceived++;
+      progress.fileDone();
+    }
+
+    this.where = 'making the last files durable';
+    await Promise.all(this.finalizing);
+    clearInterval(this.commitTimer);
+    this.scheduleCommit();
+    await this.committing;
+    const missing = files.filter((f) => !checksums.has(f.path));
+    if (missing.length) throw new AgentError('io', `the sender finished without sending ${missing.length} file(s), first ${missing[0]!.path}`);
+
+    this.where = 'creating symlinks and directory attributes';
+    await this.finishTree(entries);
+    this.where = 'writing the final manifest';
+    progress.finish();
+    const manifest: FinalManifest = {
+      version: 1,
+      algorithm: CHECKSUM_ALGORITHM,
+      completedAt: new Date().toISOString(),
+      bytesTotal,
+      filesTotal: files.length,
+      entries: entries.map((e) => (e.type === 'file' ? { ...e, checksum: checksums.get(e.path)! } : e)),
+    };
+    const manifestFile = join(this.destDir, MANIFEST_FILE);
+    await writeFileDurably(manifestFile, JSON.stringify(manifest));
+    await this.state.remove();
+    await rm(this.staging, { recursive: true, force: true });
+    await fsyncDir(this.destDir);
+    const result: ReceiveResult = {
+      bytesReceived,
+      filesReceived,
+      filesSkipped: skipped,
+      bytesTotal,
+      filesTotal: files.length,
+      seconds: (performance.now() - this.started) / 1000,
+      manifestFile,
+      peer,
+    };
+    await writeAll(socket, [jsonFrame(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped })]);
+    socket.end();
+    return result;
+  }
+
+  /** Streams one file into the staging area, returns its verified checksum and finalizes it in the background. */
+  private async receiveFile(reader: FrameReader, entry: FileEntry, index: number, progress: ProgressTracker): Promise<string> {
+    const tmp = join(this.staging, String(index));
+    const fh = await open(tmp, 'w', 0o600);
+    this.openFiles.add(fh);
+    const hash: Hash = createHash(CHECKSUM_ALGORITHM);
+    let position = 0;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let inflight: Promise<void> = Promise.resolve();
+    const flush = async () => {
+      const buffers = batch;
+      const at = position - batchBytes;
+      batch = [];
+      batchBytes = 0;
+      await inflight;
+      inflight = writeFully(fh, buffers, at);
+    };
+    for (;;) {
+      const h = await reader.header();
+      if (!h) throw new AgentError('io', `the sender closed the connection while sending ${entry.path} (${position} of ${entry.size} bytes)`);
+      if (h.type === FrameType.data) {
+        if (h.length > MAX_DATA_BYTES || position + h.length > entry.size) {
+          throw new AgentError('bad_request', `the sender sent more data than the ${entry.size} bytes of ${entry.path}`);
+        }
+        let left = h.length;
+        while (left > 0) {
+          for (const slice of await reader.some(left)) {
+            hash.update(slice);
+            batch.push(slice);
+            batchBytes += slice.length;
+            position += slice.length;
+            left -= slice.length;
+            progress.bytes(slice.length);
+          }
+          if (batchBytes >= writeBatchBytes) await flush();
+        }
+        continue;
+      }
+      if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));
+      if (h.type !== FrameType.fileEnd) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame while receiving ${entry.path}`);
+      const end = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; checksum?: unknown };
+      if (batchBytes > 0) await flush();
+      await inflight;
+      if (end.index !== index) throw new AgentError('bad_request', `file end for number ${String(end.index)} while receiving ${entry.path}`);
+      if (position !== entry.size) throw new AgentError('io', `${entry.path}: received ${position} bytes, the manifest says ${entry.size}`);
+      const got = hash.digest('hex');
+      if (end.checksum !== got) {
+        throw new AgentError('io', `checksum mismatch on ${entry.path}: the sender read ${String(end.checksum)}, this receiver got ${got}`, {
+          hint: 'the data was corrupted on the way or on disk; run the seed again',
+        });
+      }
+      if (this.finalizing.length >= maxFinalizing) await this.finalizing.shift();
+      this.finalizing.push(this.finalize(fh, tmp, entry, got));
+      return got;
+    }
+  }
+
+  /** Owner, mode and mtime, fsync, rename into place; then queued for the state file. */
+  private async finalize(fh: FileHandle, tmp: string, entry: FileEntry, checksum: string): Promise<void> {
+    try {
+      if (process.getuid?.() === 0) await fh.chown(entry.uid, entry.gid);
+      await fh.chmod(entry.mode);
+      await fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000);
+      await fh.sync();
+    } finally {
+      this.openFiles.delete(fh);
+      await fh.close();
+    }
+    const final = join(this.destDir, entry.path);
+    const existing = await lstat(final).catch(() => undefined);
+    if (existing?.isDirectory()) await rm(final, { recursive: true, force: true });
+    await rename(tmp, final);
+    this.pendingCommit.push({ path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, checksum });
+  }
+
+  /** fsyncs the directories of renamed files, then records them in the state file; one commit at a time. */
+  private scheduleCommit(): void {
+    if (this.pendingCommit.length === 0) return;
+    const batch = this.pendingCommit;
+    this.pendingCommit = [];
+    this.committing = this.committing.then(async () => {
+      if (this.settled) return;
+      const dirs = new Set(batch.map((f) => dirname(join(this.destDir, f.path))));
+      for (const d of dirs) await fsyncDir(d);
+      this.state.add(batch);
+      await this.state.save();
+    });
+    this.committing.catch((err) => this.fail(new AgentError('io', `cannot record verified files in ${this.destDir}: ${(err as Error).message}`)));
+  }
+
+  /** A real directory at path: anything else there (a stale symlink, a file) is removed first. */
+  private async ensureDir(path: string): Promise<void> {
+    const abs = join(this.destDir, path);
+    const st = await lstat(abs).catch(() => undefined);
+    if (st?.isDirectory()) return;
+    if (st) await rm(abs, { recursive: true, force: true });
+    await mkdir(abs, { mode: 0o700 });
+  }
+
+  private async finishTree(entries: readonly ManifestEntry[]): Promise<void> {
+    const root = process.getuid?.() === 0;
+    for (const e of entries) {
+      if (e.type !== 'symlink') continue;
+      const abs = join(this.destDir, e.path);
+      const st = await lstat(abs).catch(() => undefined);
+      if (st?.isDirectory()) await rm(abs, { recursive: true, force: true });
+      else if (st) await unlink(abs);
+      await symlink(e.target, abs);
+      if (root) await lchown(abs, e.uid, e.gid);
+    }
+    // Deepest first: setting a directory's mtime must come after everything inside it changed.
+    const dirs = entries.filter((e) => e.type === 'dir').reverse();
+    for (const d of dirs) {
+      const abs = join(this.destDir, d.path);
+      if (root) await chown(abs, d.uid, d.gid);
+      await chmod(abs, d.mode);
+      await utimes(abs, d.mtimeMs / 1000, d.mtimeMs / 1000);
+      await fsyncDir(abs);
+    }
+  }
+
+  private succeed(result: ReceiveResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.connectTimer);
+    log.info('transfer: receive complete', { destDir: this.destDir, ...result });
+    this.resolveDone(result);
+  }
+
+  private fail(err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    const e = asAgentError(err);
+    const error = e.code === 'internal' ? new AgentError('io', `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { cause: err }) : e;
+    clearTimeout(this.connectTimer);
+    clearInterval(this.commitTimer);
+    this.server.close();
+    this.reader?.fail(error);
+    if (this.socket && !this.socket.destroyed) {
+      this.socket.write(jsonFrame(FrameType.error, { code: error.code, message: error.message }));
+      this.socket.end();
+      const s = this.socket;
+      setTimeout(() => s.destroy(), 1000).unref();
+    }
+    log.warn('transfer: receive failed', { destDir: this.destDir, error: error.describe() });
+    void (async () => {
+      await Promise.allSettled(this.finalizing);
+      for (const fh of this.openFiles) await fh.close().catch(() => undefined);
+      await this.committing.catch(() => undefined);
+      await rm(this.staging, { recursive: true, force: true }).catch(() => undefined);
+    })().finally(() => this.rejectDone(error));
+  }
+}
+
+function peerFailure(body: unknown): AgentError {
+  const b = (body ?? {}) as { message?: unknown };
+  return new AgentError('io', `the sender stopped the transfer: ${typeof b.message === 'string' ? b.message : 'no reason given'}`);
+}
+
+async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let at = position;
+  let bufs = buffers;
+  while (bufs.length) {
+    const { bytesWritten } = await fh.writev(bufs, at);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    while (bufs.length && skip >= bufs[0]!.length) {
+      skip -= bufs[0]!.length;
+      bufs = bufs.slice(1);
+    }
+    if (skip > 0) bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
+  }
+}

@@ -1,0 +1,237 @@
+// The sending side of the built-in transfer: walks the source tree, proves the seed's key to the receiver,
+// learns which files the receiver already verified, and streams the rest with a checksum computed on the way.
+import { createHash } from 'node:crypto';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { AgentError, asAgentError } from '../errors.js';
+import { log } from '../log.js';
+import { newNonce, proof, proofMatches } from './auth.js';
+import { CHECKSUM_ALGORITHM, alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
+import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
+import { ProgressTracker, type ProgressListener } from './progress.js';
+import { bandwidthLimiter } from './throttle.js';
+import type { TransferTls } from './tls.js';
+
+export interface SendOptions {
+  /** The tree to send (a datadir or a mounted snapshot). */
+  sourceDir: string;
+  host: string;
+  port: number;
+  tls?: TransferTls;
+  /** The key the receiving seed generated and handed over through the seed API. */
+  authKey: string;
+  /** MB/s (10^6 bytes); 0 or undefined = unlimited (SeedTransferBandwidthMBps). */
+  bandwidthMBps?: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+  connectTimeoutMs?: number;
+  /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
+  idleTimeoutMs?: number;
+  progressIntervalMs?: number;
+  /** Read size; 1 MiB by default (measured in bench/run.ts). */
+  chunkBytes?: number;
+}
+
+export interface SendResult {
+  bytesSent: number;
+  filesSent: number;
+  /** Files the receiver had verified in an earlier session. */
+  filesSkipped: number;
+  bytesTotal: number;
+  filesTotal: number;
+  seconds: number;
+}
+
+/** Sends sourceDir; resolves only after the receiver reports every file verified and its manifest durable. */
+export async function send(opts: SendOptions): Promise<SendResult> {
+  const started = performance.now();
+  const peer = `receiver ${opts.host}:${opts.port}`;
+  if (opts.signal?.aborted) throw new AgentError('aborted', `send to ${peer} aborted before it started`);
+  const root = resolve(opts.sourceDir);
+  const entries = await walkSource(root);
+  const files = entries.map((e, index) => ({ e, index })).filter((x): x is { e: FileEntry; index: number } => x.e.type === 'file');
+
+  let where = 'connecting';
+  let firstError: AgentError | undefined;
+  let peerFailure: AgentError | undefined;
+  const socket = await connect(opts, peer);
+  const reader = new FrameReader(socket);
+  socket.on('error', () => undefined); // surfaces through the reader and writeAll
+  socket.setNoDelay(true); // a frame's tail must not wait for a delayed ACK
+  const fail = (err: unknown) => {
+    firstError ??= asAgentError(err);
+    reader.fail(firstError);
+    socket.destroy();
+  };
+  const onAbort = () => fail(new AgentError('aborted', `send to ${peer} aborted (${where})`));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const idleMs = opts.idleTimeoutMs ?? 120_000;
+  socket.setTimeout(idleMs, () => fail(new AgentError('unavailable', `${peer} did not answer for ${Math.round(idleMs / 1000)} s (${where})`)));
+
+  try {
+    where = 'during the handshake';
+    await writeAll(socket, [MAGIC]);
+    const hello = await reader.json([FrameType.hello], where).catch((err) => {
+      throw closedEarly(err, peer, !!opts.tls);
+    });
+    if (hello.type === FrameType.error) throw peerError(hello.body, peer);
+    const hb = hello.body as { version?: unknown; nonce?: unknown };
+    if (hb.version !== PROTOCOL_VERSION || typeof hb.nonce !== 'string') {
+      throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
+    }
+    const myNonce = newNonce();
+    await writeAll(socket, [jsonFrame(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce })]);
+    const welcome = await reader.json([FrameType.welcome], where);
+    if (welcome.type === FrameType.error) {
+      const e = peerError(welcome.body, peer);
+      throw e.code === 'unauthorized'
+        ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
+        : e;
+    }
+    const wb = welcome.body as { mac?: unknown; have?: unknown };
+    if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
+      throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
+    }
+    const have = new Map<string, VerifiedFile>();
+    if (Array.isArray(wb.have)) for (const v of wb.have as VerifiedFile[]) if (v && typeof v.path === 'string') have.set(v.path, v);
+
+    const toSend = files.filter((f) => !alreadyVerified(f.e, have.get(f.e.path)));
+    const bytesTotal = files.reduce((s, f) => s + f.e.size, 0);
+    const progress = new ProgressTracker(bytesTotal, files.length, opts.onProgress, opts.progressIntervalMs);
+    const skipped = files.length - toSend.length;
+    progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
+
+    where = 'sending the manifest';
+    await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: CHECKSUM_ALGORITHM, entries })]);
+    // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
+    let result: unknown;
+    const answer = reader.json([FrameType.result], 'before the transfer finished').then(
+      (f) => {
+        if (f.type === FrameType.error) {
+          peerFailure = peerError(f.body, peer);
+          fail(peerFailure);
+        } else result = f.body;
+      },
+      (err) => fail(err),
+    );
+
+    const limiter = bandwidthLimiter(opts.bandwidthMBps);
+    const chunk = opts.chunkBytes ?? 1024 * 1024;
+    let bytesSent = 0;
+    for (const { e, index } of toSend) {
+      where = `sending ${e.path}`;
+      progress.fileStarted(e.path);
+      await writeAll(socket, [jsonFrame(FrameType.fileBegin, { index })]);
+      const hash = createHash(CHECKSUM_ALGORITHM);
+      const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
+        throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
+      });
+      let next: Promise<Buffer> | undefined;
+      try {
+        let pos = 0;
+        next = e.size > 0 ? readChunk(fh, pos, Math.min(chunk, e.size)) : undefined;
+        while (pos < e.size) {
+          const buf = await next!;
+          if (buf.length === 0) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
+          pos += buf.length;
+          next = pos < e.size ? readChunk(fh, pos, Math.min(chunk, e.size - pos)) : undefined;
+          hash.update(buf);
+          if (limiter) await limiter.take(buf.length, opts.signal);
+          if (firstError) throw firstError;
+          await writeAll(socket, [frameHeader(FrameType.data, buf.length), buf]);
+          progress.bytes(buf.length);
+          bytesSent += buf.length;
+        }
+      } finally {
+        await next?.catch(() => undefined);
+        await fh.close();
+      }
+      await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest('hex') })]);
+      progress.fileDone();
+    }
+    where = 'waiting for the receiver to verify and write its manifest';
+    await writeAll(socket, [jsonFrame(FrameType.end, {})]);
+    await answer;
+    if (firstError) throw firstError;
+    if (result === undefined) throw new AgentError('io', `${peer} closed without confirming the transfer`);
+    progress.finish();
+    socket.end();
+    const seconds = (performance.now() - started) / 1000;
+    const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
+    log.info('transfer: send complete', { peer, ...r });
+    return r;
+  } catch (err) {
+    fail(err);
+    // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
+    await new Promise((r) => setTimeout(r, 50));
+    const e = peerFailure ?? firstError ?? asAgentError(err);
+    throw e.code === 'internal' ? new AgentError('io', `send to ${peer} failed ${where}: ${e.message}`, { cause: err }) : e;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    socket.destroy();
+  }
+}
+
+async function readChunk(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
+function closedEarly(err: unknown, peer: string, tls: boolean): AgentError {
+  const e = asAgentError(err);
+  if (e.code === 'aborted' || e.code === 'unavailable') return e;
+  return new AgentError('io', `${peer} closed the connection before the handshake: ${e.message}`, {
+    hint: tls ? 'check the receiver runs the built-in transfer on this port' : 'if the receiving agent uses TLS for transfers (SeedTransferUseSSL), enable it here too',
+  });
+}
+
+function connect(opts: SendOptions, peer: string): Promise<Socket> {
+  const timeoutMs = opts.connectTimeoutMs ?? 30_000;
+  return new Promise<Socket>((resolveSocket, reject) => {
+    const socket: Socket = opts.tls
+      ? tlsConnect({
+          host: opts.host,
+          port: opts.port,
+          key: opts.tls.key,
+          cert: opts.tls.cert,
+          ca: opts.tls.ca,
+          rejectUnauthorized: opts.tls.ca !== undefined,
+          ...(opts.tls.skipHostnameCheck ? { checkServerIdentity: () => undefined } : {}),
+          minVersion: 'TLSv1.2',
+        })
+      : tcpConnect({ host: opts.host, port: opts.port });
+    const event = opts.tls ? 'secureConnect' : 'connect';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs);
+    const onAbort = () => {
+      socket.destroy();
+      reject(new AgentError('aborted', `send to ${peer} aborted while connecting`));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once(event, () => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      resolveSocket(socket);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      const tlsHint = opts.tls ? 'if the receiving agent does not use TLS for transfers (SeedTransferUseSSL), disable it here too' : undefined;
+      reject(
+        new AgentError('unavailable', `cannot connect to ${peer}: ${err.code ?? err.message}`, {
+          hint: err.code === 'ECONNREFUSED' ? 'the receiver is not listening; start the receive first and use the port it reports' : tlsHint,
+        }),
+      );
+    });
+  });
+}
