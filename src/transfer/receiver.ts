@@ -344,6 +344,7 @@ class ReceiveSession {
       batchBytes = 0;
       await inflight;
       inflight = writeFully(fh, buffers, at);
+      inflight.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
     };
     for (;;) {
       const h = await reader.header();
@@ -380,7 +381,9 @@ class ReceiveSession {
         });
       }
       if (this.finalizing.length >= maxFinalizing) await this.finalizing.shift();
-      this.finalizing.push(this.finalize(fh, tmp, entry, got));
+      const finalizing = this.finalize(fh, tmp, entry, got);
+      finalizing.catch((err) => this.fail(new AgentError('io', `cannot make ${entry.path} durable in ${this.destDir}: ${(err as Error).message}`)));
+      this.finalizing.push(finalizing);
       return got;
     }
   }
@@ -461,7 +464,11 @@ class ReceiveSession {
     if (this.settled) return;
     this.settled = true;
     const e = asAgentError(err);
-    const error = e.code === 'internal' ? new AgentError('io', `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { cause: err }) : e;
+    // Say where it broke when the error itself does not (a dropped connection knows nothing of files).
+    const error =
+      e.message.includes(this.where) || e.code === 'unauthorized'
+        ? e
+        : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, cause: err });
     clearTimeout(this.connectTimer);
     clearInterval(this.commitTimer);
     this.server.close();

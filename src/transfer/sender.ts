@@ -132,11 +132,13 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       try {
         let pos = 0;
         next = e.size > 0 ? readChunk(fh, pos, Math.min(chunk, e.size)) : undefined;
+        next?.catch(() => undefined);
         while (pos < e.size) {
           const buf = await next!;
           if (buf.length === 0) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
           pos += buf.length;
           next = pos < e.size ? readChunk(fh, pos, Math.min(chunk, e.size - pos)) : undefined;
+          next?.catch(() => undefined); // awaited in the next round; only marks it handled meanwhile
           hash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
@@ -167,7 +169,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));
     const e = peerFailure ?? firstError ?? asAgentError(err);
-    throw e.code === 'internal' ? new AgentError('io', `send to ${peer} failed ${where}: ${e.message}`, { cause: err }) : e;
+    throw e.message.includes(where) || e.message.includes(peer)
+      ? e
+      : new AgentError(e.code === 'internal' ? 'io' : e.code, `send to ${peer} failed ${where}: ${e.message}`, { hint: e.hint, cause: err });
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     socket.destroy();
