@@ -104,11 +104,14 @@
       el('div', { class: 'meta' }),
       el('div', { class: 'error', hidden: '' }),
       el('div', { class: 'progress', hidden: '' }, el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }, el('div')), el('div', { class: 'numbers' })),
-      el('div', { class: 'layout' },
-        el('div', { class: 'diagram' }, el('div', { class: 'missing', text: 'loading diagram…' })),
-        el('table', { class: 'history' },
-          el('thead', {}, el('tr', {}, el('th', { text: 'step' }), el('th', { text: 'entered' }), el('th', { text: 'took' }), el('th', { text: 'error' }))),
-          el('tbody'))));
+      el('details', { class: 'detail' }, el('summary', { text: 'diagram and steps' }),
+        el('div', { class: 'layout' },
+          el('div', { class: 'diagram' }, el('div', { class: 'missing', text: 'loading diagram…' })),
+          el('table', { class: 'history' },
+            el('thead', {}, el('tr', {}, el('th', { text: 'step' }), el('th', { text: 'entered' }), el('th', { text: 'took' }), el('th', { text: 'error' }))),
+            el('tbody')))));
+    // Open for seeds that are running or failed when the page first sees them; finished ones stay folded.
+    card.querySelector('details').open = view.status === 'active' || view.status === 'failed';
     diagramFor(view.machine).then((svg) => {
       const holder = card.querySelector('.diagram');
       holder.replaceChildren(svg ? document.importNode(svg, true) : el('div', { class: 'missing', text: `no diagram for machine ${view.machine}` }));
@@ -163,7 +166,7 @@
     }
 
     const rows = (view.history || []).map((h) => {
-      const took = ms(h.leftAt) !== undefined && ms(h.enteredAt) !== undefined ? duration((ms(h.leftAt) - ms(h.enteredAt)) / 1000) : h.leftAt ? '' : 'now';
+      const took = ms(h.leftAt) !== undefined && ms(h.enteredAt) !== undefined ? duration((ms(h.leftAt) - ms(h.enteredAt)) / 1000) : !h.leftAt && view.status === 'active' ? 'now' : '';
       return el('tr', { 'data-state': h.state }, el('td', { text: h.state }), el('td', { text: clock(h.enteredAt) }), el('td', { text: took }),
         el('td', { class: h.error ? 'err' : '', text: errorText(h.error) }));
     });
