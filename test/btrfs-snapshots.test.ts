@@ -69,7 +69,6 @@ describe('btrfs snapshot backend on a real btrfs loop filesystem, through the ag
         BtrfsSnapshotsDir: snapshotsDir,
         BtrfsSnapshotSource: live,
         SnapshotMountPoint: mountPoint,
-        SnapshotVolumesFilter: 'snap',
         // The snapshot holds /data/mysql's content at mysql/: the heuristic strips "/data".
         MySQLDatadirCommand: 'echo /data/mysql',
       }),
@@ -93,6 +92,7 @@ describe('btrfs snapshot backend on a real btrfs loop filesystem, through the ag
 
   test('filters by pattern, by SnapshotVolumesFilter, and finds one volume by name or path', async () => {
     expect((await getJson<LogicalVolume[]>('/api/lvs/ap2')).map((v) => v.Name)).toEqual(['snap2']);
+    // No SnapshotVolumesFilter: every read-only snapshot, and not the writable subvolume.
     expect((await getJson<LogicalVolume[]>('/api/lvs-snapshots')).map((v) => v.Name)).toEqual(['snap1', 'snap2']);
     expect((await getJson<LogicalVolume[]>('/api/lv/snap1')).map((v) => v.Path)).toEqual([join(snapshotsDir, 'snap1')]);
     const byPath = await getJson<LogicalVolume[]>(`/api/lv?lv=${encodeURIComponent(join(snapshotsDir, 'snap2'))}`);

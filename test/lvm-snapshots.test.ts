@@ -39,7 +39,7 @@ describe('LVM backend against real lvs/lvremove on metadata-only LVM (no device-
     dir = tempDir('oa-lvm-');
     fx = createLvm(dir, vg);
     agent = await startAgentProcess(
-      writeConfig(dir, { TokenHintFile: join(dir, 'token'), SnapshotMountPoint: join(dir, 'mnt'), SnapshotVolumesFilter: 'snap' }),
+      writeConfig(dir, { TokenHintFile: join(dir, 'token'), SnapshotMountPoint: join(dir, 'mnt'), SnapshotVolumesFilter: 'a' }),
       fx.env,
     );
     token = readFileSync(join(dir, 'token'), 'utf8');
@@ -54,8 +54,10 @@ describe('LVM backend against real lvs/lvremove on metadata-only LVM (no device-
     expect(await getJson<LogicalVolume[]>('/api/lvs')).toEqual([volume('data', false), volume('other', false), volume('snap1', true)]);
   });
 
-  test('/api/lvs-snapshots applies SnapshotVolumesFilter and /api/lvs/:pattern a substring', async () => {
+  test('/api/lvs-snapshots lists only snapshots matching SnapshotVolumesFilter; /api/lvs/:pattern all matches', async () => {
+    // The filter "a" matches data and snap1: orchestrator seeds from the first entry, which must be a snapshot.
     expect(await getJson<LogicalVolume[]>('/api/lvs-snapshots')).toEqual([volume('snap1', true)]);
+    expect(await getJson<LogicalVolume[]>('/api/lvs/a')).toEqual([volume('data', false), volume('snap1', true)]);
     expect(await getJson<LogicalVolume[]>('/api/lvs/ath')).toEqual([]);
     expect(await getJson<LogicalVolume[]>('/api/lvs/dat')).toEqual([volume('data', false)]);
   });

@@ -25,7 +25,9 @@ export function registerSnapshotRoutes(routes: Routes, services: AgentServices):
 
   routes.read('/api/lvs', () => snapshots.list(''));
   routes.read('/api/lvs/:pattern', (ctx) => snapshots.list(lvPattern(ctx.params.pattern)));
-  routes.read('/api/lvs-snapshots', () => snapshots.list(config.SnapshotVolumesFilter));
+  // Orchestrator seeds from the first volume listed here, so only snapshots are listed (the original's
+  // default lvs format dropped other volumes' lines, having no snap_percent for them).
+  routes.read('/api/lvs-snapshots', async () => (await snapshots.list(config.SnapshotVolumesFilter)).filter((v) => v.IsSnapshot));
   routes.read('/api/lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
   routes.read('/api/lv/:lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
   routes.read('/api/mount', () => snapshots.getMount(config.SnapshotMountPoint));
