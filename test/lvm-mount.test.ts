@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { mountsUnder, run, unmountAllUnder } from './support/btrfs-fixture.js';
@@ -100,6 +100,9 @@ describe('LVM backend mounting an xfs "LV" on a loop device, with operator comma
     const refused = await getJson<{ Message: string }>('/api/mountlv?lv=datax', 503);
     expect(refused.Message).toContain('does not exist (the volume is not active)');
     expect(entriesAt(mountPoint).map((e) => e.source)).toEqual([device]);
+    const busy = await getJson<{ Message: string }>('/api/removelv?lv=snapx', 409);
+    expect(busy.Message).toBe(`refusing to remove fakevg/snapx: it is mounted at ${mountPoint}`);
+    expect(existsSync(join(dir, 'removed'))).toBe(false);
   });
 
   test('umount unmounts through sudo, and again is a no-op', async () => {

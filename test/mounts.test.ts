@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { run, unmountAllUnder } from './support/btrfs-fixture.js';
@@ -53,6 +53,25 @@ describe('mountinfo parsing and ensure-style mounts on real tmpfs mounts', () =>
       code: 'conflict',
       message: `cannot mount /dev/null at ${target}: oa-second (tmpfs) is already mounted there`,
     });
+    await ensureUnmounted(target, run5s);
+    expect(await mountAt(target)).toBeUndefined();
+  });
+
+  test('unmounting a busy mount point fails saying so and how to find the user, and works once it is free', async () => {
+    const target = join(dir, 'busy');
+    mkdirSync(target);
+    run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'oa-busy', target]);
+    const fd = openSync(join(target, 'held-open'), 'w');
+    try {
+      await expect(ensureUnmounted(target, run5s)).rejects.toMatchObject({
+        code: 'command_failed',
+        message: expect.stringMatching(new RegExp(`^cannot unmount ${target}: umount ${target} exited with code 32: .*target is busy`)),
+        hint: `if it is busy, find who uses it with: fuser -vm ${target}`,
+      });
+      expect((await mountAt(target))?.source).toBe('oa-busy');
+    } finally {
+      closeSync(fd);
+    }
     await ensureUnmounted(target, run5s);
     expect(await mountAt(target)).toBeUndefined();
   });

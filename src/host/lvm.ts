@@ -9,7 +9,7 @@ import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, type MountEntry } from './mounts.js';
 
 // The original's defaults: a key still at its default runs our argv version, a changed one the operator's.
 const defaults = defaultConfig();
@@ -216,6 +216,13 @@ export class LvmSnapshots implements SnapshotBackend {
       throw new AgentError('forbidden', `refusing to remove ${lv.GroupName}/${lv.Name}: it is not a snapshot`, {
         hint: 'this agent only removes snapshot volumes; remove others with lvremove yourself',
       });
+    }
+    for (const entry of await readMounts()) {
+      if (await isSameSource(entry, lv.Path)) {
+        throw new AgentError('conflict', `refusing to remove ${lv.GroupName}/${lv.Name}: it is mounted at ${entry.mountPoint}`, {
+          hint: 'unmount it first (/api/umount)',
+        });
+      }
     }
     const custom = this.custom('RemoveLVCommand');
     if (custom === undefined) {

@@ -118,7 +118,11 @@ export async function ensureMounted(req: MountRequest, run: RunOptions): Promise
       hint: 'unmount it first (/api/umount) and retry',
     });
   }
-  await mkdir(mountPoint, { recursive: true });
+  await mkdir(mountPoint, { recursive: true }).catch((err: unknown) => {
+    throw new AgentError('io', `cannot create mount point ${mountPoint}: ${(err as Error).message}`, {
+      hint: 'create SnapshotMountPoint yourself, or check its parent directory',
+    });
+  });
   const args = ['-o', ['ro', ...req.options].join(',')];
   if (req.fsType) args.push('-t', req.fsType);
   args.push(req.device, mountPoint);
@@ -135,7 +139,12 @@ export async function ensureUnmounted(mountPoint: string, run: RunOptions): Prom
   const target = resolve(mountPoint);
   // Stacked mounts come off one at a time.
   while (await mountAt(target)) {
-    await runProgram('umount', [target], run);
+    await runProgram('umount', [target], run).catch((err: unknown) => {
+      throw new AgentError('command_failed', `cannot unmount ${target}: ${(err as Error).message}`, {
+        hint: `if it is busy, find who uses it with: fuser -vm ${target}`,
+        details: err instanceof AgentError ? err.details : undefined,
+      });
+    });
   }
 }
 
