@@ -10,6 +10,12 @@ import { makeTestPki, type CertFiles, type TestPki } from './support/tls-certs.j
 let pki: TestPki;
 const agents: AgentProcess[] = [];
 const orchestrators: FakeOrchestrator[] = [];
+const dirs: string[] = [];
+function dirForTest(): string {
+  const dir = tempDir('oa-reg-');
+  dirs.push(dir);
+  return dir;
+}
 
 beforeAll(() => {
   pki = makeTestPki(tempDir('oa-pki-'), ['orchestrator', 'intruder']);
@@ -18,6 +24,7 @@ afterAll(async () => {
   for (const a of agents) await a.stop();
   for (const o of orchestrators) await o.close();
   rmSync(pki.dir, { recursive: true, force: true });
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 async function orchestrator(tls?: { cert: CertFiles; requestCert?: boolean }): Promise<FakeOrchestrator> {
@@ -29,7 +36,7 @@ async function orchestrator(tls?: { cert: CertFiles; requestCert?: boolean }): P
 }
 
 async function agentWith(config: Record<string, unknown>): Promise<AgentProcess> {
-  const a = await startAgentProcess(writeConfig(tempDir(), config));
+  const a = await startAgentProcess(writeConfig(dirForTest(), config));
   agents.push(a);
   return a;
 }
@@ -126,7 +133,7 @@ describe('registration with an HTTPS orchestrator', () => {
 
   test('an untrusted certificate fails registration with SSLSkipVerify false, saying why and what to do', async () => {
     const o = await orchestrator({ cert: pki.untrusted });
-    const dir = tempDir();
+    const dir = dirForTest();
     const agent = await startAgentProcess(writeConfig(dir, { ...o.agentConfig(), SSLSkipVerify: false, TokenHintFile: `${dir}/token` }));
     agents.push(agent);
     const token = readFileSync(`${dir}/token`, 'utf8');

@@ -1,8 +1,20 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { runAgentExpectingExit, startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { FakeOrchestrator, waitFor } from './support/fake-orchestrator.js';
 import type { RegistrationStatus } from '../src/registration.js';
+
+// Every temp dir this file makes (agent configs and state), removed at the end.
+const dirs: string[] = [];
+function dirForTest(): string {
+  const dir = tempDir('oa-reg-');
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 async function registrationStatus(agent: AgentProcess, token: string): Promise<RegistrationStatus> {
   const res = await fetch(`${agent.baseUrl}/api/registration?token=${token}`);
@@ -20,7 +32,7 @@ describe('agent process registers with a fake orchestrator', () => {
   let agent: AgentProcess;
   beforeAll(async () => {
     await orchestrator.start();
-    agent = await startAgentProcess(writeConfig(tempDir(), { ...orchestrator.agentConfig(), ContinuousPollSeconds: 1 }));
+    agent = await startAgentProcess(writeConfig(dirForTest(), { ...orchestrator.agentConfig(), ContinuousPollSeconds: 1 }));
   });
   afterEach(() => void (orchestrator.mode = 'ok'));
   afterAll(async () => {
@@ -83,7 +95,7 @@ describe('status endpoint follows contact with orchestrator', () => {
     await orchestrator.start();
     await orchestrator.close();
     agent = await startAgentProcess(
-      writeConfig(tempDir(), { ...orchestrator.agentConfig(), ContinuousPollSeconds: 1, StatusBadSeconds: 1 }),
+      writeConfig(dirForTest(), { ...orchestrator.agentConfig(), ContinuousPollSeconds: 1, StatusBadSeconds: 1 }),
     );
   });
   afterAll(async () => {
@@ -109,7 +121,7 @@ describe('status endpoint follows contact with orchestrator', () => {
 
 describe('registration settings checked at start', () => {
   test('an unreadable SSLCAFile stops the agent at start with a message naming the key and the file', async () => {
-    const dir = tempDir();
+    const dir = dirForTest();
     const missing = `${dir}/no-such-ca.pem`;
     const { code, output } = await runAgentExpectingExit(['--config', writeConfig(dir, { SSLCAFile: missing })]);
     expect(code).not.toBe(0);
