@@ -1,0 +1,95 @@
+// What both seed charts share: the step actor contract, the context, and the small pure actions.
+// Effects live in src/seeds/steps (registered by name); the charts only say what happens in which order.
+
+/** The error a seed shows: what was tried, what happened, what to do. */
+export interface SeedError {
+  code: string;
+  message: string;
+  hint: string | null;
+  /** The step (top-level state) that failed. */
+  step: string | null;
+}
+
+/** Timestamps (ms since epoch), never timers: a restored step recomputes what is left from them. */
+export interface SeedDeadlines {
+  /** The whole seed must be over by then. */
+  seed: number;
+  /** Set when the transfer step first starts: the other side must connect by then. */
+  connect: number | null;
+}
+
+/** Facts steps learn and later steps need; persisted with the machine. */
+export interface SeedFacts {
+  datadir?: string;
+  sourceDir?: string;
+  postCopied?: boolean;
+  mountedBySeed?: boolean;
+  transferPort?: number;
+}
+
+export interface SeedContext<P> {
+  seedId: string;
+  params: P;
+  deadlines: SeedDeadlines;
+  facts: SeedFacts;
+  error: SeedError | null;
+  /** Why we are in cleanup, so it ends in the right final state. */
+  endReason: 'failed' | 'aborted' | null;
+  /** Connect timeout for the transfer step (ms); from config at creation. */
+  connectTimeoutMs: number;
+}
+
+/** What every step actor receives (JSON: it is persisted with the invoked actor's snapshot). */
+export interface StepInput<P> {
+  seedId: string;
+  step: string;
+  params: P;
+  deadlines: SeedDeadlines;
+  facts: SeedFacts;
+}
+
+/** What the cleanup actor receives: also why it runs and where the seed was. */
+export interface CleanupInput<P> extends StepInput<P> {
+  reason: 'failed' | 'aborted';
+  failedStep: string | null;
+}
+
+export type SeedEvent = { type: 'NEXT' } | { type: 'ABORT' };
+
+export function stepInput<P>(context: SeedContext<P>, step: string): StepInput<P> {
+  return { seedId: context.seedId, step, params: context.params, deadlines: context.deadlines, facts: context.facts };
+}
+
+export function cleanupInput<P>(context: SeedContext<P>): CleanupInput<P> {
+  return { ...stepInput(context, 'cleanup'), reason: context.endReason ?? 'failed', failedStep: context.error?.step ?? null };
+}
+
+/** Any thrown value as a SeedError (AgentError-like values keep their code and hint). */
+export function toSeedError(err: unknown, step: string | null): SeedError {
+  if (err !== null && typeof err === 'object') {
+    const e = err as { code?: unknown; message?: unknown; hint?: unknown };
+    return {
+      code: typeof e.code === 'string' ? e.code : 'internal',
+      message: typeof e.message === 'string' ? e.message : String(err),
+      hint: typeof e.hint === 'string' ? e.hint : null,
+      step,
+    };
+  }
+  return { code: 'internal', message: String(err), hint: null, step };
+}
+
+/** Top-level state name of a snapshot value ("receiving" for {receiving: "running"}). */
+export function topState(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value !== null && typeof value === 'object') return Object.keys(value)[0] ?? '';
+  return '';
+}
+
+/** Sub-state of a step ("paused", "running") or null. */
+export function subState(value: unknown): string | null {
+  if (value !== null && typeof value === 'object') {
+    const inner = Object.values(value)[0];
+    return typeof inner === 'string' ? inner : null;
+  }
+  return null;
+}

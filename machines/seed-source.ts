@@ -1,0 +1,172 @@
+// The source side of a seed: mount the snapshot read-only (skipped when orchestrator already mounted it),
+// send the data directory to the target, unmount what we mounted. Failure or ABORT goes through `cleanup`
+// (kill our process groups, unmount what we mounted) before `failed` / `aborted`.
+import { assign, fromPromise, setup } from 'xstate';
+import {
+  cleanupInput,
+  stepInput,
+  toSeedError,
+  type CleanupInput,
+  type SeedContext,
+  type SeedEvent,
+  type SeedFacts,
+  type StepInput,
+} from './seed-common.js';
+
+/** Stored with every persisted seed; bump when states or context change incompatibly. */
+export const MACHINE_VERSION = 1;
+export const MACHINE_ID = 'seed-source';
+
+export interface SourceParams {
+  targetHost: string;
+  targetPort: number;
+  /** Snapshot (LV or subvolume) to mount; empty when alreadyMounted. */
+  snapshot: string;
+  /** Original route: the snapshot is mounted at SnapshotMountPoint already; neither mount nor unmount it. */
+  alreadyMounted: boolean;
+  stepByStep: boolean;
+}
+
+export type SourceContext = SeedContext<SourceParams>;
+export type SourceStepInput = StepInput<SourceParams>;
+
+const notProvided = (name: string) =>
+  fromPromise<SeedFacts, SourceStepInput>(async () => {
+    throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
+  });
+
+export interface SourceMachineInput {
+  seedId: string;
+  params: SourceParams;
+  seedDeadline: number;
+  connectTimeoutMs: number;
+}
+
+export const seedSourceMachine = setup({
+  types: {
+    context: {} as SourceContext,
+    events: {} as SeedEvent,
+    input: {} as SourceMachineInput,
+  },
+  actors: {
+    ensureSnapshotMounted: notProvided('ensureSnapshotMounted'),
+    ensureSent: notProvided('ensureSent'),
+    ensureUnmounted: notProvided('ensureUnmounted'),
+    cleanup: fromPromise<SeedFacts, CleanupInput<SourceParams>>(async () => {
+      throw new Error('cleanup has no implementation (provide it with machine.provide)');
+    }),
+  },
+  guards: {
+    stepByStep: ({ context }) => context.params.stepByStep,
+    alreadyMounted: ({ context }) => context.params.alreadyMounted,
+    aborting: ({ context }) => context.endReason === 'aborted',
+  },
+  actions: {
+    recordFacts: assign({
+      facts: ({ context, event }) => ({ ...context.facts, ...((event as { output?: SeedFacts }).output ?? {}) }),
+    }),
+    recordFailure: assign({
+      error: ({ event }, params: { step: string }) => toSeedError((event as { error?: unknown }).error, params.step),
+      endReason: () => 'failed' as const,
+    }),
+    recordAbort: assign({
+      error: (_, params: { step: string }) => ({ code: 'aborted', message: `seed aborted during ${params.step}`, hint: null, step: params.step }),
+      endReason: () => 'aborted' as const,
+    }),
+    recordCleanupFailure: assign({
+      error: ({ context, event }) => {
+        const e = toSeedError((event as { error?: unknown }).error, 'cleanup');
+        const first = context.error ?? { code: 'aborted', message: 'seed aborted', hint: null, step: null };
+        return { ...first, message: `${first.message}; cleanup also failed: ${e.message}` };
+      },
+    }),
+    startConnectDeadline: assign({
+      deadlines: ({ context }) =>
+        context.deadlines.connect === null ? { ...context.deadlines, connect: Date.now() + context.connectTimeoutMs } : context.deadlines,
+    }),
+  },
+}).createMachine({
+  id: MACHINE_ID,
+  context: ({ input }) => ({
+    seedId: input.seedId,
+    params: input.params,
+    deadlines: { seed: input.seedDeadline, connect: null },
+    facts: {},
+    error: null,
+    endReason: null,
+    connectTimeoutMs: input.connectTimeoutMs,
+  }),
+  initial: 'start',
+  states: {
+    // Transient: the original route's snapshot is already mounted, so the seed begins with sending.
+    start: { always: [{ guard: 'alreadyMounted', target: 'sending' }, { target: 'mountingSnapshot' }] },
+    mountingSnapshot: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'mountingSnapshot' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensureSnapshotMounted',
+            input: ({ context }) => stepInput(context, 'mountingSnapshot'),
+            onDone: { target: '#seed-source.sending', actions: 'recordFacts' },
+            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'mountingSnapshot' } } },
+          },
+        },
+      },
+    },
+    sending: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'sending' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          entry: 'startConnectDeadline',
+          invoke: {
+            src: 'ensureSent',
+            input: ({ context }) => stepInput(context, 'sending'),
+            onDone: [
+              { guard: 'alreadyMounted', target: '#seed-source.done', actions: 'recordFacts' },
+              { target: '#seed-source.unmounting', actions: 'recordFacts' },
+            ],
+            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'sending' } } },
+          },
+        },
+      },
+    },
+    unmounting: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'unmounting' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensureUnmounted',
+            input: ({ context }) => stepInput(context, 'unmounting'),
+            onDone: { target: '#seed-source.done', actions: 'recordFacts' },
+            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'unmounting' } } },
+          },
+        },
+      },
+    },
+    cleanup: {
+      invoke: {
+        src: 'cleanup',
+        input: ({ context }) => cleanupInput(context),
+        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
+        onError: [
+          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
+          { target: 'failed', actions: 'recordCleanupFailure' },
+        ],
+      },
+    },
+    done: { type: 'final' },
+    failed: { type: 'final' },
+    aborted: { type: 'final' },
+  },
+});
+
+export const SOURCE_STEP_STATES = ['mountingSnapshot', 'sending', 'unmounting', 'cleanup'] as const;

@@ -1,0 +1,210 @@
+// The target side of a seed, as a DBA's runbook: stop MySQL, purge the datadir, receive the copy, run the
+// post-copy command, start MySQL (when asked). Any failure or ABORT goes through `cleanup`, whose actor
+// always runs (kill our process groups, stop the receiver, remove a partial copy so nobody starts MySQL on
+// it) before the seed ends `failed` or `aborted`. Every step state can first wait in `paused` for NEXT
+// (step-by-step mode). Steps are ensure steps: a restored agent runs the current one again.
+import { assign, fromPromise, setup } from 'xstate';
+import {
+  cleanupInput,
+  stepInput,
+  toSeedError,
+  type CleanupInput,
+  type SeedContext,
+  type SeedEvent,
+  type SeedFacts,
+  type StepInput,
+} from './seed-common.js';
+
+/** Stored with every persisted seed; bump when states or context change incompatibly. */
+export const MACHINE_VERSION = 1;
+export const MACHINE_ID = 'seed-target';
+
+export interface TargetParams {
+  /** Start MySQL after the post-copy step. */
+  startMySQL: boolean;
+  /** Wait for NEXT before each step. */
+  stepByStep: boolean;
+  /** Original route: orchestrator stops MySQL, purges, runs post-copy and starts MySQL itself. */
+  receiveOnly: boolean;
+}
+
+export type TargetContext = SeedContext<TargetParams>;
+export type TargetStepInput = StepInput<TargetParams>;
+
+const notProvided = (name: string) =>
+  fromPromise<SeedFacts, TargetStepInput>(async () => {
+    throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
+  });
+
+export interface TargetMachineInput {
+  seedId: string;
+  params: TargetParams;
+  seedDeadline: number;
+  connectTimeoutMs: number;
+}
+
+export const seedTargetMachine = setup({
+  types: {
+    context: {} as TargetContext,
+    events: {} as SeedEvent,
+    input: {} as TargetMachineInput,
+  },
+  actors: {
+    ensureMySQLStopped: notProvided('ensureMySQLStopped'),
+    ensureDatadirPurged: notProvided('ensureDatadirPurged'),
+    ensureReceived: notProvided('ensureReceived'),
+    ensurePostCopied: notProvided('ensurePostCopied'),
+    ensureMySQLStarted: notProvided('ensureMySQLStarted'),
+    cleanup: fromPromise<SeedFacts, CleanupInput<TargetParams>>(async () => {
+      throw new Error('cleanup has no implementation (provide it with machine.provide)');
+    }),
+  },
+  guards: {
+    stepByStep: ({ context }) => context.params.stepByStep,
+    receiveOnly: ({ context }) => context.params.receiveOnly,
+    startMySQL: ({ context }) => context.params.startMySQL,
+    aborting: ({ context }) => context.endReason === 'aborted',
+  },
+  actions: {
+    recordFacts: assign({
+      facts: ({ context, event }) => ({ ...context.facts, ...((event as { output?: SeedFacts }).output ?? {}) }),
+    }),
+    recordFailure: assign({
+      error: ({ event }, params: { step: string }) => toSeedError((event as { error?: unknown }).error, params.step),
+      endReason: () => 'failed' as const,
+    }),
+    recordAbort: assign({
+      error: (_, params: { step: string }) => ({ code: 'aborted', message: `seed aborted during ${params.step}`, hint: null, step: params.step }),
+      endReason: () => 'aborted' as const,
+    }),
+    recordCleanupFailure: assign({
+      error: ({ context, event }) => {
+        const e = toSeedError((event as { error?: unknown }).error, 'cleanup');
+        const first = context.error ?? { code: 'aborted', message: 'seed aborted', hint: null, step: null };
+        return { ...first, message: `${first.message}; cleanup also failed: ${e.message}` };
+      },
+    }),
+    startConnectDeadline: assign({
+      deadlines: ({ context }) =>
+        context.deadlines.connect === null ? { ...context.deadlines, connect: Date.now() + context.connectTimeoutMs } : context.deadlines,
+    }),
+  },
+}).createMachine({
+  id: MACHINE_ID,
+  context: ({ input }) => ({
+    seedId: input.seedId,
+    params: input.params,
+    deadlines: { seed: input.seedDeadline, connect: null },
+    facts: {},
+    error: null,
+    endReason: null,
+    connectTimeoutMs: input.connectTimeoutMs,
+  }),
+  initial: 'stoppingMySQL',
+  states: {
+    stoppingMySQL: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'stoppingMySQL' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensureMySQLStopped',
+            input: ({ context }) => stepInput(context, 'stoppingMySQL'),
+            onDone: { target: '#seed-target.purgingDatadir', actions: 'recordFacts' },
+            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'stoppingMySQL' } } },
+          },
+        },
+      },
+    },
+    purgingDatadir: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'purgingDatadir' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensureDatadirPurged',
+            input: ({ context }) => stepInput(context, 'purgingDatadir'),
+            onDone: { target: '#seed-target.receiving', actions: 'recordFacts' },
+            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'purgingDatadir' } } },
+          },
+        },
+      },
+    },
+    receiving: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'receiving' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          entry: 'startConnectDeadline',
+          invoke: {
+            src: 'ensureReceived',
+            input: ({ context }) => stepInput(context, 'receiving'),
+            onDone: [
+              { guard: 'receiveOnly', target: '#seed-target.done', actions: 'recordFacts' },
+              { target: '#seed-target.postCopy', actions: 'recordFacts' },
+            ],
+            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'receiving' } } },
+          },
+        },
+      },
+    },
+    postCopy: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'postCopy' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensurePostCopied',
+            input: ({ context }) => stepInput(context, 'postCopy'),
+            onDone: [
+              { guard: 'startMySQL', target: '#seed-target.startingMySQL', actions: 'recordFacts' },
+              { target: '#seed-target.done', actions: 'recordFacts' },
+            ],
+            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'postCopy' } } },
+          },
+        },
+      },
+    },
+    startingMySQL: {
+      initial: 'gate',
+      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'startingMySQL' } } } },
+      states: {
+        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
+        paused: { on: { NEXT: 'running' } },
+        running: {
+          invoke: {
+            src: 'ensureMySQLStarted',
+            input: ({ context }) => stepInput(context, 'startingMySQL'),
+            onDone: { target: '#seed-target.done', actions: 'recordFacts' },
+            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'startingMySQL' } } },
+          },
+        },
+      },
+    },
+    cleanup: {
+      invoke: {
+        src: 'cleanup',
+        input: ({ context }) => cleanupInput(context),
+        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
+        onError: [
+          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
+          { target: 'failed', actions: 'recordCleanupFailure' },
+        ],
+      },
+    },
+    done: { type: 'final' },
+    failed: { type: 'final' },
+    aborted: { type: 'final' },
+  },
+});
+
+/** The states a kill -9 test must cover, in runbook order. */
+export const TARGET_STEP_STATES = ['stoppingMySQL', 'purgingDatadir', 'receiving', 'postCopy', 'startingMySQL', 'cleanup'] as const;
