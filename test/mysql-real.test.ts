@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { AgentClient, errorMessage } from './support/agent-client.js';
+import { binlogHeaderSize } from '../src/host/binlog.js';
 
 function which(program: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin'])) {
@@ -147,6 +148,37 @@ if (!haveMariaDB) {
     expect(await applied.json()).toBe('OK');
     expect(sql('select group_concat(v order by id) from seedtest.t')).toBe('one,two,three');
   }, 60000);
+
+  test('the binlog header size read natively is where mysqlbinlog says the format description event ends', async () => {
+    const file = join(datadir, 'binlog.000001');
+    const printed = execFileSync('mariadb-binlog', [file, '--start-position=4'], { encoding: 'utf8', timeout: 30000 });
+    const firstEnd = Number(/end_log_pos (\d+)/.exec(printed)![1]);
+    expect(await binlogHeaderSize(file)).toBe(firstEnd);
+    // From a later event on: header + the rest, byte for byte.
+    const bytes = readFileSync(file);
+    const start = Number([...printed.matchAll(/^# at (\d+)$/gm)].map((m) => m[1]).at(-2));
+    const reply = await client.get(`/api/mysql-binlog-binary-contents?binlog=binlog.000001&start=${start}`);
+    const expected = Buffer.concat([bytes.subarray(0, firstEnd), bytes.subarray(start)]);
+    expect(gunzipSync(Buffer.from(reply.body as string, 'base64')).equals(expected)).toBe(true);
+  });
+
+  test('relay log routes read the index and relay logs a real replica configuration creates', async () => {
+    sql("change master to master_host='127.0.0.1', master_port=1, master_user='nobody'");
+    const index = await client.get('/api/mysql-relay-log-index-file');
+    expect(index.status).toBe(200);
+    expect(index.body as string).toMatch(/relay.*\.index$/);
+    const files = await client.get('/api/mysql-relay-log-files');
+    expect(files.status).toBe(200);
+    const names = files.body as string[];
+    expect(names.length).toBeGreaterThan(0);
+    const last = names.at(-1)!;
+    expect(await client.get('/api/mysql-relay-log-end-coordinates')).toEqual({
+      status: 200,
+      body: { LogFile: last, LogPos: statSync(last).size, Type: 1 },
+    });
+    expect(await binlogHeaderSize(last)).toBeGreaterThan(4);
+    sql('reset slave all');
+  });
 
   test('delete-mysql-datadir refuses while the server runs and the datadir stays intact', async () => {
     const before = readdirSync(datadir).sort();
