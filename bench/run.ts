@@ -1,7 +1,8 @@
 // npm run bench: the built-in transfer (checksums on, every file fsynced) against `tar | socat` on the same
 // 2 GiB datadir-like tree over 127.0.0.1, each followed by sync, in one run; prints both rates and the ratio.
 // Rounds alternate baseline and ours so a busy machine hurts both alike. BENCH_ROUNDS (default 3),
-// BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2).
+// BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2),
+// BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
@@ -14,6 +15,7 @@ const gib = Number(process.env.BENCH_GIB ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const dataDir = process.env.BENCH_DATADIR ?? '/tmp/oa-bench-datadir';
 const workDir = '/tmp/oa-bench-work';
+const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
 const peerCli = resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 
 /** 8 big files (ibdata-like) holding most of the bytes, plus 400 small .frm/.ibd-like files in 20 schemas. */
@@ -93,9 +95,9 @@ async function baseline(): Promise<Timing> {
   return { seconds, secondsWithSync: (performance.now() - t0) / 1000 };
 }
 
-function peer(args: string[], key: string): { child: ChildProcess; line: (k: string) => Promise<Record<string, unknown>> } {
+function peer(args: string[], key: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>> } {
   const child = spawn(process.execPath, [peerCli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines: Array<Record<string, unknown>> = [];
@@ -110,6 +112,8 @@ function peer(args: string[], key: string): { child: ChildProcess; line: (k: str
     }
     waiters.splice(0).forEach((w) => w());
   });
+  const exit = exited(child, `transfer ${args[0]}`);
+  exit.catch(() => undefined);
   child.once('exit', () => waiters.splice(0).forEach((w) => w()));
   const line = async (k: string) => {
     for (;;) {
@@ -120,7 +124,7 @@ function peer(args: string[], key: string): { child: ChildProcess; line: (k: str
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { child, line };
+  return { exit, line };
 }
 
 /** Our receiver and sender, each in its own process as on two agents. */
@@ -136,7 +140,7 @@ async function ours(): Promise<Timing> {
   const seconds = (performance.now() - t0) / 1000;
   await run('sync', []);
   const secondsWithSync = (performance.now() - t0) / 1000;
-  await Promise.all([exited(receiver.child, 'receiver'), exited(sender.child, 'sender')]);
+  await Promise.all([receiver.exit, sender.exit]);
   return { seconds, secondsWithSync };
 }
 
@@ -156,7 +160,7 @@ async function main(): Promise<void> {
     mine.push(rate(bytes, o.secondsWithSync));
     process.stdout.write(
       `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
-        `built-in (sha256, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync)\n`,
+        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync)\n`,
     );
   }
   rmSync(workDir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import {
   type TransferTls,
 } from '../src/transfer/index.js';
 import { validateManifest } from '../src/transfer/manifest.js';
+import { createChecksum } from '../src/transfer/checksum.js';
 import { TokenBucket, type Clock } from '../src/transfer/throttle.js';
 import { ProgressTracker } from '../src/transfer/progress.js';
 import { tempDir } from './support/agent-process.js';
@@ -95,7 +96,10 @@ describe('built-in datadir transfer', () => {
     expect(existsSync(join(dest, STAGING_DIR))).toBe(false);
     const manifest = await readCompletedManifest(dest);
     const ibdata = manifest!.entries.find((e) => e.path === 'ibdata1') as { checksum?: string };
-    expect(ibdata.checksum).toBe(createHash('sha256').update(readFileSync(join(source, 'ibdata1'))).digest('hex'));
+    const expected = createChecksum('xxh3-64');
+    expected.update(readFileSync(join(source, 'ibdata1')));
+    expect(ibdata.checksum).toBe(expected.digest());
+    expect(ibdata.checksum).toMatch(/^xxh3-64:[0-9a-f]{16}$/);
     expect(lstatSync(join(dest, 'db.opt.link')).isSymbolicLink()).toBe(true);
 
     const total = 64 * MiB + 3 * MiB + 17 + 5000 + '[auto]\nserver-uuid=1\n'.length + 'default-character-set=utf8mb4\n'.length;
@@ -243,13 +247,16 @@ describe('built-in transfer over TLS', () => {
     makeTree(source, 8 * MiB);
   });
 
-  test('copies a tree over TLS with certificates verified on both sides', async () => {
+  test('copies a tree over TLS with certificates verified on both sides, with sha256 checksums', async () => {
     const dest = dir('dst');
     const authKey = newAuthKey();
     const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, tls });
-    const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, tls });
+    const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, tls, checksum: 'sha256' });
     await receiver.done;
     expect(sent.filesSent).toBe(6);
+    const manifest = await readCompletedManifest(dest);
+    const orders = manifest!.entries.find((e) => e.path === 'shop/orders.ibd') as { checksum?: string };
+    expect(orders.checksum).toBe(`sha256:${createHash('sha256').update(readFileSync(join(source, 'shop/orders.ibd'))).digest('hex')}`);
     expect(describeTree(dest, transferFiles)).toEqual(describeTree(source));
   });
 

@@ -25,7 +25,8 @@ export { send, type SendOptions, type SendResult } from './sender.js';
 export { newAuthKey } from './auth.js';
 export { transferTlsFromConfig, type TransferTls } from './tls.js';
 export type { TransferProgress, ProgressListener } from './progress.js';
-export { MANIFEST_FILE, STATE_FILE, STAGING_DIR, CHECKSUM_ALGORITHM, type FinalManifest } from './manifest.js';
+export { MANIFEST_FILE, STATE_FILE, STAGING_DIR, type FinalManifest } from './manifest.js';
+export { DEFAULT_CHECKSUM, CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksum.js';
 
 /** The final manifest of a completed transfer into destDir, or undefined when the copy is not complete. */
 export async function readCompletedManifest(destDir: string): Promise<FinalManifest | undefined> {

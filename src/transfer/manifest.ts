@@ -12,9 +12,6 @@ export const MANIFEST_FILE = '.orchestrator-agent-transfer-manifest.json';
 export const STAGING_DIR = '.orchestrator-agent-transfer.tmp';
 const reservedNames = new Set([STATE_FILE, MANIFEST_FILE, STAGING_DIR]);
 
-/** The checksum every file is streamed with; sha256 runs at ~1.5 GiB/s with SHA-NI (see README, Transfer). */
-export const CHECKSUM_ALGORITHM = 'sha256';
-
 export interface FileEntry {
   type: 'file';
   path: string;

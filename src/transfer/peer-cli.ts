@@ -3,7 +3,7 @@
 //   node dist/src/transfer/peer-cli.js receive <destDir> [port]          (key in ORCHESTRATOR_AGENT_TRANSFER_KEY)
 //   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
 // Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...} or {"error":...}.
-// TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files.
+// TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256.
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { send, startReceiver, type TransferTls } from './index.js';
@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (mode === 'send' && args.length >= 3) {
-    const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), checksum: process.env.ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM === 'sha256' ? 'sha256' : undefined, authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ result });
     return 0;
   }

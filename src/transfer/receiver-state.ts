@@ -3,12 +3,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from '../log.js';
-import { CHECKSUM_ALGORITHM, STATE_FILE, safeRelativePath, type VerifiedFile } from './manifest.js';
+import { STATE_FILE, safeRelativePath, type VerifiedFile } from './manifest.js';
 import { unlinkDurably, writeFileDurably } from './durable.js';
 
 interface StateFile {
   version: 1;
-  algorithm: string;
+  /** Checksums carry their algorithm ("xxh3-64:…"). */
   verified: VerifiedFile[];
 }
 
@@ -35,7 +35,7 @@ export class ReceiverState {
     }
     try {
       const parsed = JSON.parse(raw) as StateFile;
-      if (parsed.version !== 1 || parsed.algorithm !== CHECKSUM_ALGORITHM || !Array.isArray(parsed.verified)) throw new Error('unknown format');
+      if (parsed.version !== 1 || !Array.isArray(parsed.verified)) throw new Error('unknown format');
       for (const v of parsed.verified) {
         const path = safeRelativePath(v.path);
         if (typeof v.size !== 'number' || typeof v.mtimeMs !== 'number' || typeof v.checksum !== 'string') throw new Error(`bad entry ${path}`);
@@ -67,7 +67,7 @@ export class ReceiverState {
   }
 
   async save(): Promise<void> {
-    const body: StateFile = { version: 1, algorithm: CHECKSUM_ALGORITHM, verified: this.list() };
+    const body: StateFile = { version: 1, verified: this.list() };
     await writeFileDurably(this.file, JSON.stringify(body));
   }
 

@@ -1,7 +1,6 @@
 // The receiving side of the built-in transfer: listens on a port it chooses, authenticates one sender, writes
 // each file under a staging name, verifies its checksum, makes it durable and renames it into place, keeps a
 // durable list of verified files, and writes the final manifest last, only when every file verified.
-import { createHash, type Hash } from 'node:crypto';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod, chown, type FileHandle } from 'node:fs/promises';
@@ -11,7 +10,6 @@ import { log } from '../log.js';
 import { newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
-  CHECKSUM_ALGORITHM,
   MANIFEST_FILE,
   STAGING_DIR,
   alreadyVerified,
@@ -24,6 +22,7 @@ import {
 import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, frameName, jsonFrame, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState } from './receiver-state.js';
+import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
 
 export interface ReceiverOptions {
@@ -69,8 +68,9 @@ export interface Receiver {
 const handshakeTimeoutMs = 15_000;
 /** Batches of verified files are made durable in the state file at this pace (a crash loses at most this). */
 const commitIntervalMs = 300;
-/** File writes are gathered into writev calls of about this size. */
-const writeBatchBytes = 2 * 1024 * 1024;
+/** File writes are gathered into writev calls of about this size, a few at a time. */
+const writeBatchBytes = 1024 * 1024;
+const writesInFlight = 3;
 /** Files being fsynced and renamed in the background while the next one streams in. */
 const maxFinalizing = 8;
 
@@ -138,6 +138,7 @@ class ReceiveSession {
   private finalizing: Promise<void>[] = [];
   private pendingCommit: VerifiedFile[] = [];
   private committing: Promise<void> = Promise.resolve();
+  private syncing: Promise<void> = Promise.resolve();
   private where = 'waiting for the sender';
 
   constructor(
@@ -239,7 +240,8 @@ class ReceiveSession {
     const m = await reader.json([FrameType.manifest], 'instead of the manifest');
     if (m.type === FrameType.error) throw peerFailure(m.body);
     const mb = m.body as { algorithm?: unknown; entries?: unknown };
-    if (mb.algorithm !== CHECKSUM_ALGORITHM) throw new AgentError('bad_request', `sender checksums with ${String(mb.algorithm)}, this receiver with ${CHECKSUM_ALGORITHM}`);
+    if (!isChecksumAlgorithm(mb.algorithm)) throw new AgentError('bad_request', `the sender checksums with ${String(mb.algorithm)}, which this receiver does not know`, { hint: 'run the same agent version on both hosts' });
+    const algorithm = mb.algorithm;
     const entries = validateManifest(mb.entries, this.destDir);
     const files = entries.filter((e): e is FileEntry => e.type === 'file');
     const bytesTotal = files.reduce((s, f) => s + f.size, 0);
@@ -280,7 +282,7 @@ class ReceiveSession {
       if (!entry || entry.type !== 'file') throw new AgentError('bad_request', `file number ${String(begin.index)} is not a file of the manifest`);
       this.where = `receiving ${entry.path}`;
       progress.fileStarted(entry.path);
-      const checksum = await this.receiveFile(reader, entry, begin.index as number, progress);
+      const checksum = await this.receiveFile(reader, entry, begin.index as number, algorithm, progress);
       checksums.set(entry.path, checksum);
       bytesReceived += entry.size;
       filesReceived++;
@@ -301,7 +303,7 @@ class ReceiveSession {
     progress.finish();
     const manifest: FinalManifest = {
       version: 1,
-      algorithm: CHECKSUM_ALGORITHM,
+      algorithm,
       completedAt: new Date().toISOString(),
       bytesTotal,
       filesTotal: files.length,
@@ -328,23 +330,25 @@ class ReceiveSession {
   }
 
   /** Streams one file into the staging area, returns its verified checksum and finalizes it in the background. */
-  private async receiveFile(reader: FrameReader, entry: FileEntry, index: number, progress: ProgressTracker): Promise<string> {
+  private async receiveFile(reader: FrameReader, entry: FileEntry, index: number, algorithm: ChecksumAlgorithm, progress: ProgressTracker): Promise<string> {
     const tmp = join(this.staging, String(index));
     const fh = await open(tmp, 'w', 0o600);
     this.openFiles.add(fh);
-    const hash: Hash = createHash(CHECKSUM_ALGORITHM);
+    const hash = createChecksum(algorithm);
     let position = 0;
     let batch: Buffer[] = [];
     let batchBytes = 0;
-    let inflight: Promise<void> = Promise.resolve();
+    // Several positioned writes in flight, so a slow one (page cache pressure, a busy CPU) does not stall the socket.
+    const inflight: Promise<void>[] = [];
     const flush = async () => {
       const buffers = batch;
       const at = position - batchBytes;
       batch = [];
       batchBytes = 0;
-      await inflight;
-      inflight = writeFully(fh, buffers, at);
-      inflight.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
+      if (inflight.length >= writesInFlight) await inflight.shift();
+      const w = writeFully(fh, buffers, at);
+      w.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
+      inflight.push(w);
     };
     for (;;) {
       const h = await reader.header();
@@ -371,10 +375,10 @@ class ReceiveSession {
       if (h.type !== FrameType.fileEnd) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame while receiving ${entry.path}`);
       const end = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; checksum?: unknown };
       if (batchBytes > 0) await flush();
-      await inflight;
+      await Promise.all(inflight);
       if (end.index !== index) throw new AgentError('bad_request', `file end for number ${String(end.index)} while receiving ${entry.path}`);
       if (position !== entry.size) throw new AgentError('io', `${entry.path}: received ${position} bytes, the manifest says ${entry.size}`);
-      const got = hash.digest('hex');
+      const got = hash.digest();
       if (end.checksum !== got) {
         throw new AgentError('io', `checksum mismatch on ${entry.path}: the sender read ${String(end.checksum)}, this receiver got ${got}`, {
           hint: 'the data was corrupted on the way or on disk; run the seed again',
@@ -394,7 +398,10 @@ class ReceiveSession {
       if (process.getuid?.() === 0) await fh.chown(entry.uid, entry.gid);
       await fh.chmod(entry.mode);
       await fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000);
-      await fh.sync();
+      // One fsync at a time: each holds a libuv pool thread, and the file being received needs them for writes.
+      const synced = this.syncing.then(() => fh.sync());
+      this.syncing = synced.catch(() => undefined);
+      await synced;
     } finally {
       this.openFiles.delete(fh);
       await fh.close();

@@ -1,6 +1,5 @@
 // The sending side of the built-in transfer: walks the source tree, proves the seed's key to the receiver,
 // learns which files the receiver already verified, and streams the rest with a checksum computed on the way.
-import { createHash } from 'node:crypto';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -8,11 +7,12 @@ import { join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { newNonce, proof, proofMatches } from './auth.js';
-import { CHECKSUM_ALGORITHM, alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
+import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
 import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
+import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
 
 export interface SendOptions {
   /** The tree to send (a datadir or a mounted snapshot). */
@@ -30,6 +30,8 @@ export interface SendOptions {
   /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
   idleTimeoutMs?: number;
   progressIntervalMs?: number;
+  /** Default xxh3-64 (see checksum.ts for why); sha256 when a cryptographic digest is wanted in the manifest. */
+  checksum?: ChecksumAlgorithm;
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
 }
@@ -104,7 +106,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
 
     where = 'sending the manifest';
-    await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: CHECKSUM_ALGORITHM, entries })]);
+    await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries })]);
     // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
     let result: unknown;
     const answer = reader.json([FrameType.result], 'before the transfer finished').then(
@@ -124,21 +126,29 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       where = `sending ${e.path}`;
       progress.fileStarted(e.path);
       await writeAll(socket, [jsonFrame(FrameType.fileBegin, { index })]);
-      const hash = createHash(CHECKSUM_ALGORITHM);
+      const hash = createChecksum(opts.checksum ?? DEFAULT_CHECKSUM);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
       });
-      let next: Promise<Buffer> | undefined;
+      // Reads run a few chunks ahead of the socket (read-ahead), each at its own position.
+      const ahead: Promise<Buffer>[] = [];
+      let readPos = 0;
+      const readAhead = () => {
+        while (ahead.length < readsAhead && readPos < e.size) {
+          const r = readChunk(fh, readPos, Math.min(chunk, e.size - readPos));
+          r.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+          ahead.push(r);
+          readPos += Math.min(chunk, e.size - readPos);
+        }
+      };
       try {
         let pos = 0;
-        next = e.size > 0 ? readChunk(fh, pos, Math.min(chunk, e.size)) : undefined;
-        next?.catch(() => undefined);
+        readAhead();
         while (pos < e.size) {
-          const buf = await next!;
-          if (buf.length === 0) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
+          const buf = await ahead.shift()!;
+          if (buf.length < Math.min(chunk, e.size - pos)) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos + buf.length} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
           pos += buf.length;
-          next = pos < e.size ? readChunk(fh, pos, Math.min(chunk, e.size - pos)) : undefined;
-          next?.catch(() => undefined); // awaited in the next round; only marks it handled meanwhile
+          readAhead();
           hash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
@@ -147,10 +157,10 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           bytesSent += buf.length;
         }
       } finally {
-        await next?.catch(() => undefined);
+        await Promise.allSettled(ahead);
         await fh.close();
       }
-      await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest('hex') })]);
+      await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest() })]);
       progress.fileDone();
     }
     where = 'waiting for the receiver to verify and write its manifest';
@@ -177,6 +187,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     socket.destroy();
   }
 }
+
+const readsAhead = 3;
 
 async function readChunk(fh: FileHandle, position: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
