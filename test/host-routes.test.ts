@@ -234,5 +234,8 @@ describe('MySQL error log tail', () => {
 
   test('says which key to set when no error log can be found', async () => {
     await expect(mysqlErrorLogTail(defaultConfig(), { myCnf: join(dir, 'none.cnf') })).rejects.toThrow(/MySQLErrorLogFile is empty/);
+    await expect(mysqlErrorLogTail({ ...defaultConfig(), MySQLErrorLogFile: 'mysqld.err' })).rejects.toThrow(
+      /"mysqld.err" \(from MySQLErrorLogFile\) is relative/,
+    );
   });
 });

@@ -23,6 +23,8 @@ export const BinlogType = { BinaryLog: 0, RelayLog: 1 } as const;
 const binlogMagic = Buffer.from([0xfe, 0x62, 0x69, 0x6e]);
 const eventHeaderBytes = 19;
 const formatDescriptionEvent = 15;
+/** Decompressed relay log contents larger than this are refused (a gzip bomb must not exhaust memory). */
+const maxRelayLogBytes = 2 * 1024 * 1024 * 1024;
 
 /** The relay log index in the datadir (*relay*.index); the newest one when a host rename left several. */
 export async function relayLogIndexFile(datadir: string): Promise<string> {
@@ -199,7 +201,7 @@ export function decodeRelayLogContents(body: string): Buffer {
   }
   if (!/^[A-Za-z0-9+/=\s]*$/.test(text) || text.trim() === '') throw badRequest('relay log contents must be base64 of gzip data');
   try {
-    return gunzipSync(Buffer.from(text, 'base64'));
+    return gunzipSync(Buffer.from(text, 'base64'), { maxOutputLength: maxRelayLogBytes });
   } catch (err) {
     throw badRequest(`relay log contents are not gzip data: ${(err as Error).message}`);
   }

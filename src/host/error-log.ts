@@ -80,14 +80,16 @@ export async function mysqlErrorLogTail(config: Config, opts: { myCnf?: string; 
     return outputLines(stdout);
   }
   const myCnf = opts.myCnf ?? '/etc/my.cnf';
-  const file = config.MySQLErrorLogFile.trim() || (await errorLogFromMyCnf(myCnf));
+  const configured = config.MySQLErrorLogFile.trim();
+  const file = configured || (await errorLogFromMyCnf(myCnf));
+  const source = configured ? 'MySQLErrorLogFile' : myCnf;
   if (!file) {
     throw new AgentError('config', `no MySQL error log configured: MySQLErrorLogFile is empty and ${myCnf} has no log-error`, {
       hint: 'set MySQLErrorLogFile to the path of the MySQL error log (SELECT @@log_error)',
     });
   }
   if (!isAbsolute(file)) {
-    throw new AgentError('config', `MySQL error log path "${file}" (from ${myCnf}) is relative`, {
+    throw new AgentError('config', `MySQL error log path "${file}" (from ${source}) is relative`, {
       hint: 'set MySQLErrorLogFile to the absolute path of the MySQL error log (SELECT @@log_error)',
     });
   }
