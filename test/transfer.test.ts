@@ -177,7 +177,7 @@ describe('built-in datadir transfer', () => {
     const dest = dir('dst');
     const authKey = newAuthKey();
     const first = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
-    const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '40'], authKey);
+    const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '15'], authKey);
     peers.push(sender);
     const verified = await waitForVerified(dest, STATE_FILE, 3, () => sender.child.exitCode === null);
     await sender.kill9();
@@ -207,7 +207,7 @@ describe('built-in datadir transfer', () => {
     const receiver = startPeer(['receive', dest], authKey);
     peers.push(receiver);
     const { listening } = await receiver.waitFor('listening');
-    const sending = send({ sourceDir: src, host: '127.0.0.1', port: listening as number, authKey, bandwidthMBps: 40 });
+    const sending = send({ sourceDir: src, host: '127.0.0.1', port: listening as number, authKey, bandwidthMBps: 15 });
     sending.catch(() => undefined);
     await waitForVerified(dest, STATE_FILE, 3, () => receiver.child.exitCode === null);
     await receiver.kill9();

@@ -324,7 +324,10 @@ class ReceiveSession {
       manifestFile,
       peer,
     };
-    await writeAll(socket, [jsonFrame(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped })]);
+    // The copy is complete and durable now; a sender gone before hearing so does not undo that.
+    await writeAll(socket, [jsonFrame(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped })]).catch((err: unknown) =>
+      log.warn('transfer: could not confirm the completed copy to the sender', { destDir: this.destDir, error: String(err) }),
+    );
     socket.end();
     return result;
   }
