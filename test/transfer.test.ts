@@ -16,6 +16,9 @@ import {
   type TransferTls,
 } from '../src/transfer/index.js';
 import { validateManifest } from '../src/transfer/manifest.js';
+import { FrameReader, FrameType, MAGIC, frameHeader, jsonFrame } from '../src/transfer/protocol.js';
+import { proof } from '../src/transfer/auth.js';
+import { connect } from 'node:net';
 import { createChecksum } from '../src/transfer/checksum.js';
 import { TokenBucket, type Clock } from '../src/transfer/throttle.js';
 import { ProgressTracker } from '../src/transfer/progress.js';
@@ -168,6 +171,32 @@ describe('built-in datadir transfer', () => {
     const err = await rejection(sending);
     expect(err.message).toMatch(/receiver 127\.0\.0\.1:\d+ stopped the transfer: receive into .* aborted \(receiving ibdata1\)/);
     expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+  });
+
+  test('a checksum mismatch fails the receive, names the file, tells the sender and leaves no manifest', async () => {
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    // A sender speaking the protocol by hand, whose checksum does not match the bytes it sends.
+    const socket = connect({ host: '127.0.0.1', port: receiver.port });
+    await new Promise((r) => socket.once('connect', r));
+    const reader = new FrameReader(socket);
+    socket.write(MAGIC);
+    const hello = (await reader.json([FrameType.hello], 'hello')).body as { nonce: string };
+    socket.write(jsonFrame(FrameType.auth, { mac: proof(authKey, 'sender', hello.nonce), nonce: 'n'.repeat(32) }));
+    await reader.json([FrameType.welcome], 'welcome');
+    const entries = [{ type: 'file', path: 'ibdata1', size: 4, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0 }];
+    socket.write(jsonFrame(FrameType.manifest, { algorithm: 'xxh3-64', entries }));
+    socket.write(jsonFrame(FrameType.fileBegin, { index: 0 }));
+    socket.write(Buffer.concat([frameHeader(FrameType.data, 4), Buffer.from('abcd')]));
+    socket.write(jsonFrame(FrameType.fileEnd, { index: 0, checksum: 'xxh3-64:0000000000000000' }));
+    const answer = await reader.json([], 'after the file');
+    socket.destroy();
+    expect(answer.type).toBe(FrameType.error);
+    expect((answer.body as { message: string }).message).toMatch(/checksum mismatch on ibdata1/);
+    expect((await rejection(receiver.done)).message).toMatch(/checksum mismatch on ibdata1: the sender read xxh3-64:0+, this receiver got xxh3-64:[0-9a-f]{16}/);
+    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(dest, 'ibdata1'))).toBe(false);
   });
 
   test('resumes after the sender is killed with SIGKILL, sending only files not yet verified', async () => {
