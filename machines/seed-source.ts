@@ -24,6 +24,8 @@ export interface SourceParams {
   snapshot: string;
   /** Original route: the snapshot is mounted at SnapshotMountPoint already; neither mount nor unmount it. */
   alreadyMounted: boolean;
+  /** With alreadyMounted: the MySQL data path found on the mount when the seed was created. */
+  sourceDir: string;
   stepByStep: boolean;
 }
 

@@ -12,6 +12,7 @@ import { newProcessToken, writeTokenHint } from './token.js';
 import { ConfiguredMySQLService } from './host/mysql-service.js';
 import { LocalDatadir } from './host/datadir.js';
 import { createSnapshotBackend } from './host/snapshot-backend.js';
+import { SeedManager } from './seeds/seed-manager.js';
 
 export interface RunningAgent {
   port: number;
@@ -38,6 +39,11 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
     snapshots: createSnapshotBackend(config, (signal) => mysql.datadir(signal)),
   };
 
+  // Restored before the API serves, so the first request already sees every seed.
+  const seeds = new SeedManager(services);
+  await seeds.start();
+  services.seeds = seeds;
+
   const server: Server = createServer(createApp(services), config);
   const port = await listen(server, config.HTTPPort, config.HTTPBindAddress);
   log.info('orchestrator-agent listening', {
@@ -55,6 +61,7 @@ export async function startAgent(config: Config, opts: { token?: string } = {}):
     services,
     async stop() {
       await registration.stop();
+      await seeds.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Long-lived responses (the web view's seed stream) would otherwise hold close() open.
       server.closeAllConnections();

@@ -1,6 +1,7 @@
 // The one way this agent runs a process: argv (never a shell string built from input), its own process
 // group, a timeout, an optional cancel signal, and on timeout or abort the whole group is killed
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { AgentError } from './errors.js';
@@ -35,6 +36,24 @@ export interface RunResult {
 }
 
 export const TAG_ENV = 'ORCHESTRATOR_AGENT_TAG';
+
+/**
+ * A tag and start hook for every process started inside `fn`, however deep (a seed step calling the
+ * MySQL service, which runs the operator's stop command): so a restarted agent can find those too.
+ * Explicit RunOptions.tag / onStart take precedence.
+ */
+export interface ProcessScope {
+  tag: string;
+  onStart?: (pgid: number) => void;
+}
+const processScope = new AsyncLocalStorage<ProcessScope>();
+export function withProcessScope<T>(scope: ProcessScope, fn: () => Promise<T>): Promise<T> {
+  return processScope.run(scope, fn);
+}
+/** For processes meant to outlive the scope (a MySQL start command whose mysqld must never be reaped). */
+export function withoutProcessScope<T>(fn: () => Promise<T>): Promise<T> {
+  return processScope.exit(fn);
+}
 const stderrTailBytes = 2000;
 
 function tail(text: string): string {
@@ -139,7 +158,10 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     throw new AgentError('aborted', `not started, already aborted: ${command}`);
   }
   const env: Record<string, string> = { ...opts.env };
-  if (opts.tag) env[TAG_ENV] = opts.tag;
+  const scope = processScope.getStore();
+  const tag = opts.tag ?? scope?.tag;
+  if (tag) env[TAG_ENV] = tag;
+  const onStart = opts.onStart ?? scope?.onStart;
 
   const child = execa(program, argv, {
     detached: true, // own process group: we kill the whole group, not just the direct child
@@ -154,7 +176,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     cleanup: false,
   });
   const pgid = child.pid;
-  if (pgid !== undefined) opts.onStart?.(pgid);
+  if (pgid !== undefined) onStart?.(pgid);
 
   let timedOut = false;
   let aborted = false;

@@ -2,6 +2,7 @@
 import type { Config } from './config.js';
 import type { DatadirOps, MySQLService, SnapshotBackend } from './host/interfaces.js';
 import type { RegistrationStatus } from './registration.js';
+import type { SeedManager } from './seeds/seed-manager.js';
 
 /** Registration's view for the status endpoint: when orchestrator last answered us. */
 export interface ContactStatus {
@@ -24,4 +25,6 @@ export interface AgentServices {
   registration?: { status(): RegistrationStatus };
   /** LVM or btrfs snapshots and the snapshot mount point. */
   snapshots: SnapshotBackend;
+  /** Seeds: durable target/source machines (absent in tests that build an app alone). */
+  seeds?: SeedManager;
 }

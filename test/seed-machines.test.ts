@@ -70,7 +70,7 @@ function source(params: Partial<SourceParams>, behaviours: Record<string, Behavi
   const actor = createActor(machine, {
     input: {
       seedId: 's2',
-      params: { targetHost: 'db2', targetPort: 21234, snapshot: 'snap1', alreadyMounted: false, stepByStep: false, ...params },
+      params: { targetHost: 'db2', targetPort: 21234, snapshot: 'snap1', alreadyMounted: false, sourceDir: '', stepByStep: false, ...params },
       seedDeadline: Date.now() + 3600_000,
       connectTimeoutMs: 60_000,
     },

@@ -12,6 +12,7 @@ import { registerRegistrationRoutes } from '../routes/registration-routes.js';
 import { registerMetricsRoutes } from '../routes/metrics-routes.js';
 import { registerSnapshotRoutes } from '../routes/snapshot-routes.js';
 import { registerUiRoutes } from '../routes/ui-routes.js';
+import { registerSeedRoutes } from '../routes/seed-routes.js';
 import { AgentError } from '../errors.js';
 
 export type RouteModule = (routes: Routes, services: AgentServices) => void;
@@ -26,6 +27,7 @@ export const routeModules: RouteModule[] = [
   registerMetricsRoutes,
   registerSnapshotRoutes,
   registerUiRoutes,
+  registerSeedRoutes,
 ];
 
 export function createApp(services: AgentServices, modules: RouteModule[] = routeModules): Koa {

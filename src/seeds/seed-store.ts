@@ -19,11 +19,12 @@ export interface HistoryEntry {
 
 export interface SeedProgress {
   bytesDone: number;
-  bytesTotal: number;
-  filesDone: number;
-  filesTotal: number;
+  /** null while unknown (a configured receive command does not say how much will come). */
+  bytesTotal: number | null;
+  filesDone: number | null;
+  filesTotal: number | null;
   currentFile: string | null;
-  rateBytesPerSec: number;
+  rateBytesPerSec: number | null;
   etaSeconds: number | null;
 }
 
@@ -37,6 +38,7 @@ export interface SeedRecord {
   params: Record<string, unknown>;
   /** Secrets the seed needs after a restart (built-in transfer key); never shown except at creation. */
   secrets: Record<string, string>;
+  /** null until the actor first started (a crash right after creation restarts it from params). */
   snapshot: unknown;
   history: HistoryEntry[];
   progress: SeedProgress | null;
@@ -71,7 +73,7 @@ export function parseSeedRecord(text: string, knownMachines: Record<string, numb
   const isObject = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (!isObject(r.params)) throw new Error('params is not an object');
   if (!isObject(r.secrets)) throw new Error('secrets is not an object');
-  if (!isObject(r.snapshot)) throw new Error('snapshot is not an object');
+  if (r.snapshot !== null && !isObject(r.snapshot)) throw new Error('snapshot is not an object');
   if (!Array.isArray(r.history)) throw new Error('history is not an array');
   if (!Array.isArray(r.pgids) || !r.pgids.every((p) => Number.isInteger(p) && p > 1)) throw new Error('pgids is not an array of process ids');
   if (!isObject(r.marks)) throw new Error('marks is not an object');

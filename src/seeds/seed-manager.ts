@@ -1,0 +1,423 @@
+// Runs seeds: creates them (idempotent by id), persists every transition before its step acts, restores
+// unfinished seeds when the agent starts, passes events on, and tells subscribers about every change.
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import { createActor, fromPromise, type Actor, type AnyStateMachine, type Snapshot } from 'xstate';
+import type { Config } from '../config.js';
+import { AgentError } from '../errors.js';
+import type { DatadirOps, MySQLService, SnapshotBackend } from '../host/interfaces.js';
+import { log } from '../log.js';
+import { withProcessScope } from '../process-runner.js';
+import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent, type SeedFacts, type StepInput } from '../../machines/seed-common.js';
+import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
+import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
+import { reapSeedProcesses, seedTag } from './reaper.js';
+import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
+import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
+import { ensureDatadirPurged } from './steps/datadir-steps.js';
+import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
+import { ensurePostCopied } from './steps/post-copy.js';
+import { ensureSnapshotMounted, ensureUnmounted } from './steps/snapshot-steps.js';
+import type { SeedHandle, StepEnv, StepFn } from './steps/step-env.js';
+import { ensureReceived, ensureSent, TRANSFERRED } from './steps/transfer-steps.js';
+
+export const KNOWN_MACHINES: Record<string, number> = { [TARGET_ID]: TARGET_VERSION, [SOURCE_ID]: SOURCE_VERSION };
+
+export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';
+
+export interface SeedView {
+  id: string;
+  role: SeedRole;
+  machine: string;
+  machineVersion: number;
+  state: string;
+  /** True while a step-by-step seed waits for NEXT. */
+  paused: boolean;
+  status: SeedStatus;
+  /** Events the seed accepts now (POST /api/seeds/:id/events). */
+  accepts: string[];
+  createdAt: string;
+  updatedAt: string;
+  params: Record<string, unknown>;
+  history: SeedRecord['history'];
+  progress: SeedProgress | null;
+  error: { code: string; message: string; hint: string | null } | null;
+  transfer: { port: number } | null;
+}
+
+export interface CreatedSeed {
+  view: SeedView;
+  created: boolean;
+  secrets: Record<string, string>;
+}
+
+export interface SeedManagerDeps {
+  config: Config;
+  mysql: MySQLService;
+  datadir: DatadirOps;
+  snapshots: SnapshotBackend;
+}
+
+export type SeedParamsOf<R extends SeedRole> = R extends 'target' ? TargetParams : SourceParams;
+
+interface PersistedMachine {
+  status: string;
+  value: unknown;
+  context: SeedContext<unknown>;
+}
+
+interface LiveSeed {
+  record: SeedRecord;
+  actor: Actor<AnyStateMachine> | null;
+  /** Set when a persisted snapshot could not be restored: the seed shows as failed with this error. */
+  broken: string | null;
+  progressSavedAt: number;
+  progressTimer: NodeJS.Timeout | null;
+}
+
+const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
+const PROGRESS_SAVE_INTERVAL_MS = 1000;
+
+function persisted(record: SeedRecord): PersistedMachine | null {
+  return record.snapshot as PersistedMachine | null;
+}
+
+export class SeedManager {
+  private readonly store: SeedStore;
+  private readonly seeds = new Map<string, LiveSeed>();
+  private readonly listeners = new Set<(view: SeedView) => void>();
+  private stopping = false;
+
+  constructor(private readonly deps: SeedManagerDeps) {
+    this.store = new SeedStore(deps.config.StateDir, KNOWN_MACHINES);
+  }
+
+  /** Reap what a predecessor left running, then restore every unfinished seed. */
+  async start(): Promise<void> {
+    const records = this.store.loadAll();
+    await reapSeedProcesses(this.deps.config.StateDir, undefined, records.flatMap((r) => r.pgids));
+    for (const record of records) {
+      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
+      this.seeds.set(record.id, live);
+      if (this.statusOf(live) === 'active') {
+        log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
+        this.run(live);
+      }
+    }
+  }
+
+  /** Stops the actors without aborting the seeds: their persisted state is where the next start resumes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const live of this.seeds.values()) {
+      if (live.progressTimer) clearTimeout(live.progressTimer);
+      live.actor?.stop();
+      live.actor = null;
+    }
+  }
+
+  create<R extends SeedRole>(id: string, role: R, params: SeedParamsOf<R>, opts: { timeoutSeconds: number; secrets?: Record<string, string> }): CreatedSeed {
+    const wanted = { ...params, timeoutSeconds: opts.timeoutSeconds } as Record<string, unknown>;
+    const existing = this.seeds.get(id);
+    if (existing) {
+      if (existing.record.role === role && JSON.stringify(existing.record.params) === JSON.stringify(wanted)) {
+        return { view: this.view(existing), created: false, secrets: existing.record.secrets };
+      }
+      throw new AgentError('conflict', `seed ${id} already exists as a ${existing.record.role} seed with other parameters`, {
+        hint: `GET /api/seeds/${id} shows it; use another seed id`,
+      });
+    }
+    for (const other of this.seeds.values()) {
+      if (other.record.role === role && this.statusOf(other) === 'active') {
+        throw new AgentError('conflict', `seed ${other.record.id} is still active as ${role} on this host`, {
+          hint: `wait for it to end or abort it (POST /api/seeds/${other.record.id}/events {"type":"ABORT"})`,
+        });
+      }
+    }
+    const now = new Date().toISOString();
+    const record: SeedRecord = {
+      formatVersion: SEED_FORMAT_VERSION,
+      id,
+      role,
+      machine: role === 'target' ? TARGET_ID : SOURCE_ID,
+      machineVersion: role === 'target' ? TARGET_VERSION : SOURCE_VERSION,
+      params: wanted,
+      secrets: opts.secrets ?? {},
+      snapshot: null,
+      history: [],
+      progress: null,
+      pgids: [],
+      marks: {},
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.store.save(record);
+    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
+    this.seeds.set(id, live);
+    log.info('seed created', { id, role, params: wanted });
+    this.run(live);
+    return { view: this.view(live), created: true, secrets: record.secrets };
+  }
+
+  send(id: string, event: SeedEvent): SeedView {
+    const live = this.require(id);
+    const accepted = this.accepts(live);
+    if (!live.actor || !accepted.includes(event.type)) {
+      throw new AgentError('conflict', `seed ${id} in state ${this.stateOf(live)} does not accept ${event.type}`, {
+        hint: accepted.length > 0 ? `it accepts: ${accepted.join(', ')}` : `the seed is ${this.statusOf(live)} and accepts no events`,
+      });
+    }
+    live.actor.send(event);
+    return this.view(live);
+  }
+
+  get(id: string): SeedView | undefined {
+    const live = this.seeds.get(id);
+    return live ? this.view(live) : undefined;
+  }
+
+  require(id: string): LiveSeed {
+    const live = this.seeds.get(id);
+    if (!live) throw new AgentError('not_found', `no seed ${id} on this agent`, { hint: 'GET /api/seeds lists the seeds' });
+    return live;
+  }
+
+  list(): SeedView[] {
+    return [...this.seeds.values()].map((live) => this.view(live));
+  }
+
+  corruptFiles(): CorruptFile[] {
+    return this.store.corruptFiles();
+  }
+
+  subscribe(listener: (view: SeedView) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Original route: the transfer step has finished (well or not), or the seed is over. */
+  transferCompleted(id: string): boolean {
+    const live = this.seeds.get(id);
+    if (!live) return false;
+    return this.statusOf(live) !== 'active' || live.record.marks[TRANSFERRED] !== undefined;
+  }
+
+  /** Original route: the transfer step finished well (the command exited 0 / the data verified). */
+  transferSucceeded(id: string): boolean {
+    const live = this.seeds.get(id);
+    if (!live) return false;
+    return live.record.marks[TRANSFERRED] !== undefined && this.statusOf(live) !== 'failed' && this.statusOf(live) !== 'aborted';
+  }
+
+  private run(live: LiveSeed): void {
+    const { record } = live;
+    const machine = this.machineFor(live);
+    const snapshot = persisted(record);
+    let actor: Actor<AnyStateMachine>;
+    try {
+      if (snapshot) {
+        actor = createActor(machine, { snapshot: snapshot as unknown as Snapshot<unknown> });
+      } else {
+        const p = record.params as Record<string, unknown>;
+        const timeoutSeconds = typeof p.timeoutSeconds === 'number' ? p.timeoutSeconds : 86400;
+        const { timeoutSeconds: _omit, ...params } = p;
+        actor = createActor(machine, {
+          input: {
+            seedId: record.id,
+            params,
+            seedDeadline: Date.parse(record.createdAt) + timeoutSeconds * 1000,
+            connectTimeoutMs: this.deps.config.SeedTransferConnectTimeoutSeconds * 1000,
+          },
+        });
+      }
+    } catch (err) {
+      live.broken = `cannot restore seed ${record.id} from ${this.store.fileOf(record.id)}: ${(err as Error).message}`;
+      log.error(live.broken);
+      return;
+    }
+    live.actor = actor;
+    actor.subscribe({
+      next: () => this.persistTransition(live),
+      error: (err) => log.error('seed actor failed', { id: record.id, error: (err as Error).message }),
+    });
+    actor.start();
+  }
+
+  /** Runs synchronously inside the actor's notification, before any step passes its first await. */
+  private persistTransition(live: LiveSeed): void {
+    if (this.stopping || !live.actor) return;
+    const { record } = live;
+    const snap = live.actor.getSnapshot();
+    const top = topState(snap.value);
+    const now = new Date().toISOString();
+    const last = record.history.at(-1);
+    if (!last || last.state !== top) {
+      if (last && last.leftAt === null) last.leftAt = now;
+      record.history.push({ state: top, enteredAt: now, leftAt: null, error: null });
+    }
+    const error = (snap.context as SeedContext<unknown>).error;
+    if (FINAL_STATES.has(top) && error) {
+      const failedEntry = [...record.history].reverse().find((h) => h.state === error.step);
+      if (failedEntry && failedEntry.error === null) failedEntry.error = error.message;
+    }
+    record.snapshot = live.actor.getPersistedSnapshot();
+    record.updatedAt = now;
+    this.store.save(record);
+    if (FINAL_STATES.has(top)) {
+      log.info(`seed ${top}`, { id: record.id, error: error?.message });
+      if (live.progressTimer) clearTimeout(live.progressTimer);
+      live.actor = null;
+    }
+    this.emit(live);
+  }
+
+  private emit(live: LiveSeed): void {
+    const view = this.view(live);
+    for (const listener of this.listeners) {
+      try {
+        listener(view);
+      } catch (err) {
+        log.warn('seed listener failed', { error: (err as Error).message });
+      }
+    }
+  }
+
+  private handle(live: LiveSeed): SeedHandle {
+    const { record } = live;
+    return {
+      id: record.id,
+      marks: () => record.marks,
+      mark: (key, value) => {
+        record.marks[key] = value;
+        record.updatedAt = new Date().toISOString();
+        this.store.save(record);
+      },
+      setProgress: (progress) => {
+        record.progress = progress;
+        this.emit(live);
+        const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
+        if (wait <= 0) {
+          live.progressSavedAt = Date.now();
+          if (!this.stopping) this.store.save(record);
+        } else if (!live.progressTimer) {
+          live.progressTimer = setTimeout(() => {
+            live.progressTimer = null;
+            live.progressSavedAt = Date.now();
+            if (!this.stopping) this.store.save(record);
+          }, wait);
+        }
+      },
+    };
+  }
+
+  private env(live: LiveSeed): StepEnv {
+    const { config, mysql, datadir, snapshots } = this.deps;
+    return {
+      config,
+      mysql,
+      datadir,
+      snapshots,
+      seed: this.handle(live),
+      killSeedProcesses: async () => {
+        await reapSeedProcesses(config.StateDir, live.record.id, live.record.pgids);
+      },
+    };
+  }
+
+  /** Every step: wait one macrotask (the transition is on disk by then), then act inside the seed's process scope. */
+  private step<P>(live: LiveSeed, fn: StepFn<P>) {
+    return fromPromise<SeedFacts, StepInput<P>>(async ({ input, signal }) => {
+      await nextMacrotask();
+      signal.throwIfAborted();
+      return this.scoped(live, () => fn(input, signal, this.env(live)));
+    });
+  }
+
+  private cleanup<P>(live: LiveSeed, fn: CleanupFn<P>) {
+    return fromPromise<SeedFacts, CleanupInput<P>>(async ({ input, signal }) => {
+      await nextMacrotask();
+      return this.scoped(live, () => fn(input, signal, this.env(live)));
+    });
+  }
+
+  private scoped<T>(live: LiveSeed, fn: () => Promise<T>): Promise<T> {
+    const { record } = live;
+    return withProcessScope(
+      {
+        tag: seedTag(this.deps.config.StateDir, record.id),
+        onStart: (pgid) => {
+          if (this.stopping) return;
+          record.pgids.push(pgid);
+          this.store.save(record);
+        },
+      },
+      fn,
+    );
+  }
+
+  private machineFor(live: LiveSeed): AnyStateMachine {
+    if (live.record.role === 'target') {
+      return seedTargetMachine.provide({
+        actors: {
+          ensureMySQLStopped: this.step(live, ensureMySQLStopped),
+          ensureDatadirPurged: this.step(live, ensureDatadirPurged),
+          ensureReceived: this.step(live, ensureReceived),
+          ensurePostCopied: this.step(live, ensurePostCopied),
+          ensureMySQLStarted: this.step(live, ensureMySQLStarted),
+          cleanup: this.cleanup(live, cleanupTarget),
+        },
+      });
+    }
+    return seedSourceMachine.provide({
+      actors: {
+        ensureSnapshotMounted: this.step(live, ensureSnapshotMounted),
+        ensureSent: this.step(live, ensureSent),
+        ensureUnmounted: this.step(live, ensureUnmounted),
+        cleanup: this.cleanup(live, cleanupSource),
+      },
+    });
+  }
+
+  private stateOf(live: LiveSeed): string {
+    const snap = persisted(live.record);
+    if (!snap) return live.record.role === 'target' ? 'stoppingMySQL' : 'created';
+    return topState(snap.value);
+  }
+
+  private statusOf(live: LiveSeed): SeedStatus {
+    if (live.broken) return 'failed';
+    const state = this.stateOf(live);
+    return FINAL_STATES.has(state) ? (state as SeedStatus) : 'active';
+  }
+
+  private accepts(live: LiveSeed): string[] {
+    if (!live.actor) return [];
+    const snap = live.actor.getSnapshot();
+    return (['NEXT', 'ABORT'] as const).filter((type) => snap.can({ type }));
+  }
+
+  view(live: LiveSeed): SeedView {
+    const { record } = live;
+    const snap = persisted(record);
+    const error = live.broken ? { code: 'state_corrupt', message: live.broken, hint: null } : (snap?.context.error ?? null);
+    const isTarget = record.role === 'target';
+    const commandTransfer = this.deps.config.ReceiveSeedDataCommand.trim() !== '';
+    const port = snap?.context.facts.transferPort ?? (isTarget && commandTransfer ? this.deps.config.SeedTransferPort : undefined);
+    return {
+      id: record.id,
+      role: record.role,
+      machine: record.machine,
+      machineVersion: record.machineVersion,
+      state: this.stateOf(live),
+      paused: snap ? subState(snap.value) === 'paused' : false,
+      status: this.statusOf(live),
+      accepts: this.accepts(live),
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+      params: record.params,
+      history: record.history,
+      progress: record.progress,
+      error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
+      transfer: port !== undefined ? { port } : null,
+    };
+  }
+}

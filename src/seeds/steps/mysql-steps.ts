@@ -1,0 +1,28 @@
+// Ensure steps for the MySQL service on the target: observe first, act only if needed, check the result.
+import { AgentError } from '../../errors.js';
+import { withoutProcessScope } from '../../process-runner.js';
+import type { TargetParams } from '../../../machines/seed-target.js';
+import type { StepFn } from './step-env.js';
+
+export const ensureMySQLStopped: StepFn<TargetParams> = async (input, signal, env) => {
+  // The datadir is learned once, while MySQL may still answer, and kept in the seed's context.
+  const datadir = input.facts.datadir ?? (await env.mysql.datadir(signal));
+  if (await env.mysql.isRunning(signal)) await env.mysql.stop(signal);
+  if (await env.mysql.isRunning(signal)) {
+    throw new AgentError('command_failed', 'MySQL still runs after MySQLServiceStopCommand', {
+      hint: 'check MySQLServiceStopCommand and MySQLServiceStatusCommand, then create the seed again',
+    });
+  }
+  return { datadir };
+};
+
+export const ensureMySQLStarted: StepFn<TargetParams> = async (_input, signal, env) => {
+  // Untagged: mysqld inherits the start command's environment, and a restarted agent reaps tagged processes.
+  if (!(await env.mysql.isRunning(signal))) await withoutProcessScope(() => env.mysql.start(signal));
+  if (!(await env.mysql.isRunning(signal))) {
+    throw new AgentError('command_failed', 'MySQL is not running after MySQLServiceStartCommand', {
+      hint: 'look at the MySQL error log (/api/mysql-error-log-tail); the copied datadir is in place',
+    });
+  }
+  return {};
+};

@@ -1,0 +1,21 @@
+// The operator's PostCopyCommand, once: a durable mark keeps a restarted seed from running it twice
+// after it completed (a restart while it ran runs it again: its process group was killed).
+import { runShell } from '../../process-runner.js';
+import type { TargetParams } from '../../../machines/seed-target.js';
+import { commandCapMs, remainingMs, type StepFn } from './step-env.js';
+
+export const POST_COPIED = 'postCopied';
+
+export const ensurePostCopied: StepFn<TargetParams> = async (input, signal, env) => {
+  if (input.facts.postCopied || env.seed.marks()[POST_COPIED]) return { postCopied: true };
+  const command = env.config.PostCopyCommand.trim();
+  if (command !== '') {
+    await runShell(command, [], {
+      timeoutMs: remainingMs(input.deadlines, commandCapMs(env.config), 'the post-copy command'),
+      signal,
+      sudo: env.config.ExecWithSudo,
+    });
+  }
+  env.seed.mark(POST_COPIED, new Date().toISOString());
+  return { postCopied: true };
+};

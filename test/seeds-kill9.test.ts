@@ -1,0 +1,235 @@
+// THE crash matrix: for every state of both seed machines, hold a seed there (a slow operator command, or
+// step-by-step where the real operation is too fast to catch), SIGKILL the agent, start a new agent on the
+// same StateDir, and check that the seed finishes (or fails cleanly where a command-based transfer cannot
+// resume), that the source data is byte-for-byte untouched, and that no tagged process or mount is left.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './support/agent-process.js';
+import { mountsUnder } from './support/btrfs-fixture.js';
+import { startSeedAgent, type SeedAgent, type SeedViewJson } from './support/seed-api.js';
+import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, taggedPids, treeDigest, type SourceHost, type TargetHost } from './support/seed-hosts.js';
+import { seedTag, stateDirKey } from '../src/seeds/reaper.js';
+import { topState } from '../machines/seed-common.js';
+
+let source: SourceHost;
+let snapshotDigest: Record<string, string>;
+let liveDigest: Record<string, string>;
+const agents: SeedAgent[] = [];
+const targets: TargetHost[] = [];
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+
+beforeAll(() => {
+  source = makeSourceHost(tempDir('oa-k9-src-'), `oa-k9-${process.pid}`);
+  snapshotDigest = treeDigest(source.snapshot);
+  liveDigest = treeDigest(source.live);
+});
+afterEach(async () => {
+  for (const a of agents.splice(0)) await a.agent.stop();
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const t of targets.splice(0)) stopTargetMysqld(t);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  expect(treeDigest(source.snapshot)).toEqual(snapshotDigest);
+  expect(treeDigest(source.live)).toEqual(liveDigest);
+});
+afterAll(() => source?.cleanup());
+
+async function until(what: string, cond: () => boolean, timeoutMs = 20000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** SIGKILL the agent and start another on the same StateDir and config. */
+async function crashAndRestart(agent: SeedAgent, dir: string, config: Record<string, unknown>): Promise<SeedAgent> {
+  await agent.agent.kill9();
+  agents.splice(agents.indexOf(agent), 1);
+  const next = await startSeedAgent(dir, config);
+  agents.push(next);
+  return next;
+}
+
+/** The operator's kind of sender, run by hand: the snapshot's datadir, tar over socat. */
+function sendSnapshot(port: number): ChildProcess {
+  const child = spawn('bash', ['-c', `tar -cf - -C "$1" . | socat -u STDIN TCP:127.0.0.1:$2,retry=200,interval=0.1`, 'send', join(source.snapshot, 'mysql'), String(port)], {
+    stdio: 'ignore',
+  });
+  children.push(child);
+  return child;
+}
+
+function receiveInto(dest: string, port: number): ChildProcess {
+  const child = spawn('bash', ['-c', `socat -u TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr STDOUT | tar -xf - -C "$1"`, 'recv', dest, String(port)], { stdio: 'ignore' });
+  children.push(child);
+  return child;
+}
+
+const isFinal = (v: SeedViewJson) => v.status !== 'active';
+
+function assertNothingLeft(agent: SeedAgent): void {
+  expect(taggedPids(`seed:${stateDirKey(agent.stateDir)}:`)).toEqual([]);
+  expect(mountsUnder(source.mountPoint)).toEqual([]);
+}
+
+describe('kill -9 in every state of the target machine', () => {
+  type Case = {
+    state: string;
+    /** Slow the step down and make sure its process runs before the kill. */
+    hold: (host: TargetHost) => void;
+    started: (host: TargetHost) => boolean;
+    extra?: (dir: string) => Record<string, unknown>;
+    expectStatus: 'done' | 'failed';
+    errorContains?: string;
+  };
+  const count = (host: TargetHost, line: string) => host.log().split('\n').filter((l) => l.startsWith(line)).length;
+  const cases: Case[] = [
+    { state: 'stoppingMySQL', hold: (h) => h.delay('stop', 30), started: (h) => count(h, 'stop') === 1, expectStatus: 'done' },
+    { state: 'purgingDatadir', hold: (h) => h.delay('purge', 30), started: (h) => count(h, 'purge') === 1, expectStatus: 'done' },
+    {
+      state: 'receiving',
+      hold: (h) => h.delay('receive', 30),
+      started: (h) => count(h, 'receive') === 1,
+      expectStatus: 'failed',
+      errorContains: 'interrupted by an agent restart',
+    },
+    { state: 'postCopy', hold: (h) => h.delay('postcopy', 30), started: (h) => count(h, 'post-copy') === 1, expectStatus: 'done' },
+    { state: 'startingMySQL', hold: (h) => h.delay('start', 30), started: (h) => count(h, 'start') === 1, expectStatus: 'done' },
+    {
+      // The receive command leaves a partial file and fails, and makes the purge slow: cleanup is caught purging.
+      state: 'cleanup',
+      hold: () => undefined,
+      started: (h) => count(h, 'purge') === 2,
+      extra: (dir) => ({ ReceiveSeedDataCommand: `echo partial > "$1/partial"; echo 30 > ${dir}/delay-purge; echo "receive failing" >&2; exit 1` }),
+      expectStatus: 'failed',
+      errorContains: 'exited with code 1',
+    },
+  ];
+
+  test.each(cases)('killed in $state, the restarted agent ends the seed $expectStatus, leaving nothing behind', async (c) => {
+    const dir = tempDir('oa-k9-tgt-');
+    dirs.push(dir);
+    const host = makeTargetHost(dir, await freePort());
+    targets.push(host);
+    const config = { ...host.config, ...(c.extra?.(dir) ?? {}) };
+    const agent = await startSeedAgent(dir, config);
+    agents.push(agent);
+    c.hold(host);
+    const id = `k9-${c.state}`;
+    expect((await agent.call('POST', '/api/seeds', { id, role: 'target', startMySQL: true })).status).toBe(201);
+    // Senders connect with retries; the receive (first or again) takes the stream when it listens.
+    if (c.state !== 'receiving' && c.state !== 'cleanup') sendSnapshot(host.config.SeedTransferPort as number);
+    await agent.waitFor(id, (v) => v.state === c.state, c.state);
+    await until(`the ${c.state} step's process`, () => c.started(host));
+    const persisted = JSON.parse(readFileSync(join(agent.stateDir, 'seeds', `${id}.json`), 'utf8'));
+    expect(topState(persisted.snapshot.value)).toBe(c.state);
+
+    for (const step of ['stop', 'purge', 'postcopy', 'start', 'receive'] as const) host.delay(step, 0);
+    const again = await crashAndRestart(agent, dir, config);
+    const end = await again.waitFor(id, isFinal, 'an end');
+    expect(end.status).toBe(c.expectStatus);
+    if (c.expectStatus === 'done') {
+      expect(end.error).toBeNull();
+      const copied = treeDigest(host.datadir);
+      delete copied['post-copied'];
+      expect(copied).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+      expect(existsSync(join(host.datadir, 'post-copied'))).toBe(true);
+      expect(host.mysqlRunning()).toBe(true);
+    } else {
+      expect(end.error!.message).toContain(c.errorContains);
+      // The partial copy is gone and MySQL was not started on it.
+      expect(treeDigest(host.datadir)).toEqual({});
+      expect(host.mysqlRunning()).toBe(false);
+    }
+    expect(end.history.at(-1)!.state).toBe(c.expectStatus);
+    assertNothingLeft(again);
+  });
+});
+
+describe('kill -9 in every state of the source machine', () => {
+  async function sourceAgentIn(dir: string, extra: Record<string, unknown> = {}) {
+    const config = { ...source.config, ...extra };
+    const agent = await startSeedAgent(dir, config);
+    agents.push(agent);
+    return { agent, config };
+  }
+
+  async function next(agent: SeedAgent, id: string, state: string) {
+    await agent.waitFor(id, (v) => v.state === state && v.paused, `paused in ${state}`);
+    expect((await agent.call('POST', `/api/seeds/${id}/events`, { type: 'NEXT' })).status).toBe(200);
+  }
+
+  test.each(['mountingSnapshot', 'unmounting'])(
+    'killed while waiting in %s (mount and unmount are too fast to catch mid-way), the seed goes on after the restart and finishes',
+    async (state) => {
+      const dir = tempDir('oa-k9-srcagent-');
+      const dest = join(dir, 'received');
+      mkdirSync(dest);
+      dirs.push(dir);
+      const port = await freePort();
+      const { agent, config } = await sourceAgentIn(dir);
+      receiveInto(dest, port);
+      const id = `k9-src-${state}`;
+      await agent.call('POST', '/api/seeds', { id, role: 'source', targetHost: '127.0.0.1', targetPort: port, snapshot: source.snapshot, stepByStep: true });
+      if (state === 'unmounting') {
+        await next(agent, id, 'mountingSnapshot');
+        await next(agent, id, 'sending');
+      }
+      await agent.waitFor(id, (v) => v.state === state && v.paused, `paused in ${state}`);
+      expect(mountsUnder(source.mountPoint)).toEqual(state === 'unmounting' ? [source.mountPoint] : []);
+      const again = await crashAndRestart(agent, dir, config);
+      if (state === 'mountingSnapshot') {
+        await next(again, id, 'mountingSnapshot');
+        await next(again, id, 'sending');
+      }
+      await next(again, id, 'unmounting');
+      const end = await again.waitFor(id, isFinal, 'an end');
+      expect([end.status, end.error]).toEqual(['done', null]);
+      expect(treeDigest(dest)).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+      assertNothingLeft(again);
+    },
+  );
+
+  test('killed mid-send, the restarted agent fails the seed (a send command cannot resume) and unmounts the snapshot', async () => {
+    const dir = tempDir('oa-k9-srcagent-');
+    dirs.push(dir);
+    const { agent, config } = await sourceAgentIn(dir);
+    source.delay('send', 30);
+    try {
+      await agent.call('POST', '/api/seeds', { id: 'k9-src-sending', role: 'source', targetHost: '127.0.0.1', targetPort: await freePort(), snapshot: source.snapshot });
+      await agent.waitFor('k9-src-sending', (v) => v.state === 'sending', 'sending');
+      const tag = seedTag(agent.stateDir, 'k9-src-sending');
+      await until('the send command', () => taggedPids(tag).length > 0);
+      expect(mountsUnder(source.mountPoint)).toEqual([source.mountPoint]);
+      source.delay('send', 0);
+      const again = await crashAndRestart(agent, dir, config);
+      const end = await again.waitFor('k9-src-sending', isFinal, 'an end');
+      expect(end.status).toBe('failed');
+      expect(end.error!.message).toContain('send command');
+      expect(end.error!.message).toContain('interrupted by an agent restart');
+      assertNothingLeft(again);
+    } finally {
+      source.delay('send', 0);
+    }
+  });
+
+  test('killed during cleanup (a send that ignores SIGTERM holds it), the restarted agent finishes the cleanup and the abort', async () => {
+    const dir = tempDir('oa-k9-srcagent-');
+    dirs.push(dir);
+    const { agent, config } = await sourceAgentIn(dir, { SendSeedDataCommand: `trap '' TERM; sleep 1000 & wait; sleep 1000` });
+    await agent.call('POST', '/api/seeds', { id: 'k9-src-cleanup', role: 'source', targetHost: '127.0.0.1', targetPort: await freePort(), snapshot: source.snapshot });
+    await agent.waitFor('k9-src-cleanup', (v) => v.state === 'sending', 'sending');
+    const tag = seedTag(agent.stateDir, 'k9-src-cleanup');
+    await until('the send command', () => taggedPids(tag).length >= 2);
+    expect((await agent.call('POST', '/api/seeds/k9-src-cleanup/events', { type: 'ABORT' })).status).toBe(200);
+    await agent.waitFor('k9-src-cleanup', (v) => v.state === 'cleanup', 'cleanup');
+    const again = await crashAndRestart(agent, dir, config);
+    const end = await again.waitFor('k9-src-cleanup', isFinal, 'an end');
+    expect(end.status).toBe('aborted');
+    expect(end.history.map((h) => h.state)).toEqual(['mountingSnapshot', 'sending', 'cleanup', 'aborted']);
+    assertNothingLeft(again);
+  });
+});
