@@ -26,6 +26,8 @@ export interface TargetParams {
   stepByStep: boolean;
   /** Original route: orchestrator stops MySQL, purges, runs post-copy and starts MySQL itself. */
   receiveOnly: boolean;
+  /** Port the receiver listens on (chosen at creation so the sender can be told at once). */
+  port: number;
 }
 
 export type TargetContext = SeedContext<TargetParams>;

@@ -49,7 +49,7 @@ function target(params: Partial<TargetParams>, behaviours: Record<string, Behavi
   const actor = createActor(machine, {
     input: {
       seedId: 's1',
-      params: { startMySQL: false, stepByStep: false, receiveOnly: false, ...params },
+      params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 21234, ...params },
       seedDeadline: Date.now() + 3600_000,
       connectTimeoutMs: 60_000,
     },

@@ -203,6 +203,30 @@ describe('seeds through the agent API', () => {
   });
 });
 
+describe('seeds with the built-in transfer', () => {
+  test('the target hands out a port and key once, the source sends with them, and both sides finish', async () => {
+    const { host, agent: t } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    const s = await sourceAgent({ SendSeedDataCommand: '' });
+    const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'builtin', role: 'target', startMySQL: true });
+    expect(created.status).toBe(201);
+    const { port, authKey } = created.body.transfer;
+    expect(authKey).toMatch(/^.{16,}$/);
+    expect(JSON.stringify(await t.seed('builtin'))).not.toContain(authKey);
+    const noKey = await s.call('POST', '/api/seeds', { id: 'builtin', role: 'source', targetHost: '127.0.0.1', targetPort: port, snapshot: source.snapshot });
+    expect(noKey.status).toBe(400);
+    const sent = await s.call('POST', '/api/seeds', { id: 'builtin', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot });
+    expect(sent.status).toBe(201);
+    const tv = await t.waitFor('builtin', isFinal, 'an end');
+    const sv = await s.waitFor('builtin', isFinal, 'an end');
+    expect([tv.status, tv.error, sv.status, sv.error]).toEqual(['done', null, 'done', null]);
+    expect(tv.progress).toMatchObject({ bytesDone: 350000, bytesTotal: 350000, filesTotal: 3 });
+    const copied = treeDigest(host.datadir);
+    for (const name of Object.keys(copied)) if (name.startsWith('.orchestrator-agent-transfer') || name === 'post-copied') delete copied[name];
+    expect(copied).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+    expect(mountsUnder(source.mountPoint)).toEqual([]);
+  });
+});
+
 describe('the original seed routes', () => {
   test('orchestrator drives receive and send, polls completed/succeeded, and a failing sender fails its side', async () => {
     const { host, agent: t } = await target();

@@ -233,3 +233,4 @@ describe('kill -9 in every state of the source machine', () => {
     assertNothingLeft(again);
   });
 });
+

@@ -1,5 +1,7 @@
 // Seeds over HTTP: the new API (create, send events, read persisted state) and the original routes
 // orchestrator drives, both served by the seed manager. No OS logic here.
+import { createHmac } from 'node:crypto';
+import { createServer as createNetServer } from 'node:net';
 import type { Context } from 'koa';
 import type { Config } from '../config.js';
 import { AgentError, badRequest } from '../errors.js';
@@ -7,6 +9,7 @@ import { sendJson } from '../http/respond.js';
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
+import { newAuthKey } from '../transfer/index.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -45,14 +48,49 @@ function timeoutSeconds(body: Record<string, unknown>): number {
   return n;
 }
 
-/** The transfer this agent can run for a role; refused up front rather than failing the seed later. */
-function requireTransfer(config: Config, role: 'target' | 'source', compat: boolean): void {
+type TransferMode = { kind: 'command' } | { kind: 'builtin' };
+
+/** A configured command runs as the original's; otherwise the built-in transfer. */
+function transferMode(config: Config, role: 'target' | 'source'): TransferMode {
   const key = role === 'target' ? 'ReceiveSeedDataCommand' : 'SendSeedDataCommand';
-  if (config[key].trim() !== '') return;
-  if (compat && config.SeedTransferSecret === '' && !config.UseMutualTLS) {
-    throw badRequest(`${key} is not configured, and the built-in transfer needs SeedTransferSecret for the original seed routes`, `configure SeedTransferSecret (the same on both agents) or ${key}`);
+  return config[key].trim() !== '' ? { kind: 'command' } : { kind: 'builtin' };
+}
+
+/**
+ * The original routes carry no key, so both agents derive it from a shared secret. Without one (and
+ * without mutual TLS on the data channel) anyone reaching the port could feed the target: refuse.
+ */
+function compatKey(config: Config, role: 'target' | 'source', seedId: string): Record<string, string> {
+  if (transferMode(config, role).kind === 'command') return {};
+  const key = role === 'target' ? 'ReceiveSeedDataCommand' : 'SendSeedDataCommand';
+  if (config.SeedTransferSecret === '' && !(config.SeedTransferUseSSL && config.UseMutualTLS)) {
+    throw badRequest(
+      `the original seed routes with the built-in transfer need SeedTransferSecret, which is not configured`,
+      `configure SeedTransferSecret (the same on both agents) or ${key}`,
+    );
   }
-  throw badRequest(`${key} is not configured and this agent has no built-in transfer`, `set ${key} on both agents${compat ? ', or SeedTransferSecret' : ''}`);
+  return { authKey: createHmac('sha256', config.SeedTransferSecret).update(seedId).digest('hex') };
+}
+
+/** A port free now on the receiver's address, chosen at creation so the sender can be told at once. */
+async function pickPort(bindAddress: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once('error', reject);
+    server.listen(0, bindAddress || undefined, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function authKeyOf(body: Record<string, unknown>): string {
+  const key = body.authKey;
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/=_-]{16,256}$/.test(key)) {
+    throw badRequest('authKey is missing or malformed', 'pass the authKey the target seed returned at creation');
+  }
+  return key;
 }
 
 export function registerSeedRoutes(routes: Routes, services: AgentServices): void {
@@ -67,10 +105,19 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const stepByStep = bool(body, 'stepByStep');
     let result;
     if (role === 'target') {
-      requireTransfer(config, 'target', false);
-      result = seeds.create(id, 'target', { startMySQL: bool(body, 'startMySQL'), stepByStep, receiveOnly: false }, { timeoutSeconds: timeoutSeconds(body) });
+      const existing = seeds.get(id);
+      const builtin = transferMode(config, 'target').kind === 'builtin';
+      const port = !builtin
+        ? config.SeedTransferPort
+        : typeof existing?.params.port === 'number'
+          ? existing.params.port
+          : await pickPort(config.SeedTransferBindAddress);
+      result = seeds.create(id, 'target', { startMySQL: bool(body, 'startMySQL'), stepByStep, receiveOnly: false, port }, {
+        timeoutSeconds: timeoutSeconds(body),
+        secrets: builtin ? { authKey: newAuthKey() } : {},
+      });
     } else if (role === 'source') {
-      requireTransfer(config, 'source', false);
+      const builtin = transferMode(config, 'source').kind === 'builtin';
       const snapshot = validate.snapshotName(body.snapshot, config.BtrfsSnapshotsDir || undefined);
       const params = {
         targetHost: validate.host(body.targetHost),
@@ -80,11 +127,13 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
         sourceDir: '',
         stepByStep,
       };
-      result = seeds.create(id, 'source', params, { timeoutSeconds: timeoutSeconds(body) });
+      result = seeds.create(id, 'source', params, { timeoutSeconds: timeoutSeconds(body), secrets: builtin ? { authKey: authKeyOf(body) } : {} });
     } else {
       throw badRequest(`role must be "target" or "source", got ${JSON.stringify(role)}`);
     }
-    sendJson(ctx, result.created ? 201 : 200, { seed: result.view, transfer: result.view.transfer });
+    // The only response that shows the key: the caller hands it to the source seed.
+    const transfer = result.view.transfer ? { ...result.view.transfer, ...(result.secrets.authKey ? { authKey: result.secrets.authKey } : {}) } : null;
+    sendJson(ctx, result.created ? 201 : 200, { seed: result.view, transfer });
   });
 
   routes.post('/api/seeds/:id/events', async (ctx) => {
@@ -107,15 +156,15 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   // through their own routes; the target seed's ensure steps find those already done.
   routes.action('/api/receive-mysql-seed-data/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
-    requireTransfer(config, 'target', true);
-    seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true }, { timeoutSeconds: defaultTimeoutSeconds });
+    const secrets = compatKey(config, 'target', id);
+    seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
     return true;
   });
 
   routes.action('/api/send-mysql-seed-data/:targetHost/:seedId', async (ctx) => {
     const targetHost = validate.host(ctx.params.targetHost);
     const id = validate.seedId(ctx.params.seedId);
-    requireTransfer(config, 'source', true);
+    const secrets = compatKey(config, 'source', id);
     const existing = seeds.get(id);
     let sourceDir = typeof existing?.params.sourceDir === 'string' ? existing.params.sourceDir : '';
     if (!existing) {
@@ -128,7 +177,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
       sourceDir = mount.MySQLDataPath;
     }
     const params = { targetHost, targetPort: config.SeedTransferPort, snapshot: '', alreadyMounted: true, sourceDir, stepByStep: false };
-    seeds.create(id, 'source', params, { timeoutSeconds: defaultTimeoutSeconds });
+    seeds.create(id, 'source', params, { timeoutSeconds: defaultTimeoutSeconds, secrets });
     return true;
   });
 

@@ -286,6 +286,7 @@ export class SeedManager {
     return {
       id: record.id,
       marks: () => record.marks,
+      secrets: () => record.secrets,
       mark: (key, value) => {
         record.marks[key] = value;
         record.updatedAt = new Date().toISOString();
@@ -400,8 +401,7 @@ export class SeedManager {
     const snap = persisted(record);
     const error = live.broken ? { code: 'state_corrupt', message: live.broken, hint: null } : (snap?.context.error ?? null);
     const isTarget = record.role === 'target';
-    const commandTransfer = this.deps.config.ReceiveSeedDataCommand.trim() !== '';
-    const port = snap?.context.facts.transferPort ?? (isTarget && commandTransfer ? this.deps.config.SeedTransferPort : undefined);
+    const port = isTarget && typeof record.params.port === 'number' ? record.params.port : undefined;
     return {
       id: record.id,
       role: record.role,

@@ -12,6 +12,8 @@ export interface SeedHandle {
   marks(): Readonly<Record<string, string>>;
   /** Written to disk before it returns. */
   mark(key: string, value: string): void;
+  /** Secrets stored with the seed (the built-in transfer's key). */
+  secrets(): Readonly<Record<string, string>>;
   /** Throttled to disk, immediate to subscribers. */
   setProgress(progress: SeedProgress | null): void;
 }

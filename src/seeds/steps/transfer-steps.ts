@@ -2,12 +2,17 @@
 // they run as the original ran them (command, datadir [, host], port; values as positional parameters),
 // tagged and in their own process group; the step succeeds only when the command exits 0, so a sender's
 // failure fails the source seed. A command cut off by an agent restart cannot be resumed (the other side's
-// stream is gone): the step then fails with a message that says so.
+// stream is gone): the step then fails with a message that says so. Without the commands the built-in
+// transfer runs: it verifies every file and the final manifest (the receiver succeeds only when the
+// sender's last frame checks out) and resumes after a restart, keeping files verified before.
 import { AgentError } from '../../errors.js';
+import { log } from '../../log.js';
+import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
+import type { StepInput } from '../../../machines/seed-common.js';
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -20,14 +25,77 @@ function interrupted(side: 'receive' | 'send', since: string): AgentError {
   });
 }
 
-function noTransfer(side: 'receive' | 'send'): AgentError {
-  const key = side === 'receive' ? 'ReceiveSeedDataCommand' : 'SendSeedDataCommand';
-  return new AgentError('config', `${key} is not configured and this agent has no built-in transfer`, {
-    hint: `set ${key} (e.g. a tar | nc pipeline) on both agents`,
-  });
+function transferKey(env: StepEnv): string {
+  const key = env.seed.secrets().authKey;
+  if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
+  return key;
 }
 
-/** Polls the receiving datadir's size so the seed shows how much has arrived. */
+function progressOf(p: TransferProgress) {
+  return { ...p };
+}
+
+/** Sessions per transfer step: a peer that crashed and came back (resuming) gets a new session. */
+const builtinAttempts = 5;
+/** A sender retries this often while the receiver is not (yet, again) listening. */
+const senderAttempts = 60;
+
+function retryable(err: unknown, signal: AbortSignal): boolean {
+  return !signal.aborted && !(err instanceof AgentError && (err.code === 'aborted' || err.code === 'config'));
+}
+
+async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    if (await isTransferComplete(datadir)) return;
+    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    // The first sender must come by the connect deadline; a sender that dropped out gets a fresh wait.
+    const connectTimeoutMs = attempt === 1 ? Math.max(1000, connectDeadline - Date.now()) : env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    try {
+      const receiver = await startReceiver({
+        destDir: datadir,
+        bindAddress: env.config.SeedTransferBindAddress,
+        port: input.params.port,
+        tls: transferTlsFromConfig(env.config),
+        authKey: transferKey(env),
+        signal,
+        connectTimeoutMs: Math.min(connectTimeoutMs, remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving')),
+        onProgress: (p) => env.seed.setProgress(progressOf(p)),
+      });
+      await receiver.done;
+      return;
+    } catch (err) {
+      if (attempt >= builtinAttempts || !retryable(err, signal) || (attempt === 1 && Date.now() >= connectDeadline)) throw err;
+      log.warn('receive session failed; waiting for the sender to resume', { seed: env.seed.id, attempt, error: (err as Error).message });
+    }
+  }
+}
+
+async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    try {
+      await send({
+        sourceDir,
+        host: input.params.targetHost,
+        port: input.params.targetPort,
+        tls: transferTlsFromConfig(env.config),
+        authKey: transferKey(env),
+        bandwidthMBps: env.config.SeedTransferBandwidthMBps,
+        signal,
+        connectTimeoutMs: Math.max(1000, attempt === 1 ? connectDeadline - Date.now() : env.config.SeedTransferConnectTimeoutSeconds * 1000),
+        onProgress: (p) => env.seed.setProgress(progressOf(p)),
+      });
+      return;
+    } catch (err) {
+      if (attempt >= senderAttempts || !retryable(err, signal)) throw err;
+      log.warn('send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, attempt, error: (err as Error).message });
+      await new Promise((r) => setTimeout(r, 1000));
+      remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
+    }
+  }
+}
+
+/** Polls the receiving datadir's size so a command-based receive shows how much has arrived. */
 function watchArrivals(env: StepEnv, datadir: string): () => void {
   let stopped = false;
   const started = Date.now();
@@ -63,13 +131,18 @@ export const ensureReceived: StepFn<TargetParams> = async (input, signal, env) =
   if (!datadir) throw new AgentError('internal', 'receiving reached without a known datadir');
   if (env.seed.marks()[TRANSFERRED]) return {};
   const command = env.config.ReceiveSeedDataCommand.trim();
-  if (command === '') throw noTransfer('receive');
+  if (command === '') {
+    remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving');
+    await receiveBuiltIn(input, datadir, signal, env);
+    env.seed.mark(TRANSFERRED, new Date().toISOString());
+    return {};
+  }
   const started = env.seed.marks()[RECEIVE_STARTED];
   if (started) throw interrupted('receive', started);
   env.seed.mark(RECEIVE_STARTED, new Date().toISOString());
   const stopWatching = watchArrivals(env, datadir);
   try {
-    await runShell(templateToScript(command, 2), [datadir, String(env.config.SeedTransferPort)], {
+    await runShell(templateToScript(command, 2), [datadir, String(input.params.port || env.config.SeedTransferPort)], {
       timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'),
       signal,
       sudo: env.config.ExecWithSudo,
@@ -86,7 +159,12 @@ export const ensureSent: StepFn<SourceParams> = async (input, signal, env) => {
   if (!sourceDir) throw new AgentError('internal', 'sending reached without a source directory');
   if (env.seed.marks()[TRANSFERRED]) return {};
   const command = env.config.SendSeedDataCommand.trim();
-  if (command === '') throw noTransfer('send');
+  if (command === '') {
+    remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
+    await sendBuiltIn(input, sourceDir, signal, env);
+    env.seed.mark(TRANSFERRED, new Date().toISOString());
+    return {};
+  }
   const started = env.seed.marks()[SEND_STARTED];
   if (started) throw interrupted('send', started);
   env.seed.mark(SEND_STARTED, new Date().toISOString());
