@@ -234,3 +234,45 @@ describe('kill -9 in every state of the source machine', () => {
   });
 });
 
+describe('kill -9 with the built-in transfer', () => {
+  test('killing the sending and then the receiving agent mid-transfer still finishes the seed on both sides, resuming the copy', async () => {
+    const bigDigest = treeDigest(source.bigSnapshot);
+    const tdir = tempDir('oa-k9-bi-tgt-');
+    const sdir = tempDir('oa-k9-bi-src-');
+    dirs.push(tdir, sdir);
+    const host = makeTargetHost(tdir, 0);
+    targets.push(host);
+    const tconfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' };
+    const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6 };
+    let t = await startSeedAgent(tdir, tconfig);
+    agents.push(t);
+    let s = await startSeedAgent(sdir, sconfig);
+    agents.push(s);
+
+    const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'bi', role: 'target', startMySQL: true });
+    expect(created.status).toBe(201);
+    const { port, authKey } = created.body.transfer;
+    expect((await s.call('POST', '/api/seeds', { id: 'bi', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.bigSnapshot })).status).toBe(201);
+
+    const arrived = (min: number) => (v: SeedViewJson) => v.state === 'receiving' && (v.progress?.bytesDone ?? 0) >= min;
+    await t.waitFor('bi', arrived(1_000_000), 'a first megabyte');
+    s = await crashAndRestart(s, sdir, sconfig);
+    await s.waitFor('bi', (v) => v.state === 'sending', 'sending again');
+    const before = (await t.seed('bi')).progress!.bytesDone;
+    expect(before).toBeLessThan(6_000_000);
+    await t.waitFor('bi', arrived(before + 1), 'more bytes after the sender restarted');
+    t = await crashAndRestart(t, tdir, tconfig);
+
+    const tv = await t.waitFor('bi', isFinal, 'an end', 45000);
+    const sv = await s.waitFor('bi', isFinal, 'an end', 45000);
+    expect([tv.status, tv.error]).toEqual(['done', null]);
+    expect([sv.status, sv.error]).toEqual(['done', null]);
+    const copied = treeDigest(host.datadir);
+    for (const name of Object.keys(copied)) if (name.startsWith('.orchestrator-agent-transfer') || name === 'post-copied') delete copied[name];
+    expect(copied).toEqual(treeDigest(join(source.bigSnapshot, 'mysql')));
+    expect(treeDigest(source.bigSnapshot)).toEqual(bigDigest);
+    expect(host.mysqlRunning()).toBe(true);
+    assertNothingLeft(t);
+    assertNothingLeft(s);
+  }, 120000);
+});

@@ -29,6 +29,8 @@ export interface SourceHost {
   live: string;
   snapshotsDir: string;
   snapshot: string;
+  /** A larger snapshot (6 x 1 MB) for transfers a test must catch midway. */
+  bigSnapshot: string;
   mountPoint: string;
   config: Record<string, unknown>;
   delay(step: 'send', seconds: number): void;
@@ -128,6 +130,12 @@ export function makeSourceHost(dir: string, label: string): SourceHost {
   mkdirSync(snapshotsDir);
   const snapshot = join(snapshotsDir, 'snap1');
   run('btrfs', ['subvolume', 'snapshot', '-r', live, snapshot]);
+  const bigLive = join(fx.fsDir, 'live-big');
+  run('btrfs', ['subvolume', 'create', bigLive]);
+  mkdirSync(join(bigLive, 'mysql'), { recursive: true });
+  for (let i = 0; i < 6; i++) writeFileSync(join(bigLive, 'mysql', `ibdata${i}`), Buffer.alloc(1_000_000, i + 1));
+  const bigSnapshot = join(snapshotsDir, 'snap-big');
+  run('btrfs', ['subvolume', 'snapshot', '-r', bigLive, bigSnapshot]);
   const mountPoint = join(dir, 'snapmount');
   mkdirSync(mountPoint);
   const delay = `sleep "$(cat ${dir}/delay-send 2>/dev/null || echo 0)"`;
@@ -141,6 +149,7 @@ export function makeSourceHost(dir: string, label: string): SourceHost {
     live,
     snapshotsDir,
     snapshot,
+    bigSnapshot,
     mountPoint,
     config: {
       SnapshotBackend: 'btrfs',
