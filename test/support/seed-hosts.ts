@@ -68,7 +68,7 @@ export function makeTargetHost(dir: string, transferPort: number): TargetHost {
   const logFile = join(dir, 'ops.log');
   const delay = (name: string) => `sleep "$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"`;
   // The stand-in mysqld is started with setsid so it is no seed's process group: MySQL must outlive seeds.
-  const startMysqld = `setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}`;
+  const startMysqld = `setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}; echo $! >> ${pidFile}.all`;
   script(join(bin, 'mysql-status'), `test -s ${pidFile} && kill -0 "$(cat ${pidFile})" 2>/dev/null`);
   script(join(bin, 'mysql-stop'), `echo stop >> ${logFile}; ${delay('stop')}; test -s ${pidFile} && kill "$(cat ${pidFile})"; rm -f ${pidFile}; exit 0`);
   script(join(bin, 'mysql-start'), `echo start >> ${logFile}; ${delay('start')}; ${startMysqld}`);
@@ -109,10 +109,14 @@ export function makeTargetHost(dir: string, transferPort: number): TargetHost {
 
 /** Stops the stand-in mysqld a target host may have left running. */
 export function stopTargetMysqld(host: TargetHost): void {
-  try {
-    process.kill(Number(readFileSync(join(host.dir, 'mysqld.pid'), 'utf8')));
-  } catch {
-    /* not running */
+  const all = join(host.dir, 'mysqld.pid.all');
+  if (!existsSync(all)) return;
+  for (const pid of readFileSync(all, 'utf8').split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(pid));
+    } catch {
+      /* not running */
+    }
   }
 }
 
