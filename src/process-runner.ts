@@ -50,10 +50,6 @@ const processScope = new AsyncLocalStorage<ProcessScope>();
 export function withProcessScope<T>(scope: ProcessScope, fn: () => Promise<T>): Promise<T> {
   return processScope.run(scope, fn);
 }
-/** For processes meant to outlive the scope (a MySQL start command whose mysqld must never be reaped). */
-export function withoutProcessScope<T>(fn: () => Promise<T>): Promise<T> {
-  return processScope.exit(fn);
-}
 const stderrTailBytes = 2000;
 
 function tail(text: string): string {

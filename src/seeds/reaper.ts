@@ -17,6 +17,12 @@ export function seedTag(stateDir: string, seedId: string): string {
   return `seed:${stateDirKey(stateDir)}:${seedId}`;
 }
 
+/**
+ * Tag suffix for commands that start a daemon (MySQL): the daemon inherits the tag but runs in a group
+ * of its own, which must survive; only the command's own recorded group is reaped.
+ */
+export const DAEMON_STARTER = ':start';
+
 export interface TaggedProcess {
   pid: number;
   pgid: number;
@@ -59,7 +65,7 @@ export function findTaggedProcesses(match: (tag: string) => boolean): TaggedProc
 /** Processes of one seed of this StateDir, or (seedId undefined) of every seed of this StateDir. */
 export function seedProcesses(stateDir: string, seedId?: string): TaggedProcess[] {
   const key = `seed:${stateDirKey(stateDir)}:`;
-  return findTaggedProcesses((tag) => (seedId === undefined ? tag.startsWith(key) : tag === key + seedId));
+  return findTaggedProcesses((tag) => (seedId === undefined ? tag.startsWith(key) : tag === key + seedId || tag === key + seedId + DAEMON_STARTER));
 }
 
 /**
@@ -69,7 +75,9 @@ export function seedProcesses(stateDir: string, seedId?: string): TaggedProcess[
  */
 export async function reapSeedProcesses(stateDir: string, seedId: string | undefined, recordedPgids: readonly number[] = [], graceMs = 3000): Promise<number[]> {
   const tagged = seedProcesses(stateDir, seedId);
-  const groups = new Set(tagged.map((p) => p.pgid));
+  const recorded = new Set(recordedPgids);
+  const daemonSide = (p: TaggedProcess) => p.tag.endsWith(DAEMON_STARTER);
+  const groups = new Set(tagged.filter((p) => !daemonSide(p) || recorded.has(p.pgid)).map((p) => p.pgid));
   for (const pgid of recordedPgids) {
     if (!groups.has(pgid) && processGroupAlive(pgid)) {
       log.debug('recorded process group no longer carries our tag; left alone', { pgid });
@@ -80,6 +88,7 @@ export async function reapSeedProcesses(stateDir: string, seedId: string | undef
   await Promise.all(reaped.map((pgid) => killProcessGroup(pgid, graceMs)));
   // Stragglers: tagged processes that setsid()'d away from the group we knew.
   for (const p of seedProcesses(stateDir, seedId)) {
+    if (daemonSide(p)) continue;
     try {
       process.kill(p.pid, 'SIGKILL');
     } catch {

@@ -10,7 +10,7 @@ import { withProcessScope } from '../process-runner.js';
 import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent, type SeedFacts, type StepInput } from '../../machines/seed-common.js';
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
-import { reapSeedProcesses, seedTag } from './reaper.js';
+import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
 import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
@@ -318,6 +318,7 @@ export class SeedManager {
       datadir,
       snapshots,
       seed: this.handle(live),
+      daemonStarter: (fn) => this.scoped(live, fn, DAEMON_STARTER),
       killSeedProcesses: async () => {
         await reapSeedProcesses(config.StateDir, live.record.id, live.record.pgids);
       },
@@ -340,11 +341,11 @@ export class SeedManager {
     });
   }
 
-  private scoped<T>(live: LiveSeed, fn: () => Promise<T>): Promise<T> {
+  private scoped<T>(live: LiveSeed, fn: () => Promise<T>, suffix = ''): Promise<T> {
     const { record } = live;
     return withProcessScope(
       {
-        tag: seedTag(this.deps.config.StateDir, record.id),
+        tag: seedTag(this.deps.config.StateDir, record.id) + suffix,
         onStart: (pgid) => {
           if (this.stopping) return;
           record.pgids.push(pgid);

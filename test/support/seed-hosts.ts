@@ -19,6 +19,8 @@ export interface TargetHost {
   /** Make the receive command exit with this code after receiving (0 = normal). */
   receiveExit(code: number): void;
   mysqlRunning(): boolean;
+  /** The stand-in mysqld's pid while it runs (it may carry a seed's tag: it was started by a seed step). */
+  mysqldPids(): number[];
   log(): string;
 }
 
@@ -104,6 +106,7 @@ export function makeTargetHost(dir: string, transferPort: number): TargetHost {
       }
     },
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+    mysqldPids: () => (existsSync(pidFile) ? [Number(readFileSync(pidFile, 'utf8'))] : []),
   };
 }
 

@@ -1,6 +1,5 @@
 // Ensure steps for the MySQL service on the target: observe first, act only if needed, check the result.
 import { AgentError } from '../../errors.js';
-import { withoutProcessScope } from '../../process-runner.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { StepFn } from './step-env.js';
 
@@ -17,8 +16,8 @@ export const ensureMySQLStopped: StepFn<TargetParams> = async (input, signal, en
 };
 
 export const ensureMySQLStarted: StepFn<TargetParams> = async (_input, signal, env) => {
-  // Untagged: mysqld inherits the start command's environment, and a restarted agent reaps tagged processes.
-  if (!(await env.mysql.isRunning(signal))) await withoutProcessScope(() => env.mysql.start(signal));
+  // mysqld inherits the start command's tag; only the command's own group may be reaped, never mysqld.
+  if (!(await env.mysql.isRunning(signal))) await env.daemonStarter(() => env.mysql.start(signal));
   if (!(await env.mysql.isRunning(signal))) {
     throw new AgentError('command_failed', 'MySQL is not running after MySQLServiceStartCommand', {
       hint: 'look at the MySQL error log (/api/mysql-error-log-tail); the copied datadir is in place',

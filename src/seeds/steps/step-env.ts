@@ -24,6 +24,8 @@ export interface StepEnv {
   datadir: DatadirOps;
   snapshots: SnapshotBackend;
   seed: SeedHandle;
+  /** Runs fn so that processes it starts are reaped only in their own group (a daemon they start survives). */
+  daemonStarter<T>(fn: () => Promise<T>): Promise<T>;
   /** Kills the process groups this seed's steps started (cleanup). */
   killSeedProcesses(): Promise<void>;
 }
