@@ -93,3 +93,40 @@ export function subState(value: unknown): string | null {
   }
   return null;
 }
+
+
+/**
+ * One runbook step as a state: in step-by-step mode it first waits for NEXT, then runs its ensure-step
+ * actor; done goes on to `next` (recording the facts the step learned), an error or ABORT goes through
+ * cleanup. Both seed charts are a list of these, so each reads as the procedure it runs.
+ */
+export function runbookStep<const A extends string, const G extends string = never>(
+  machineId: string,
+  step: string,
+  actor: A,
+  next: string | ReadonlyArray<{ guard?: G; target: string }>,
+  entry?: 'startConnectDeadline',
+) {
+  const to = (target: string) => `#${machineId}.${target}`;
+  const onDone =
+    typeof next === 'string'
+      ? { target: to(next), actions: 'recordFacts' as const }
+      : next.map((n) => ({ ...(n.guard ? { guard: n.guard } : {}), target: to(n.target), actions: 'recordFacts' as const }));
+  return {
+    initial: 'gate' as const,
+    on: { ABORT: { target: to('cleanup'), actions: { type: 'recordAbort' as const, params: { step } } } },
+    states: {
+      gate: { always: [{ guard: 'stepByStep' as const, target: 'paused' }, { target: 'running' }] },
+      paused: { on: { NEXT: 'running' } },
+      running: {
+        ...(entry ? { entry } : {}),
+        invoke: {
+          src: actor,
+          input: <P>({ context }: { context: SeedContext<P> }) => stepInput(context, step),
+          onDone,
+          onError: { target: to('cleanup'), actions: { type: 'recordFailure' as const, params: { step } } },
+        },
+      },
+    },
+  };
+}

@@ -4,7 +4,7 @@
 import { assign, fromPromise, setup } from 'xstate';
 import {
   cleanupInput,
-  stepInput,
+  runbookStep,
   toSeedError,
   type CleanupInput,
   type SeedContext,
@@ -102,58 +102,15 @@ export const seedSourceMachine = setup({
   states: {
     // Transient: the original route's snapshot is already mounted, so the seed begins with sending.
     start: { always: [{ guard: 'alreadyMounted', target: 'sending' }, { target: 'mountingSnapshot' }] },
-    mountingSnapshot: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'mountingSnapshot' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensureSnapshotMounted',
-            input: ({ context }) => stepInput(context, 'mountingSnapshot'),
-            onDone: { target: '#seed-source.sending', actions: 'recordFacts' },
-            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'mountingSnapshot' } } },
-          },
-        },
-      },
-    },
-    sending: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'sending' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          entry: 'startConnectDeadline',
-          invoke: {
-            src: 'ensureSent',
-            input: ({ context }) => stepInput(context, 'sending'),
-            onDone: [
-              { guard: 'alreadyMounted', target: '#seed-source.done', actions: 'recordFacts' },
-              { target: '#seed-source.unmounting', actions: 'recordFacts' },
-            ],
-            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'sending' } } },
-          },
-        },
-      },
-    },
-    unmounting: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'unmounting' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensureUnmounted',
-            input: ({ context }) => stepInput(context, 'unmounting'),
-            onDone: { target: '#seed-source.done', actions: 'recordFacts' },
-            onError: { target: '#seed-source.cleanup', actions: { type: 'recordFailure', params: { step: 'unmounting' } } },
-          },
-        },
-      },
-    },
+    mountingSnapshot: runbookStep(MACHINE_ID, 'mountingSnapshot', 'ensureSnapshotMounted', 'sending'),
+    sending: runbookStep(
+      MACHINE_ID,
+      'sending',
+      'ensureSent',
+      [{ guard: 'alreadyMounted', target: 'done' }, { target: 'unmounting' }],
+      'startConnectDeadline',
+    ),
+    unmounting: runbookStep(MACHINE_ID, 'unmounting', 'ensureUnmounted', 'done'),
     cleanup: {
       invoke: {
         src: 'cleanup',

@@ -6,7 +6,7 @@
 import { assign, fromPromise, setup } from 'xstate';
 import {
   cleanupInput,
-  stepInput,
+  runbookStep,
   toSeedError,
   type CleanupInput,
   type SeedContext,
@@ -104,93 +104,17 @@ export const seedTargetMachine = setup({
   }),
   initial: 'stoppingMySQL',
   states: {
-    stoppingMySQL: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'stoppingMySQL' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensureMySQLStopped',
-            input: ({ context }) => stepInput(context, 'stoppingMySQL'),
-            onDone: { target: '#seed-target.purgingDatadir', actions: 'recordFacts' },
-            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'stoppingMySQL' } } },
-          },
-        },
-      },
-    },
-    purgingDatadir: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'purgingDatadir' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensureDatadirPurged',
-            input: ({ context }) => stepInput(context, 'purgingDatadir'),
-            onDone: { target: '#seed-target.receiving', actions: 'recordFacts' },
-            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'purgingDatadir' } } },
-          },
-        },
-      },
-    },
-    receiving: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'receiving' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          entry: 'startConnectDeadline',
-          invoke: {
-            src: 'ensureReceived',
-            input: ({ context }) => stepInput(context, 'receiving'),
-            onDone: [
-              { guard: 'receiveOnly', target: '#seed-target.done', actions: 'recordFacts' },
-              { target: '#seed-target.postCopy', actions: 'recordFacts' },
-            ],
-            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'receiving' } } },
-          },
-        },
-      },
-    },
-    postCopy: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'postCopy' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensurePostCopied',
-            input: ({ context }) => stepInput(context, 'postCopy'),
-            onDone: [
-              { guard: 'startMySQL', target: '#seed-target.startingMySQL', actions: 'recordFacts' },
-              { target: '#seed-target.done', actions: 'recordFacts' },
-            ],
-            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'postCopy' } } },
-          },
-        },
-      },
-    },
-    startingMySQL: {
-      initial: 'gate',
-      on: { ABORT: { target: 'cleanup', actions: { type: 'recordAbort', params: { step: 'startingMySQL' } } } },
-      states: {
-        gate: { always: [{ guard: 'stepByStep', target: 'paused' }, { target: 'running' }] },
-        paused: { on: { NEXT: 'running' } },
-        running: {
-          invoke: {
-            src: 'ensureMySQLStarted',
-            input: ({ context }) => stepInput(context, 'startingMySQL'),
-            onDone: { target: '#seed-target.done', actions: 'recordFacts' },
-            onError: { target: '#seed-target.cleanup', actions: { type: 'recordFailure', params: { step: 'startingMySQL' } } },
-          },
-        },
-      },
-    },
+    stoppingMySQL: runbookStep(MACHINE_ID, 'stoppingMySQL', 'ensureMySQLStopped', 'purgingDatadir'),
+    purgingDatadir: runbookStep(MACHINE_ID, 'purgingDatadir', 'ensureDatadirPurged', 'receiving'),
+    receiving: runbookStep(
+      MACHINE_ID,
+      'receiving',
+      'ensureReceived',
+      [{ guard: 'receiveOnly', target: 'done' }, { target: 'postCopy' }],
+      'startConnectDeadline',
+    ),
+    postCopy: runbookStep(MACHINE_ID, 'postCopy', 'ensurePostCopied', [{ guard: 'startMySQL', target: 'startingMySQL' }, { target: 'done' }]),
+    startingMySQL: runbookStep(MACHINE_ID, 'startingMySQL', 'ensureMySQLStarted', 'done'),
     cleanup: {
       invoke: {
         src: 'cleanup',
