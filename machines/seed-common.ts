@@ -130,3 +130,36 @@ export function runbookStep<const A extends string, const G extends string = nev
     },
   };
 }
+
+type Ctx = { context: SeedContext<unknown>; event: unknown };
+/** Action params are set by runbookStep as { step }. */
+const stepOf = (params: unknown): string => (params as { step: string }).step;
+
+/**
+ * The context updates both charts make, as assign() mappers: remember what a step learned, why the seed
+ * is ending, and when the other side must have connected.
+ */
+export const seedUpdates = {
+  recordFacts: {
+    facts: ({ context, event }: Ctx): SeedFacts => ({ ...context.facts, ...((event as { output?: SeedFacts }).output ?? {}) }),
+  },
+  recordFailure: {
+    error: ({ event }: Ctx, params: unknown): SeedError => toSeedError((event as { error?: unknown }).error, stepOf(params)),
+    endReason: () => 'failed' as const,
+  },
+  recordAbort: {
+    error: (_: Ctx, params: unknown): SeedError => ({ code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) }),
+    endReason: () => 'aborted' as const,
+  },
+  recordCleanupFailure: {
+    error: ({ context, event }: Ctx): SeedError => {
+      const e = toSeedError((event as { error?: unknown }).error, 'cleanup');
+      const first = context.error ?? { code: 'aborted', message: 'seed aborted', hint: null, step: null };
+      return { ...first, message: `${first.message}; cleanup also failed: ${e.message}` };
+    },
+  },
+  startConnectDeadline: {
+    deadlines: ({ context }: Ctx): SeedDeadlines =>
+      context.deadlines.connect === null ? { ...context.deadlines, connect: Date.now() + context.connectTimeoutMs } : context.deadlines,
+  },
+};

@@ -5,6 +5,7 @@ import { assign, fromPromise, setup } from 'xstate';
 import {
   cleanupInput,
   runbookStep,
+  seedUpdates,
   toSeedError,
   type CleanupInput,
   type SeedContext,
@@ -64,28 +65,11 @@ export const seedSourceMachine = setup({
     aborting: ({ context }) => context.endReason === 'aborted',
   },
   actions: {
-    recordFacts: assign({
-      facts: ({ context, event }) => ({ ...context.facts, ...((event as { output?: SeedFacts }).output ?? {}) }),
-    }),
-    recordFailure: assign({
-      error: ({ event }, params: { step: string }) => toSeedError((event as { error?: unknown }).error, params.step),
-      endReason: () => 'failed' as const,
-    }),
-    recordAbort: assign({
-      error: (_, params: { step: string }) => ({ code: 'aborted', message: `seed aborted during ${params.step}`, hint: null, step: params.step }),
-      endReason: () => 'aborted' as const,
-    }),
-    recordCleanupFailure: assign({
-      error: ({ context, event }) => {
-        const e = toSeedError((event as { error?: unknown }).error, 'cleanup');
-        const first = context.error ?? { code: 'aborted', message: 'seed aborted', hint: null, step: null };
-        return { ...first, message: `${first.message}; cleanup also failed: ${e.message}` };
-      },
-    }),
-    startConnectDeadline: assign({
-      deadlines: ({ context }) =>
-        context.deadlines.connect === null ? { ...context.deadlines, connect: Date.now() + context.connectTimeoutMs } : context.deadlines,
-    }),
+    recordFacts: assign(seedUpdates.recordFacts),
+    recordFailure: assign(seedUpdates.recordFailure),
+    recordAbort: assign(seedUpdates.recordAbort),
+    recordCleanupFailure: assign(seedUpdates.recordCleanupFailure),
+    startConnectDeadline: assign(seedUpdates.startConnectDeadline),
   },
 }).createMachine({
   id: MACHINE_ID,
