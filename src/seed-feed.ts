@@ -43,10 +43,9 @@ export interface SeedFeed {
   subscribe(listener: (view: SeedView) => void): () => void;
 }
 
-/** The seed manager when this agent runs one (it is wired in by the seeds area). */
+/** The seed manager when this agent runs one (absent in tests that build an app alone). */
 export function seedFeedOf(services: AgentServices): SeedFeed | undefined {
-  const candidate = (services as unknown as { seeds?: Partial<SeedFeed> }).seeds;
-  return candidate && typeof candidate.list === 'function' && typeof candidate.subscribe === 'function' ? (candidate as SeedFeed) : undefined;
+  return services.seeds;
 }
 
 /** Timestamps may arrive as ISO strings or epoch ms; both become ms. */
