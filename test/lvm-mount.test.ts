@@ -155,7 +155,8 @@ describe("LVM backend with the operator's own mount, umount and get-mount comman
         MountLVCommand: `${logged('mount')}mount %s %s %s`,
         UnmountCommand: `${logged('umount')}umount %s`,
         GetMountCommand: `grep -F " %s " /proc/mounts`,
-        GetLogicalVolumeFSTypeCommand: `${logged('blkid')}blkid %s`,
+        // -c /dev/null: blkid's cache trusts a fresh entry, and the xfs test above may have left one for this loop device.
+        GetLogicalVolumeFSTypeCommand: `${logged('blkid')}blkid -c /dev/null %s`,
       }),
     );
     token = readFileSync(join(dir, 'token'), 'utf8');
