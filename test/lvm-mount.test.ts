@@ -90,7 +90,7 @@ describe('LVM backend mounting an xfs "LV" on a loop device, with operator comma
     expect(entry.options).toContain('ro');
     expect(entry.superOptions).toContain('nouuid');
     expect(() => writeFileSync(join(mountPoint, 'x'), 'x')).toThrow(expect.objectContaining({ code: 'EROFS' }));
-    expect(sudoLog()).toContain(`-n blkid -o value -s TYPE ${device}\n`);
+    expect(sudoLog()).toContain(`-n blkid -c /dev/null -o value -s TYPE ${device}\n`);
     expect(sudoLog()).toContain(`-n mount -o ro,nouuid -t xfs ${device} ${mountPoint}\n`);
   });
 

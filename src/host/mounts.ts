@@ -148,9 +148,12 @@ export async function ensureUnmounted(mountPoint: string, run: RunOptions): Prom
   }
 }
 
-/** Filesystem type of a device with `blkid -o value -s TYPE` (argv, no shell). */
+/**
+ * Filesystem type of a device with `blkid -c /dev/null -o value -s TYPE` (argv, no shell). The cache is
+ * bypassed: a reused or reformatted device must not be mounted with the options of its previous filesystem.
+ */
 export async function filesystemType(device: string, run: RunOptions): Promise<string> {
-  const result = await runProgram('blkid', ['-o', 'value', '-s', 'TYPE', device], run).catch((err: unknown) => {
+  const result = await runProgram('blkid', ['-c', '/dev/null', '-o', 'value', '-s', 'TYPE', device], run).catch((err: unknown) => {
     throw new AgentError('command_failed', `cannot find the filesystem type of ${device}: ${(err as Error).message}`, {
       hint: 'blkid exits 2 when the device has no recognisable filesystem or does not exist',
     });
