@@ -1,30 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { AgentClient, errorMessage } from './support/agent-client.js';
+import { freePort, which } from './support/mariadb.js';
 import { binlogHeaderSize } from '../src/host/binlog.js';
-
-function which(program: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin'])) {
-    if (dir && existsSync(join(dir, program))) return join(dir, program);
-  }
-  return undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 const mariadbd = which('mariadbd');
 const haveMariaDB = mariadbd !== undefined && which('mariadb-install-db') !== undefined && which('mariadb') !== undefined;

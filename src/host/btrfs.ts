@@ -9,7 +9,7 @@ import { runProgram, type RunOptions } from '../process-runner.js';
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, mountAt, mountContaining, readMounts, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, mountAt, mountContaining, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
 
 /** The root directory of every btrfs subvolume has inode 256 (BTRFS_FIRST_FREE_OBJECTID). */
 const subvolumeRootInode = 256;
@@ -102,15 +102,8 @@ export class BtrfsSnapshots implements SnapshotBackend {
     return found;
   }
 
-  private requireMountPoint(mountPoint: string): string {
-    if (mountPoint === '') {
-      throw new AgentError('config', 'SnapshotMountPoint is not set', { hint: 'set it to the directory snapshots are mounted on' });
-    }
-    return resolve(mountPoint);
-  }
-
   async getMount(mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     const entry = await mountAt(target);
     let lvPath = '';
     if (entry?.fsType === 'btrfs') {
@@ -126,7 +119,7 @@ export class BtrfsSnapshots implements SnapshotBackend {
   }
 
   async mount(name: string, mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     const snapshot = await this.one(name, signal);
     const fs = await this.filesystem();
     const root = this.subvolumeRoot(fs, snapshot.Path);
@@ -138,7 +131,7 @@ export class BtrfsSnapshots implements SnapshotBackend {
   }
 
   async unmount(mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     await ensureUnmounted(target, this.run(signal));
     return this.getMount(target, signal);
   }

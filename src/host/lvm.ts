@@ -2,14 +2,13 @@
 // operator's own commands (when they changed the original's defaults) with request values as $1..$n.
 import { existsSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { defaultConfig, type Config } from '../config.js';
 import { AgentError } from '../errors.js';
 import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions } from '../process-runner.js';
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
 
 // The original's defaults: a key still at its default runs our argv version, a changed one the operator's.
 const defaults = defaultConfig();
@@ -135,15 +134,8 @@ export class LvmSnapshots implements SnapshotBackend {
     return type;
   }
 
-  private requireMountPoint(mountPoint: string): string {
-    if (mountPoint === '') {
-      throw new AgentError('config', 'SnapshotMountPoint is not set', { hint: 'set it to the directory snapshots are mounted on' });
-    }
-    return resolve(mountPoint);
-  }
-
   async getMount(mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     const custom = this.custom('GetMountCommand');
     let entry: MountEntry | undefined;
     if (custom === undefined) {
@@ -173,7 +165,7 @@ export class LvmSnapshots implements SnapshotBackend {
   }
 
   async mount(name: string, mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     const lv = await this.one(name, signal);
     if (!existsSync(lv.Path)) {
       throw new AgentError('unavailable', `cannot mount ${lv.GroupName}/${lv.Name}: its device ${lv.Path} does not exist (the volume is not active)`, {
@@ -199,7 +191,7 @@ export class LvmSnapshots implements SnapshotBackend {
   }
 
   async unmount(mountPoint: string, signal?: AbortSignal): Promise<Mount> {
-    const target = this.requireMountPoint(mountPoint);
+    const target = requireMountPoint(mountPoint);
     const custom = this.custom('UnmountCommand');
     if (custom === undefined) {
       await ensureUnmounted(target, this.run(signal));

@@ -167,3 +167,11 @@ export async function filesystemType(device: string, run: RunOptions): Promise<s
 export function parseBlkidType(output: string): string | undefined {
   return /\bTYPE="([^"]*)"/.exec(output)?.[1];
 }
+
+/** The configured SnapshotMountPoint, absolute; a clear config error when it is unset. */
+export function requireMountPoint(mountPoint: string): string {
+  if (mountPoint === '') {
+    throw new AgentError('config', 'SnapshotMountPoint is not set', { hint: 'set it to the directory snapshots are mounted on' });
+  }
+  return resolve(mountPoint);
+}

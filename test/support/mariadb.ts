@@ -2,8 +2,10 @@
 // scripts the agent's configured commands can call, and a SQL helper. See shared real-components §2.2.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './seed-hosts.js';
+
+export { freePort };
 
 export function which(program: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin'])) {
@@ -13,17 +15,6 @@ export function which(program: string): string | undefined {
 }
 
 export const haveMariaDB = ['mariadbd', 'mariadb-install-db', 'mariadb', 'mariadb-admin'].every((p) => which(p) !== undefined);
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 export interface MariaDBInstance {
   datadir: string;
