@@ -79,6 +79,9 @@ describe('seeds through the agent API', () => {
     const sv = await s.waitFor(id, isFinal, 'an end');
     expect([tv.status, tv.error]).toEqual(['done', null]);
     expect([sv.status, sv.error]).toEqual(['done', null]);
+    // A command-based receive measures what arrived once more when the command ends: the whole copy.
+    expect(tv.progress?.bytesDone).toBeGreaterThan(0);
+    expect(tv.progress?.bytesTotal).toBe(tv.progress?.bytesDone);
     expect(tv.history.map((h) => h.state)).toEqual(['stoppingMySQL', 'purgingDatadir', 'receiving', 'postCopy', 'startingMySQL', 'done']);
     expect(sv.history.map((h) => h.state)).toEqual(['mountingSnapshot', 'sending', 'unmounting', 'done']);
     for (const h of tv.history.slice(0, -1)) expect(Date.parse(h.leftAt!)).toBeGreaterThanOrEqual(Date.parse(h.enteredAt));

@@ -12,7 +12,7 @@ export interface SeedViewJson {
   accepts: string[];
   params: Record<string, unknown>;
   history: { state: string; enteredAt: string; leftAt: string | null; error: string | null }[];
-  progress: { bytesDone: number } | null;
+  progress: { bytesDone: number; bytesTotal: number | null } | null;
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
 }

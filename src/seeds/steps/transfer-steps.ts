@@ -95,34 +95,42 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
   }
 }
 
-/** Polls the receiving datadir's size so a command-based receive shows how much has arrived. */
-function watchArrivals(env: StepEnv, datadir: string): () => void {
+/**
+ * Polls the receiving datadir's size so a command-based receive shows how much has arrived; `measure(true)`
+ * after the command succeeded records the whole copy (a fast copy may end before the first poll).
+ */
+function watchArrivals(env: StepEnv, datadir: string): { stop(): void; measure(complete: boolean): Promise<void> } {
   let stopped = false;
   const started = Date.now();
-  const tick = async () => {
-    while (!stopped) {
-      await new Promise((r) => setTimeout(r, 1000));
-      if (stopped) break;
-      try {
-        const bytesDone = await env.datadir.diskUsage(datadir);
-        const seconds = (Date.now() - started) / 1000;
-        env.seed.setProgress({
-          bytesDone,
-          bytesTotal: null,
-          filesDone: null,
-          filesTotal: null,
-          currentFile: null,
-          rateBytesPerSec: seconds > 0 ? Math.round(bytesDone / seconds) : null,
-          etaSeconds: null,
-        });
-      } catch {
-        /* files come and go while a copy runs; the next tick tries again */
-      }
+  const measure = async (complete: boolean) => {
+    try {
+      const bytesDone = await env.datadir.diskUsage(datadir);
+      const seconds = (Date.now() - started) / 1000;
+      env.seed.setProgress({
+        bytesDone,
+        bytesTotal: complete ? bytesDone : null,
+        filesDone: null,
+        filesTotal: null,
+        currentFile: null,
+        rateBytesPerSec: seconds > 0 ? Math.round(bytesDone / seconds) : null,
+        etaSeconds: complete ? 0 : null,
+      });
+    } catch {
+      /* files come and go while a copy runs; the next poll tries again */
     }
   };
-  void tick();
-  return () => {
-    stopped = true;
+  const poll = async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (!stopped) await measure(false);
+    }
+  };
+  void poll();
+  return {
+    stop: () => {
+      stopped = true;
+    },
+    measure,
   };
 }
 
@@ -140,7 +148,7 @@ export const ensureReceived: StepFn<TargetParams> = async (input, signal, env) =
   const started = env.seed.marks()[RECEIVE_STARTED];
   if (started) throw interrupted('receive', started);
   env.seed.mark(RECEIVE_STARTED, new Date().toISOString());
-  const stopWatching = watchArrivals(env, datadir);
+  const arrivals = watchArrivals(env, datadir);
   try {
     await runShell(templateToScript(command, 2), [datadir, String(input.params.port || env.config.SeedTransferPort)], {
       timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'),
@@ -148,8 +156,9 @@ export const ensureReceived: StepFn<TargetParams> = async (input, signal, env) =
       sudo: env.config.ExecWithSudo,
     });
   } finally {
-    stopWatching();
+    arrivals.stop();
   }
+  await arrivals.measure(true);
   env.seed.mark(TRANSFERRED, new Date().toISOString());
   return {};
 };
