@@ -1,5 +1,6 @@
 // What both seed charts share: the step actor contract, the context, and the small pure actions.
 // Effects live in src/seeds/steps (registered by name); the charts only say what happens in which order.
+import { fromPromise } from 'xstate';
 
 /** The error a seed shows: what was tried, what happened, what to do. */
 export interface SeedError {
@@ -163,3 +164,31 @@ export const seedUpdates = {
       context.deadlines.connect === null ? { ...context.deadlines, connect: Date.now() + context.connectTimeoutMs } : context.deadlines,
   },
 };
+
+/** What creating a seed actor takes, for either chart. */
+export interface SeedMachineInput<P> {
+  seedId: string;
+  params: P;
+  seedDeadline: number;
+  connectTimeoutMs: number;
+}
+
+/** A chart's starting context: deadlines as timestamps, nothing learned, no error. */
+export function initialSeedContext<P>(input: SeedMachineInput<P>): SeedContext<P> {
+  return {
+    seedId: input.seedId,
+    params: input.params,
+    deadlines: { seed: input.seedDeadline, connect: null },
+    facts: {},
+    error: null,
+    endReason: null,
+    connectTimeoutMs: input.connectTimeoutMs,
+  };
+}
+
+/** A step slot in a chart; the seed manager provides the real step with machine.provide. */
+export function notProvided<P>(name: string) {
+  return fromPromise<SeedFacts, StepInput<P>>(async () => {
+    throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
+  });
+}

@@ -4,13 +4,15 @@
 import { assign, fromPromise, setup } from 'xstate';
 import {
   cleanupInput,
+  initialSeedContext,
+  notProvided,
   runbookStep,
   seedUpdates,
-  toSeedError,
   type CleanupInput,
   type SeedContext,
   type SeedEvent,
   type SeedFacts,
+  type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
 
@@ -33,17 +35,7 @@ export interface SourceParams {
 export type SourceContext = SeedContext<SourceParams>;
 export type SourceStepInput = StepInput<SourceParams>;
 
-const notProvided = (name: string) =>
-  fromPromise<SeedFacts, SourceStepInput>(async () => {
-    throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
-  });
-
-export interface SourceMachineInput {
-  seedId: string;
-  params: SourceParams;
-  seedDeadline: number;
-  connectTimeoutMs: number;
-}
+export type SourceMachineInput = SeedMachineInput<SourceParams>;
 
 export const seedSourceMachine = setup({
   types: {
@@ -52,9 +44,9 @@ export const seedSourceMachine = setup({
     input: {} as SourceMachineInput,
   },
   actors: {
-    ensureSnapshotMounted: notProvided('ensureSnapshotMounted'),
-    ensureSent: notProvided('ensureSent'),
-    ensureUnmounted: notProvided('ensureUnmounted'),
+    ensureSnapshotMounted: notProvided<SourceParams>('ensureSnapshotMounted'),
+    ensureSent: notProvided<SourceParams>('ensureSent'),
+    ensureUnmounted: notProvided<SourceParams>('ensureUnmounted'),
     cleanup: fromPromise<SeedFacts, CleanupInput<SourceParams>>(async () => {
       throw new Error('cleanup has no implementation (provide it with machine.provide)');
     }),
@@ -73,15 +65,7 @@ export const seedSourceMachine = setup({
   },
 }).createMachine({
   id: MACHINE_ID,
-  context: ({ input }) => ({
-    seedId: input.seedId,
-    params: input.params,
-    deadlines: { seed: input.seedDeadline, connect: null },
-    facts: {},
-    error: null,
-    endReason: null,
-    connectTimeoutMs: input.connectTimeoutMs,
-  }),
+  context: ({ input }) => initialSeedContext(input),
   initial: 'start',
   states: {
     // Transient: the original route's snapshot is already mounted, so the seed begins with sending.

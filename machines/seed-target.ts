@@ -6,13 +6,15 @@
 import { assign, fromPromise, setup } from 'xstate';
 import {
   cleanupInput,
+  initialSeedContext,
+  notProvided,
   runbookStep,
   seedUpdates,
-  toSeedError,
   type CleanupInput,
   type SeedContext,
   type SeedEvent,
   type SeedFacts,
+  type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
 
@@ -34,17 +36,7 @@ export interface TargetParams {
 export type TargetContext = SeedContext<TargetParams>;
 export type TargetStepInput = StepInput<TargetParams>;
 
-const notProvided = (name: string) =>
-  fromPromise<SeedFacts, TargetStepInput>(async () => {
-    throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
-  });
-
-export interface TargetMachineInput {
-  seedId: string;
-  params: TargetParams;
-  seedDeadline: number;
-  connectTimeoutMs: number;
-}
+export type TargetMachineInput = SeedMachineInput<TargetParams>;
 
 export const seedTargetMachine = setup({
   types: {
@@ -53,11 +45,11 @@ export const seedTargetMachine = setup({
     input: {} as TargetMachineInput,
   },
   actors: {
-    ensureMySQLStopped: notProvided('ensureMySQLStopped'),
-    ensureDatadirPurged: notProvided('ensureDatadirPurged'),
-    ensureReceived: notProvided('ensureReceived'),
-    ensurePostCopied: notProvided('ensurePostCopied'),
-    ensureMySQLStarted: notProvided('ensureMySQLStarted'),
+    ensureMySQLStopped: notProvided<TargetParams>('ensureMySQLStopped'),
+    ensureDatadirPurged: notProvided<TargetParams>('ensureDatadirPurged'),
+    ensureReceived: notProvided<TargetParams>('ensureReceived'),
+    ensurePostCopied: notProvided<TargetParams>('ensurePostCopied'),
+    ensureMySQLStarted: notProvided<TargetParams>('ensureMySQLStarted'),
     cleanup: fromPromise<SeedFacts, CleanupInput<TargetParams>>(async () => {
       throw new Error('cleanup has no implementation (provide it with machine.provide)');
     }),
@@ -77,15 +69,7 @@ export const seedTargetMachine = setup({
   },
 }).createMachine({
   id: MACHINE_ID,
-  context: ({ input }) => ({
-    seedId: input.seedId,
-    params: input.params,
-    deadlines: { seed: input.seedDeadline, connect: null },
-    facts: {},
-    error: null,
-    endReason: null,
-    connectTimeoutMs: input.connectTimeoutMs,
-  }),
+  context: ({ input }) => initialSeedContext(input),
   initial: 'stoppingMySQL',
   states: {
     stoppingMySQL: runbookStep(MACHINE_ID, 'stoppingMySQL', 'ensureMySQLStopped', 'purgingDatadir'),

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { createBtrfs, mountsUnder, run, type BtrfsFixture } from './support/btrfs-fixture.js';
 import { parseMountInfo } from '../src/host/mounts.js';
+import type { Mount } from '../src/host/interfaces.js';
 
 interface LogicalVolume {
   Name: string;
@@ -11,16 +12,6 @@ interface LogicalVolume {
   Path: string;
   IsSnapshot: boolean;
   SnapshotPercent: number;
-}
-interface Mount {
-  Path: string;
-  Device: string;
-  LVPath: string;
-  FileSystem: string;
-  IsMounted: boolean;
-  DiskUsage: number;
-  MySQLDataPath: string;
-  MySQLDiskUsage: number;
 }
 interface ApiError {
   Code: string;
