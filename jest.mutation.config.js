@@ -7,6 +7,7 @@ export default {
   testMatch: [
     '**/dist/test/transfer.test.js',
     '**/dist/test/transfer-partial.test.js',
+    '**/dist/test/transfer-checks.test.js',
     '**/dist/test/token-check.test.js',
     '**/dist/test/host-guards.test.js',
     '**/dist/test/process-runner.test.js',
