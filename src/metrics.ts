@@ -22,7 +22,8 @@ interface Seen {
 
 const prefix = 'orchestrator_agent_';
 
-export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed): AgentMetrics {
+/** `baseline`: the seeds present when the agent started (default: the feed's list now). */
+export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, baseline: SeedView[] = seeds?.list() ?? []): AgentMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -95,7 +96,7 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
       if (start !== undefined) duration.observe({ role: view.role, outcome: view.status }, Math.max(0, (end - start) / 1000));
     }
   };
-  for (const view of seeds?.list() ?? []) {
+  for (const view of baseline) {
     seen.set(view.id, { status: view.status, bytesDone: view.progress?.bytesDone ?? 0, failedSteps: erroredSteps(view).length });
   }
 

@@ -7,12 +7,15 @@
 // sender's last frame checks out) and resumes after a restart, keeping files verified before.
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import type { TransferProgress } from '../../transfer/index.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import type { StepInput } from '../../../machines/seed-common.js';
+
+/** The built-in transfer (with its native checksum addon) loads with the first built-in receive or send. */
+const builtInTransfer = () => import('../../transfer/index.js');
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -45,6 +48,7 @@ function retryable(err: unknown, signal: AbortSignal): boolean {
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { isTransferComplete, startReceiver, transferTlsFromConfig } = await builtInTransfer();
   for (let attempt = 1; ; attempt++) {
     if (await isTransferComplete(datadir)) return;
     const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
@@ -71,6 +75,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { send, transferTlsFromConfig } = await builtInTransfer();
   for (let attempt = 1; ; attempt++) {
     const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
     try {
