@@ -2,11 +2,13 @@
 // - Start to first answer: the bench spawns `node dist/src/main.js --config FILE` and, the same way, a bare
 //   node:http server (bench/bare-server.ts), then sends GET /api/hostname every 2 ms until one is answered.
 //   Rounds alternate the two; medians and their ratio are printed.
-// - Idle RSS: an agent that answered its first request and then sat idle for BENCH_IDLE_SECONDS.
+// - Idle RSS: an agent that answered its first request and then sat idle for BENCH_IDLE_SECONDS (30 by
+//   default: V8 gives back its start-up garbage some 20 s after allocation stops; the RSS 1 s after the
+//   first answer is printed too).
 // - Peak RSS: VmHWM of that agent after 100 keep-alive connections (bench/load.ts, a child process) hammered
 //   each route of BENCH_LOAD_ROUTES for BENCH_LOAD_SECONDS.
 // The agent registers with a fake orchestrator (test/support) as in production, with a state dir of its own.
-// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (5), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100).
+// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -20,7 +22,7 @@ const mainJs = resolve(here, '../src/main.js');
 const bareJs = resolve(here, 'bare-server.js');
 const loadJs = resolve(here, 'load.js');
 const rounds = Number(process.env.BENCH_START_ROUNDS ?? 7);
-const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
+const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 100);
 const MiB = 1024 * 1024;
@@ -151,13 +153,15 @@ async function main(): Promise<void> {
     process.stdout.write(`ratio agent / bare node http: ${(ma / mb).toFixed(2)}x (median)\n`);
 
     // Memory: one agent and one bare server, each answered once, then idle, then under load.
-    const memory: Record<string, { idle: number; peak: number; routes: string[] }> = {};
+    const memory: Record<string, { started: number; idle: number; peak: number; routes: string[] }> = {};
     for (const [name, prepare] of [['bare', prepareBare], ['agent', prepareAgent]] as const) {
       const server = (await prepare())();
       const pid = server.child.pid!;
       try {
         await firstAnswer(server, performance.now(), path);
-        await sleep(idleSeconds * 1000);
+        await sleep(1000);
+        const started = procStatus(pid, 'VmRSS');
+        await sleep(Math.max(0, idleSeconds - 1) * 1000);
         const idle = procStatus(pid, 'VmRSS');
         const token = name === 'agent' ? readFileSync(join(dir, 'token'), 'utf8').trim() : '';
         const routes = name === 'agent' ? ['/api/hostname', `/api/mysql-port?token=${token}`] : ['/'];
@@ -167,14 +171,14 @@ async function main(): Promise<void> {
           const shown = token ? route.replace(token, '…') : route;
           lines.push(`${shown} ${r.rate.toFixed(0)} req/s${r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors${r.lastError ? `: ${r.lastError}` : ''})` : ''}, peak RSS so far ${procStatus(pid, 'VmHWM').toFixed(0)} MiB`);
         }
-        memory[name] = { idle, peak: procStatus(pid, 'VmHWM'), routes: lines };
+        memory[name] = { started, idle, peak: procStatus(pid, 'VmHWM'), routes: lines };
       } finally {
         await server.stop();
       }
     }
     for (const [name, m] of Object.entries(memory)) {
       const label = name === 'agent' ? 'agent' : 'bare node http';
-      process.stdout.write(`${label}: idle RSS ${m.idle.toFixed(1)} MiB after ${idleSeconds} s; under ${connections} connections, ${loadSeconds} s per route:\n`);
+      process.stdout.write(`${label}: RSS ${m.started.toFixed(1)} MiB 1 s after the first answer, ${m.idle.toFixed(1)} MiB after ${idleSeconds} s idle; under ${connections} connections, ${loadSeconds} s per route:\n`);
       for (const line of m.routes) process.stdout.write(`  ${line}\n`);
       process.stdout.write(`  peak RSS ${m.peak.toFixed(1)} MiB\n`);
     }
