@@ -2,6 +2,8 @@
 // the other so they never compete for the CPU. Parts:
 //   transfer  built-in transfer against tar | socat on a 2 GiB datadir-like tree (bench/run.ts; minutes)
 //   start     start to first answer against a bare node http server, idle and peak RSS (bench/start.ts)
+//   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
+//             the datadir once, minutes)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -9,6 +11,7 @@ const here = new URL('.', import.meta.url).pathname;
 const parts: Record<string, string> = {
   transfer: 'run.js',
   start: 'start.js',
+  datadir: 'datadir.js',
 };
 
 async function main(): Promise<void> {

@@ -8,7 +8,8 @@
 // - Peak RSS: VmHWM of that agent after 100 keep-alive connections (bench/load.ts, a child process) hammered
 //   each route of BENCH_LOAD_ROUTES for BENCH_LOAD_SECONDS.
 // The agent registers with a fake orchestrator (test/support) as in production, with a state dir of its own.
-// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100).
+// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100);
+// BENCH_AGENT_MAIN=/other/tree/dist/src/main.js measures another build (before/after a change).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -18,7 +19,7 @@ import { freePort } from '../test/support/mariadb.js';
 import { FakeOrchestrator } from '../test/support/fake-orchestrator.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const mainJs = resolve(here, '../src/main.js');
+const mainJs = process.env.BENCH_AGENT_MAIN ?? resolve(here, '../src/main.js');
 const bareJs = resolve(here, 'bare-server.js');
 const loadJs = resolve(here, 'load.js');
 const rounds = Number(process.env.BENCH_START_ROUNDS ?? 7);
