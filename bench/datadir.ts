@@ -84,10 +84,9 @@ async function makeDatadir(): Promise<void> {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    // Measured on this data: ~600 bytes a row on disk with its indexes and InnoDB's page fill, on top of
-    // ~230 MiB that every such datadir holds (redo log, system tablespace and undo, the mysql schema, the
-    // small tables' first extents).
-    const totalRows = Math.max(schemas * tablesPerSchema * 10, Math.round(((targetMiB - 230) * MiB) / 600));
+    // Measured on this data: ~270 bytes a row on disk with its indexes, on top of ~340 MiB that every such
+    // datadir holds (redo log, system tablespace and undo, the mysql schema, the small tables' extents).
+    const totalRows = Math.max(schemas * tablesPerSchema * 10, Math.round((Math.max(0, targetMiB - 340) * MiB) / 270));
     for (let s = 0; s < schemas; s++) {
       const db = `shop${s}`;
       const statements = [`CREATE DATABASE ${db}`, `USE ${db}`];

@@ -1,5 +1,5 @@
-// The daemon starts on what answering needs; execa, prom-client and the built-in transfer (with its native
-// checksum addon) load when first used. Checked on a real agent process by recording every module it loads.
+// The daemon starts on what answering needs; execa, prom-client, node-fetch and the built-in transfer (with
+// its native checksum addon) load when first used. Checked on a real agent process by recording every module it loads.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -34,6 +34,7 @@ describe('what the agent loads at start', () => {
     expect(has('/dist/src/transfer/receiver.js')).toBe(false);
     expect(has('/dist/src/transfer/sender.js')).toBe(false);
     expect(has('@node-rs/xxhash')).toBe(false);
+    expect(has('@viz-js/viz')).toBe(false); // diagrams are rendered by npm run diagrams, never by the daemon
   });
 
   test('the first scrape loads prom-client and the first command loads execa', async () => {
