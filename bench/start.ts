@@ -79,6 +79,13 @@ async function firstAnswer(server: Server, t0: number, path: string): Promise<nu
   }
 }
 
+/** CPU time (user + system) the process has used, in ms: on a busy machine it says what start costs. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+}
+
 function procStatus(pid: number, key: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no ${key} in /proc/${pid}/status`);
@@ -135,23 +142,26 @@ async function main(): Promise<void> {
   try {
     const bare: number[] = [];
     const agent: number[] = [];
+    const cpu: Record<'bare' | 'agent', number[]> = { bare: [], agent: [] };
     for (let r = 1; r <= rounds; r++) {
-      for (const [prepare, into] of [[prepareBare, bare], [prepareAgent, agent]] as const) {
+      for (const [name, prepare, into] of [['bare', prepareBare, bare], ['agent', prepareAgent, agent]] as const) {
         const spawnIt = await prepare();
         const t0 = performance.now();
         const server = spawnIt();
         try {
           into.push(await firstAnswer(server, t0, path));
+          cpu[name].push(cpuMs(server.child.pid!));
         } finally {
           await server.stop();
         }
       }
-      process.stdout.write(`round ${r}: bare node http ${bare.at(-1)!.toFixed(0)} ms, agent ${agent.at(-1)!.toFixed(0)} ms\n`);
+      process.stdout.write(`round ${r}: bare node http ${bare.at(-1)!.toFixed(0)} ms (${cpu.bare.at(-1)} ms CPU), agent ${agent.at(-1)!.toFixed(0)} ms (${cpu.agent.at(-1)} ms CPU)\n`);
     }
     const mb = median(bare);
     const ma = median(agent);
     process.stdout.write(`start to first answer (GET ${path}), ${rounds} alternating rounds: bare node http ${mb.toFixed(0)} ms median, agent ${ma.toFixed(0)} ms median (${Math.min(...agent).toFixed(0)} best)\n`);
     process.stdout.write(`ratio agent / bare node http: ${(ma / mb).toFixed(2)}x (median)\n`);
+    process.stdout.write(`CPU time until the first answer: bare node http ${median(cpu.bare)} ms median, agent ${median(cpu.agent)} ms median (${(median(cpu.agent) / median(cpu.bare)).toFixed(2)}x)\n`);
 
     // Memory: one agent and one bare server, each answered once, then idle, then under load.
     const memory: Record<string, { started: number; idle: number; peak: number; routes: string[] }> = {};
