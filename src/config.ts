@@ -80,6 +80,8 @@ const extensionKeys = {
   SeedTransferBindAddress: ['string', '0.0.0.0'],
   /** Seconds a receiver waits for its sender before the seed fails. */
   SeedTransferConnectTimeoutSeconds: ['uint', 600],
+  /** Seconds either side of a built-in transfer waits for its peer to come back after a lost session. */
+  SeedTransferReconnectTimeoutSeconds: ['uint', 1800],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
 } as const satisfies Record<string, readonly [KeyType, unknown]>;
