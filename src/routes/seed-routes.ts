@@ -143,7 +143,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return seeds.send(id, { type: body.type });
   });
 
-  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles() }));
+  // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
+  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles(), stateDir: { path: config.StateDir, problems: seeds.stateDirProblems() } }));
 
   routes.read('/api/seeds/:id', (ctx) => {
     const id = validate.seedId(ctx.params.id);
