@@ -2,6 +2,7 @@
 // Unlike the original, an unknown or ill-typed key is an error naming the key and the file.
 import { existsSync, readFileSync } from 'node:fs';
 import { AgentError } from './errors.js';
+import { MAX_DURATION_SECONDS } from './timers.js';
 
 type KeyType = 'string' | 'uint' | 'int' | 'bool' | 'string[]' | 'map' | 'number';
 
@@ -203,6 +204,18 @@ export function loadConfig(explicitFile?: string, searchPaths: string[] = defaul
   return { config, files };
 }
 
+/** Durations a user gives, with their allowed range (0 where it turns the timer off). */
+const durationRanges: ReadonlyArray<readonly [DurationKey, number, number]> = [
+  ['CommandTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+  ['SeedTransferConnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+  ['SeedTransferReconnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+  ['ContinuousPollSeconds', 0, MAX_DURATION_SECONDS],
+  ['ResubmitAgentIntervalMinutes', 0, MAX_DURATION_SECONDS / 60],
+  ['HttpTimeoutSeconds', 0, 86400],
+  ['StatusBadSeconds', 0, MAX_DURATION_SECONDS],
+];
+type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds' | 'ContinuousPollSeconds' | 'ResubmitAgentIntervalMinutes' | 'HttpTimeoutSeconds' | 'StatusBadSeconds';
+
 /** Cross-key checks, done once at start so a bad combination fails before anything runs. */
 export function validateConfig(config: Config, files: string[]): void {
   const where = files.length > 0 ? files.join(', ') : 'the built-in defaults';
@@ -225,6 +238,14 @@ export function validateConfig(config: Config, files: string[]): void {
   }
   if (!config.StatusEndpoint.startsWith('/')) {
     throw new AgentError('config', `StatusEndpoint must start with "/", got "${config.StatusEndpoint}" (read: ${where})`);
+  }
+  for (const [key, min, max] of durationRanges) {
+    const value = config[key];
+    if (value < min || value > max) {
+      throw new AgentError('config', `${key} must be from ${min} to ${max}, got ${value} (read: ${where})`, {
+        hint: `timers in the agent hold at most ${MAX_DURATION_SECONDS} s (30 days)`,
+      });
+    }
   }
   if (config.HTTPPort > 65535) {
     throw new AgentError('config', `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})`);

@@ -10,6 +10,7 @@ import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/index.js';
+import { MAX_DURATION_SECONDS } from '../timers.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -43,9 +44,7 @@ function bool(body: Record<string, unknown>, key: string): boolean {
 
 function timeoutSeconds(body: Record<string, unknown>): number {
   if (body.timeoutSeconds === undefined) return defaultTimeoutSeconds;
-  const n = validate.nonNegativeInt('timeoutSeconds', body.timeoutSeconds);
-  if (n === 0) throw badRequest('timeoutSeconds must be positive');
-  return n;
+  return validate.durationSeconds('timeoutSeconds', body.timeoutSeconds, 1, MAX_DURATION_SECONDS);
 }
 
 type TransferMode = { kind: 'command' } | { kind: 'builtin' };

@@ -24,6 +24,7 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 
 export interface ReceiverOptions {
   /** Where the tree lands (the datadir). Created if missing. */
@@ -165,7 +166,7 @@ class ReceiveSession {
           hint: 'start the send on the source agent with this port and key',
         }),
       );
-    }, connectTimeoutMs);
+    }, clampDelay(connectTimeoutMs));
     const onAbort = () => this.fail(new AgentError('aborted', `receive into ${this.destDir} aborted (${this.where})`));
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
     done.finally(() => this.opts.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);

@@ -12,6 +12,7 @@ import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, frameHeader, jsonFrame
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
 
 export interface SendOptions {
@@ -231,7 +232,7 @@ function connect(opts: SendOptions, peer: string): Promise<Socket> {
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(timeoutMs / 1000)} s`));
-    }, timeoutMs);
+    }, clampDelay(timeoutMs));
     const onAbort = () => {
       socket.destroy();
       reject(new AgentError('aborted', `send to ${peer} aborted while connecting`));
