@@ -237,8 +237,19 @@ describe('MySQL error log tail', () => {
     expect(await mysqlErrorLogTail(custom, { myCnf: cnf })).toEqual(['custom 1', 'custom 2']);
   });
 
-  test('says which key to set when no error log can be found', async () => {
-    await expect(mysqlErrorLogTail(defaultConfig(), { myCnf: join(dir, 'none.cnf') })).rejects.toThrow(/MySQLErrorLogFile is empty/);
+  test('without a log-error setting answers [""] as the original, and the log says which key to set', async () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      expect(await mysqlErrorLogTail(defaultConfig(), { myCnf: join(dir, 'none.cnf') })).toEqual(['']);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(written.join('')).toMatch(/WARN mysql-error-log-tail answers \[""\].*MySQLErrorLogFile is empty and .*none\.cnf has no log-error.*set MySQLErrorLogFile/);
+  });
+
+  test('a relative error log path names the key it came from', async () => {
     await expect(mysqlErrorLogTail({ ...defaultConfig(), MySQLErrorLogFile: 'mysqld.err' })).rejects.toThrow(
       /"mysqld.err" \(from MySQLErrorLogFile\) is relative/,
     );
