@@ -85,6 +85,8 @@ const extensionKeys = {
   SeedTransferConnectTimeoutSeconds: ['uint', 600],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
+  /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */
+  StatusEndpointWithoutBasicAuth: ['bool', false],
 } as const satisfies Record<string, readonly [KeyType, unknown]>;
 
 const allKeys: Record<string, readonly [KeyType, unknown]> = { ...compatibleKeys, ...extensionKeys };

@@ -43,8 +43,8 @@ export function createApp(services: AgentServices, modules: RouteModule[] = rout
   }
   if (config.HTTPAuthUser !== '') {
     const auth = basicAuth(config.HTTPAuthUser, config.HTTPAuthPassword);
-    // Orchestrator polls the status endpoint without credentials.
-    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint ? next() : auth(ctx, next)));
+    // Everything, the status endpoint included, as the original; a load balancer's check may be let through.
+    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint && config.StatusEndpointWithoutBasicAuth ? next() : auth(ctx, next)));
   }
   const router = new Router();
   const routes = createRoutes(router, services.token, config.TokenHttpHeader);
