@@ -28,7 +28,9 @@ async function readJsonBody(ctx: Context): Promise<Record<string, unknown>> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw badRequest(`request body is not JSON: ${(err as Error).message}`);
+    // Not the parser's message: it quotes the body, which may hold an authKey, into the answer and the log.
+    const at = /position (\d+)/.exec((err as Error).message);
+    throw badRequest(`request body is not JSON${at ? ` (at byte ${at[1]})` : ''}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest('request body must be a JSON object');
   return value as Record<string, unknown>;
