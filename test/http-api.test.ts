@@ -4,6 +4,7 @@ import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './su
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from './support/fake-orchestrator.js';
+import { RefusedSeedIds } from '../src/routes/seed-routes.js';
 
 describe('HTTP API basics on a real agent process', () => {
   let agent: AgentProcess;
@@ -82,4 +83,32 @@ describe('HTTP API basics on a real agent process', () => {
     expect(agent.output()).not.toMatch(/WARN refused GET \/api\/mysql-port/);
     expect(agent.output()).not.toContain(token);
   });
+
+  test('a seed id the original seed routes refused is completed and not succeeded, so orchestrator fails it at its next poll', async () => {
+    const get = async (path: string) => {
+      const res = await fetch(`${agent.baseUrl}${path}?token=${token}`);
+      return [res.status, await res.json()];
+    };
+    // No SeedTransferSecret and no transfer commands: both original routes refuse.
+    expect(await get('/api/receive-mysql-seed-data/refused-1')).toEqual([400, expect.objectContaining({ Code: 'ERROR' })]);
+    expect(await get('/api/send-mysql-seed-data/db-target-1/refused-2')).toEqual([400, expect.objectContaining({ Code: 'ERROR' })]);
+    for (const id of ['refused-1', 'refused-2']) {
+      expect(await get(`/api/seed-command-completed/${id}`)).toEqual([200, true]);
+      expect(await get(`/api/seed-command-succeeded/${id}`)).toEqual([200, false]);
+    }
+    // An id never asked for is not completed, as before.
+    expect(await get('/api/seed-command-completed/never-asked')).toEqual([200, false]);
+    expect(await get('/api/seed-command-succeeded/never-asked')).toEqual([200, false]);
+  });
+});
+
+test('refused seed ids are remembered up to a limit, the oldest forgotten first', () => {
+  const refused = new RefusedSeedIds(2);
+  refused.add('a');
+  refused.add('b');
+  refused.add('a'); // asked again: now the newest
+  refused.add('c');
+  expect(['a', 'b', 'c'].map((id) => refused.has(id))).toEqual([true, false, true]);
+  refused.delete('a');
+  expect(refused.has('a')).toBe(false);
 });
