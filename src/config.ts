@@ -85,6 +85,8 @@ const extensionKeys = {
   SeedTransferConnectTimeoutSeconds: ['uint', 600],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
+  /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */
+  LogLevel: ['string', ''],
   /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */
   StatusEndpointWithoutBasicAuth: ['bool', false],
 } as const satisfies Record<string, readonly [KeyType, unknown]>;
@@ -271,6 +273,9 @@ export function validateConfig(config: Config, files: string[]): void {
   }
   if (!config.StatusEndpoint.startsWith('/')) {
     throw new AgentError('config', `StatusEndpoint must start with "/", got "${config.StatusEndpoint}" (read: ${where})`);
+  }
+  if (config.LogLevel !== '' && !['debug', 'info', 'warn', 'error'].includes(config.LogLevel)) {
+    throw new AgentError('config', `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})`);
   }
   if (config.HTTPPort > 65535) {
     throw new AgentError('config', `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})`);

@@ -9,6 +9,14 @@ export function setLogLevel(level: LogLevel): void {
   threshold = level;
 }
 
+export function getLogLevel(): LogLevel {
+  return threshold;
+}
+
+export function isLogLevel(value: string): value is LogLevel {
+  return Object.hasOwn(order, value);
+}
+
 function write(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
   if (order[level] < order[threshold]) return;
   const extra = fields && Object.keys(fields).length > 0 ? ' ' + JSON.stringify(fields) : '';

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { startAgent } from './agent.js';
+import { configLogLevel, reloadOnSighup } from './config-reload.js';
 import { describeError } from './errors.js';
 import { log, setLogLevel } from './log.js';
 
@@ -15,6 +16,8 @@ async function main(): Promise<void> {
   });
   if (values.debug) setLogLevel('debug');
   const { config, files } = loadConfig(values.config);
+  // SIGHUP reads the same files again (applying what can change live) instead of ending the process.
+  reloadOnSighup(config, () => loadConfig(values.config), configLogLevel(config));
   log.info('read config', { files });
   const agent = await startAgent(config);
   let stopping = false;
