@@ -83,6 +83,8 @@ const extensionKeys = {
   SeedTransferBindAddress: ['string', '0.0.0.0'],
   /** Seconds a receiver waits for its sender before the seed fails. */
   SeedTransferConnectTimeoutSeconds: ['uint', 600],
+  /** Seconds either side of a built-in transfer waits for its peer to come back after a lost session. */
+  SeedTransferReconnectTimeoutSeconds: ['uint', 1800],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
   /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */

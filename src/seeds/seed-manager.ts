@@ -11,7 +11,7 @@ import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
-import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
+import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole, type SeedWaiting } from './seed-store.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
 import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
@@ -40,6 +40,8 @@ export interface SeedView {
   params: Record<string, unknown>;
   history: SeedRecord['history'];
   progress: SeedProgress | null;
+  /** While a step waits for the other side to come back (a lost sender): since when, until when, why. */
+  waiting: SeedWaiting | null;
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
 }
@@ -261,6 +263,7 @@ export class SeedManager {
     }
     record.snapshot = live.actor.getPersistedSnapshot();
     record.updatedAt = now;
+    if (FINAL_STATES.has(top)) record.waiting = null;
     this.store.save(record);
     if (FINAL_STATES.has(top)) {
       log.info(`seed ${top}`, { id: record.id, error: error?.message });
@@ -291,6 +294,13 @@ export class SeedManager {
         record.marks[key] = value;
         record.updatedAt = new Date().toISOString();
         this.store.save(record);
+      },
+      setWaiting: (waiting) => {
+        if (JSON.stringify(record.waiting ?? null) === JSON.stringify(waiting)) return;
+        record.waiting = waiting;
+        record.updatedAt = new Date().toISOString();
+        this.store.save(record);
+        this.emit(live);
       },
       setProgress: (progress) => {
         record.progress = progress;
@@ -417,6 +427,7 @@ export class SeedManager {
       params: record.params,
       history: record.history,
       progress: record.progress,
+      waiting: this.statusOf(live) === 'active' ? (record.waiting ?? null) : null,
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
     };

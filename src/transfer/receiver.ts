@@ -42,6 +42,8 @@ export interface ReceiverOptions {
   /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
   idleTimeoutMs?: number;
   progressIntervalMs?: number;
+  /** Called once a sender proved the key, before any data is taken (the seed records it durably). */
+  onSenderAuthenticated?: (peer: string) => void;
 }
 
 export interface ReceiveResult {
@@ -215,6 +217,7 @@ class ReceiveSession {
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
       log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
+      this.opts.onSenderAuthenticated?.(peer);
       await writeAll(socket, [jsonFrame(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() })]);
     } catch (err) {
       clearTimeout(timer);

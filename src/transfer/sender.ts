@@ -26,6 +26,8 @@ export interface SendOptions {
   bandwidthMBps?: number;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Called once the receiver proved the key, before any data is sent (the seed records it durably). */
+  onReceiverAuthenticated?: () => void;
   connectTimeoutMs?: number;
   /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
   idleTimeoutMs?: number;
@@ -96,6 +98,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
     }
+    opts.onReceiverAuthenticated?.();
     const have = new Map<string, VerifiedFile>();
     if (Array.isArray(wb.have)) for (const v of wb.have as VerifiedFile[]) if (v && typeof v.path === 'string') have.set(v.path, v);
 
