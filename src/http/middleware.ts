@@ -51,7 +51,7 @@ export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): 
       }
       if (!(err instanceof AgentError) || err.httpStatus >= 500) {
         log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
-      } else if (err.httpStatus < 500) {
+      } else {
         logRefusal(ctx, err.httpStatus, err, secrets());
       }
       sendError(ctx, err);
