@@ -5,6 +5,7 @@
 // stream is gone): the step then fails with a message that says so. Without the commands the built-in
 // transfer runs: it verifies every file and the final manifest (the receiver succeeds only when the
 // sender's last frame checks out) and resumes after a restart, keeping files verified before.
+import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
@@ -31,6 +32,11 @@ function transferKey(env: StepEnv): string {
   return key;
 }
 
+/** The built-in receiver's bookkeeping for one seed (resume state, final manifest), outside the datadir. */
+export function transferStateDir(stateDir: string, seedId: string): string {
+  return join(stateDir, 'transfers', seedId);
+}
+
 function progressOf(p: TransferProgress) {
   return { ...p };
 }
@@ -45,14 +51,16 @@ function retryable(err: unknown, signal: AbortSignal): boolean {
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
   for (let attempt = 1; ; attempt++) {
-    if (await isTransferComplete(datadir)) return;
+    if (await isTransferComplete(stateDir, datadir)) return;
     const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
     // The first sender must come by the connect deadline; a sender that dropped out gets a fresh wait.
     const connectTimeoutMs = attempt === 1 ? Math.max(1000, connectDeadline - Date.now()) : env.config.SeedTransferConnectTimeoutSeconds * 1000;
     try {
       const receiver = await startReceiver({
         destDir: datadir,
+        stateDir,
         bindAddress: env.config.SeedTransferBindAddress,
         port: input.params.port,
         tls: transferTlsFromConfig(env.config),
