@@ -20,7 +20,7 @@ import {
   type ManifestEntry,
   type VerifiedFile,
 } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, frameName, jsonFrame, writeAll } from './protocol.js';
+import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorFrame, frameName, jsonFrame, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
@@ -43,6 +43,8 @@ export interface ReceiverOptions {
   authKey: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Told of every connection refused while waiting (wrong key, TLS mismatch, not a sender); the wait goes on. */
+  onRefused?: (reason: string) => void;
   /** How long to wait for an authenticated sender (SeedTransferConnectTimeoutSeconds). Default 600 s. */
   connectTimeoutMs?: number;
   /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
@@ -200,6 +202,11 @@ class ReceiveSession {
   private refuse(reason: string): void {
     this.refusals.push(reason);
     log.warn('transfer: refused a connection', { port: this.port, reason });
+    try {
+      this.opts.onRefused?.(reason);
+    } catch (err) {
+      log.warn('transfer: onRefused listener failed', { error: String(err) });
+    }
   }
 
   /** Checks the magic and the sender's proof; the first sender that passes owns this receiver. */
@@ -226,8 +233,9 @@ class ReceiveSession {
       const auth = await reader.json([FrameType.auth], 'during the handshake');
       const body = auth.body as { mac?: unknown; nonce?: unknown };
       if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
-        await writeAll(socket, [jsonFrame(FrameType.error, { code: 'unauthorized', message: 'wrong transfer key' })]).catch(() => undefined);
-        throw new AgentError('unauthorized', 'wrong transfer key');
+        const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the receiving seed reported when it was created' });
+        await writeAll(socket, [errorFrame(refused)]).catch(() => undefined);
+        throw refused;
       }
       if (this.socket || this.settled) throw new AgentError('conflict', 'another sender is already connected');
       clearTimeout(timer);
@@ -507,7 +515,7 @@ class ReceiveSession {
     this.server.close();
     this.reader?.fail(error);
     if (this.socket && !this.socket.destroyed) {
-      this.socket.write(jsonFrame(FrameType.error, { code: error.code, message: error.message }));
+      this.socket.write(errorFrame(error));
       this.socket.end();
       const s = this.socket;
       setTimeout(() => s.destroy(), 1000).unref();
@@ -523,8 +531,7 @@ class ReceiveSession {
 }
 
 function peerFailure(body: unknown): AgentError {
-  const b = (body ?? {}) as { message?: unknown };
-  return new AgentError('io', `the sender stopped the transfer: ${typeof b.message === 'string' ? b.message : 'no reason given'}`);
+  return peerError(body, 'the sender');
 }
 
 async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {

@@ -16,6 +16,8 @@ export interface SeedHandle {
   secrets(): Readonly<Record<string, string>>;
   /** Throttled to disk, immediate to subscribers. */
   setProgress(progress: SeedProgress | null): void;
+  /** Shown in the seed view's warnings (the most recent few kept) and logged; written to disk. */
+  warn(message: string): void;
 }
 
 export interface StepEnv {

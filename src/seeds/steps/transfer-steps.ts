@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure, isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
@@ -46,8 +46,27 @@ const builtinAttempts = 5;
 /** A sender retries this often while the receiver is not (yet, again) listening. */
 const senderAttempts = 60;
 
+/** A refused key, a full or read-only disk, a refused manifest, an abort: no new session can fix those. */
 function retryable(err: unknown, signal: AbortSignal): boolean {
-  return !signal.aborted && !(err instanceof AgentError && (err.code === 'aborted' || err.code === 'config'));
+  return !signal.aborted && !isPermanentFailure(err);
+}
+
+/** The receiver's own reason (its ERROR frame), when it sent one. */
+function fromReceiver(err: unknown): AgentError | undefined {
+  return err instanceof AgentError && err.details?.fromPeer === true ? err : undefined;
+}
+
+/**
+ * The error the source seed ends with: the receiver's reason when it gave one, not what the last retry met
+ * (a receiver that failed stops listening, so later attempts only say "connection refused").
+ */
+function sendFailure(err: unknown, receiverReason: AgentError | undefined): unknown {
+  if (!receiverReason || fromReceiver(err) || !(err instanceof AgentError)) return err;
+  return new AgentError(receiverReason.code, `${receiverReason.message} (sending again then failed: ${err.message})`, {
+    hint: receiverReason.hint,
+    details: receiverReason.details,
+    cause: err,
+  });
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
@@ -68,6 +87,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
         signal,
         connectTimeoutMs: Math.min(connectTimeoutMs, remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving')),
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
       });
       await receiver.done;
       return;
@@ -79,6 +99,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  let receiverReason: AgentError | undefined;
   for (let attempt = 1; ; attempt++) {
     const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
     try {
@@ -95,10 +116,15 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
       });
       return;
     } catch (err) {
-      if (attempt >= senderAttempts || !retryable(err, signal)) throw err;
+      receiverReason = fromReceiver(err) ?? receiverReason;
+      if (attempt >= senderAttempts || !retryable(err, signal)) throw sendFailure(err, receiverReason);
       log.warn('send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, attempt, error: (err as Error).message });
       await new Promise((r) => setTimeout(r, 1000));
-      remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
+      try {
+        remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
+      } catch (deadline) {
+        throw sendFailure(deadline, receiverReason);
+      }
     }
   }
 }
