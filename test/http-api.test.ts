@@ -25,10 +25,10 @@ describe('HTTP API basics on a real agent process', () => {
     expect(await res.json()).toBe(hostname());
   });
 
-  test('status endpoint answers "OK" while within StatusBadSeconds', async () => {
+  test('status endpoint answers 500 "BAD" while orchestrator was never reached, even within StatusBadSeconds of start', async () => {
     const res = await fetch(`${agent.baseUrl}/api/status`);
-    expect(res.status).toBe(200);
-    expect(await res.json()).toBe('OK');
+    expect(res.status).toBe(500);
+    expect(await res.json()).toBe('BAD');
   });
 
   test('a token-protected route refuses a missing or wrong token with the original error shape', async () => {
@@ -43,7 +43,7 @@ describe('HTTP API basics on a real agent process', () => {
 
   test('the token is accepted from ?token= and from TokenHttpHeader', async () => {
     // /api/nothing is a 404 after the token check; a wrong token would be 401 first on known routes.
-    const viaHeader = await fetch(`${agent.baseUrl}/api/status`, { headers: { 'X-Agent-Token': token } });
+    const viaHeader = await fetch(`${agent.baseUrl}/api/registration`, { headers: { 'X-Agent-Token': token } });
     expect(viaHeader.status).toBe(200);
     const unknown = await fetch(`${agent.baseUrl}/api/nothing-here?token=${token}`);
     expect(unknown.status).toBe(404);
