@@ -21,9 +21,15 @@ function redact(text: string, secrets: readonly string[]): string {
  */
 function logRefusal(ctx: Context, status: number, err: AgentError | undefined, secrets: readonly string[]): void {
   if (!ctx.state.stateChanging) return;
+  const clean = (text: string) => redact(text, secrets);
   const reason = err ? err.message : `HTTP ${status}`;
-  const fields = { method: ctx.method, route: ctx.state.route ?? null, path: ctx.path, status, hint: err?.hint ?? null };
-  log.warn(redact(`refused ${ctx.method} ${ctx.path}: ${reason} ${JSON.stringify(fields)}`, secrets));
+  log.warn(clean(`refused ${ctx.method} ${ctx.path}: ${reason}`), {
+    method: ctx.method,
+    route: ctx.state.route ?? null,
+    path: clean(ctx.path),
+    status,
+    hint: err?.hint === undefined ? null : clean(err.hint),
+  });
 }
 
 export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): Middleware {
