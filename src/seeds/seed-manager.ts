@@ -11,7 +11,17 @@ import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
-import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole, type SeedWaiting, type StateDirProblem } from './seed-store.js';
+import {
+  SEED_FORMAT_VERSION,
+  SeedStore,
+  type CorruptFile,
+  type SeedProgress,
+  type SeedRecord,
+  type SeedRole,
+  type SeedWaiting,
+  type SeedWarning,
+  type StateDirProblem,
+} from './seed-store.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
 import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
@@ -42,6 +52,8 @@ export interface SeedView {
   progress: SeedProgress | null;
   /** While a step waits for the other side to come back (a lost sender): since when, until when, why. */
   waiting: SeedWaiting | null;
+  /** What the seed met without failing: refused senders, a source that changed while being sent. */
+  warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
 }
@@ -82,6 +94,7 @@ interface LiveSeed {
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
 const PROGRESS_SAVE_INTERVAL_MS = 1000;
+const WARNINGS_KEPT = 20;
 
 function persisted(record: SeedRecord): PersistedMachine | null {
   return record.snapshot as PersistedMachine | null;
@@ -361,6 +374,14 @@ export class SeedManager {
         this.saveOrThrow(live);
         this.emit(live);
       },
+      warn: (message) => {
+        log.warn('seed warning', { id: record.id, warning: message });
+        const now = new Date().toISOString();
+        record.warnings = [...(record.warnings ?? []), { at: now, message }].slice(-WARNINGS_KEPT);
+        record.updatedAt = now;
+        if (!this.stopping) this.save(live);
+        this.emit(live);
+      },
       setProgress: (progress) => {
         record.progress = progress;
         this.emit(live);
@@ -490,6 +511,7 @@ export class SeedManager {
       history: record.history,
       progress: record.progress,
       waiting: this.statusOf(live) === 'active' ? (record.waiting ?? null) : null,
+      warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
     };

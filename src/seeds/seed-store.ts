@@ -40,6 +40,12 @@ export interface SeedWaiting {
   message: string;
 }
 
+/** Something a seed met that did not stop it but the operator should see (a refused sender, a changing source). */
+export interface SeedWarning {
+  at: string;
+  message: string;
+}
+
 /** What is on disk for one seed. `snapshot` is the XState persisted snapshot, opaque to the store. */
 export interface SeedRecord {
   formatVersion: number;
@@ -54,6 +60,8 @@ export interface SeedRecord {
   snapshot: unknown;
   history: HistoryEntry[];
   progress: SeedProgress | null;
+  /** The most recent warnings (absent in records written before warnings existed). */
+  warnings?: SeedWarning[];
   /** Process groups this seed started; a restarted agent reaps those still carrying our tag. */
   pgids: number[];
   /** Durable notes of steps ("we mounted", "receive started") that survive a crash mid-step. */

@@ -18,6 +18,8 @@ export interface SeedHandle {
   setProgress(progress: SeedProgress | null): void;
   /** What the step waits for (shown in the view), or null when it no longer waits. Written to disk before it returns. */
   setWaiting(waiting: SeedWaiting | null): void;
+  /** Shown in the seed view's warnings (the most recent few kept) and logged; written to disk. */
+  warn(message: string): void;
 }
 
 export interface StepEnv {

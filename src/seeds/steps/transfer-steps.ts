@@ -5,9 +5,10 @@
 // stream is gone): the step then fails with a message that says so. Without the commands the built-in
 // transfer runs: it verifies every file and the final manifest (the receiver succeeds only when the
 // sender's last frame checks out) and resumes after a restart, keeping files verified before.
+import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure, isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
@@ -30,6 +31,11 @@ function transferKey(env: StepEnv): string {
   const key = env.seed.secrets().authKey;
   if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
   return key;
+}
+
+/** The built-in receiver's bookkeeping for one seed (resume state, final manifest), outside the datadir. */
+export function transferStateDir(stateDir: string, seedId: string): string {
+  return join(stateDir, 'transfers', seedId);
 }
 
 function progressOf(p: TransferProgress) {
@@ -114,8 +120,27 @@ function isStorageError(err: unknown): boolean {
   return false;
 }
 
+/** A refused key, a full or read-only disk, a refused manifest, an abort: no new session can fix those. */
 function retryable(err: unknown, signal: AbortSignal): boolean {
-  return !signal.aborted && !(err instanceof AgentError && (err.code === 'aborted' || err.code === 'config')) && !isStorageError(err);
+  return !signal.aborted && !isPermanentFailure(err) && !isStorageError(err);
+}
+
+/** The receiver's own reason (its ERROR frame), when it sent one. */
+function fromReceiver(err: unknown): AgentError | undefined {
+  return err instanceof AgentError && err.details?.fromPeer === true ? err : undefined;
+}
+
+/**
+ * The error the source seed ends with: the receiver's reason when it gave one, not what the last retry met
+ * (a receiver that failed stops listening, so later attempts only say "connection refused").
+ */
+function sendFailure(err: unknown, receiverReason: AgentError | undefined): unknown {
+  if (!receiverReason || fromReceiver(err) || !(err instanceof AgentError)) return err;
+  return new AgentError(receiverReason.code, `${receiverReason.message} (sending again then failed: ${err.message})`, {
+    hint: receiverReason.hint,
+    details: receiverReason.details,
+    cause: err,
+  });
 }
 
 /** How long one session may wait for its peer: until `until`, within the seed's deadline, in one timer. */
@@ -124,15 +149,17 @@ function sessionWaitMs(input: StepInput<unknown>, until: number, what: string): 
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
   let last: unknown;
   for (;;) {
-    if (await isTransferComplete(datadir)) return;
+    if (await isTransferComplete(stateDir, datadir)) return;
     const wait = peerWait(input, env, SENDER_MARKS);
     if (Date.now() >= wait.until) throw gaveUp(SENDER_MARKS, wait, env, last);
     let authenticated = false;
     try {
       const receiver = await startReceiver({
         destDir: datadir,
+        stateDir,
         bindAddress: env.config.SeedTransferBindAddress,
         port: input.params.port,
         tls: transferTlsFromConfig(env.config),
@@ -144,6 +171,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
           peerAuthenticated(env, SENDER_MARKS, peer);
         },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
       });
       await receiver.done;
       env.seed.setWaiting(null);
@@ -165,9 +193,10 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
   let last: unknown;
+  let receiverReason: AgentError | undefined;
   for (;;) {
     const wait = peerWait(input, env, RECEIVER_MARKS);
-    if (Date.now() >= wait.until) throw gaveUp(RECEIVER_MARKS, wait, env, last);
+    if (Date.now() >= wait.until) throw sendFailure(gaveUp(RECEIVER_MARKS, wait, env, last), receiverReason);
     let authenticated = false;
     try {
       await send({
@@ -188,8 +217,9 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
       env.seed.setWaiting(null);
       return;
     } catch (err) {
-      // A refused key does not get better by trying again.
-      if (!retryable(err, signal) || (err instanceof AgentError && err.code === 'unauthorized')) throw err;
+      receiverReason = fromReceiver(err) ?? receiverReason;
+      // A refused key, a full disk on the target: no new session can fix those.
+      if (!retryable(err, signal)) throw sendFailure(err, receiverReason);
       last = err;
       if (authenticated) peerLost(env, RECEIVER_MARKS, (err as Error).message);
       else log.warn('transfer: send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, error: (err as Error).message });
