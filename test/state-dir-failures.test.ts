@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
-import { freePort, makeTargetHost, stopTargetMysqld, taggedPids, type TargetHost } from './support/seed-hosts.js';
+import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, taggedPids, type TargetHost } from './support/seed-hosts.js';
 import { seedTag } from '../src/seeds/reaper.js';
 import { KNOWN_MACHINES } from '../src/seeds/seed-manager.js';
 import { SEED_FORMAT_VERSION } from '../src/seeds/seed-store.js';
@@ -56,8 +56,9 @@ async function until(what: string, cond: () => boolean, timeoutMs = 20000): Prom
   }
 }
 
+/** Temp files of unfinished writes anywhere under StateDir (seed state and transfer bookkeeping). */
 function tmpFiles(state: string): string[] {
-  return readdirSync(join(state, 'seeds')).filter((n) => n.includes('.tmp-'));
+  return (readdirSync(state, { recursive: true }) as string[]).filter((n) => /\.tmp-\d+$|\.\d+\.tmp$/.test(n));
 }
 
 /** The routes that must keep answering whatever StateDir does. */
@@ -120,6 +121,43 @@ describe('StateDir full or read-only', () => {
     expect(resumed.history.map((h) => h.state)).toEqual(['stoppingMySQL', 'purgingDatadir', 'receiving']);
     expect((await agent.call('POST', '/api/seeds/full/events', { type: 'ABORT' })).status).toBe(200);
     expect((await agent.waitFor('full', (v) => v.status !== 'active', 'aborted')).status).toBe('aborted');
+  }, 90000);
+
+  test('StateDir filling up during a built-in receive holds the target seed, stops the receiver, and the agent keeps serving', async () => {
+    const dir = tempDir('oa-statedir-');
+    dirs.push(dir);
+    const source = makeSourceHost(tempDir('oa-statedir-src-'), `oa-sd-${process.pid}`);
+    try {
+      const state = smallStateDir(dir);
+      const host = makeTargetHost(dir, 0);
+      targets.push(host);
+      const t = await startSeedAgent(dir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+      agents.push(t);
+      const sdir = tempDir('oa-statedir-srcagent-');
+      dirs.push(sdir);
+      const s = await startSeedAgent(sdir, { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6 });
+      agents.push(s);
+      const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'fill', role: 'target' });
+      const { port, authKey } = created.body.transfer;
+      expect((await s.call('POST', '/api/seeds', { id: 'fill', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.bigSnapshot })).status).toBe(201);
+      await t.waitFor('fill', (v) => v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 0, 'bytes arriving');
+
+      fill(state);
+      const held = await t.waitFor('fill', (v) => v.status !== 'active', 'held');
+      expect(held.error!.code).toBe('state_unwritable');
+      expect(held.error!.message).toContain(`StateDir ${state}`);
+      expect(held.error!.hint).toContain('is full');
+      await expectServing(t);
+      expect(tmpFiles(state)).toEqual([]);
+      // The receiver stopped with the seed: its port is closed.
+      await until('the receiver to close', () => spawnSync('bash', ['-c', `exec 3<>/dev/tcp/127.0.0.1/${port}`]).status !== 0);
+
+      expect((await s.call('POST', '/api/seeds/fill/events', { type: 'ABORT' })).status).toBe(200);
+      expect((await s.waitFor('fill', (v) => v.status !== 'active', 'aborted')).status).toBe('aborted');
+    } finally {
+      for (const a of agents.splice(0)) await a.agent.stop();
+      source.cleanup();
+    }
   }, 90000);
 
   test('a read-only StateDir holding a stale temp file and a corrupt file: the agent starts, reports both, refuses new seeds with a hint, and serves', async () => {
