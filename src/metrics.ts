@@ -73,6 +73,22 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
     },
   });
   new Gauge({
+    name: `${prefix}state_dir_problems`,
+    help: 'Problems with StateDir now (cannot be created, read or written, full; GET /api/seeds says which); 0 when all is well.',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.stateDirProblems?.().length ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}corrupt_state_files`,
+    help: 'Seed state files found corrupt at start (moved to StateDir/seeds/corrupt/ when possible; listed in GET /api/seeds).',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.corruptFiles?.().length ?? 0);
+    },
+  });
+  new Gauge({
     name: `${prefix}last_contact_timestamp_seconds`,
     help: 'Unix time of the last successful exchange with orchestrator (0 if none since start).',
     registers: [registry],

@@ -181,6 +181,9 @@ describe('StateDir full or read-only', () => {
     expect(problems[0]!.message).toContain(`StateDir ${state}`);
     expect(problems[0]!.hint).toContain('read-only filesystem');
     expect(agent.agent.output()).toContain(`StateDir ${state}`);
+    const metrics = await (await fetch(`${agent.agent.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^orchestrator_agent_state_dir_problems [1-9]/m);
+    expect(metrics).toMatch(/^orchestrator_agent_corrupt_state_files 1$/m);
 
     const refused = await agent.call<{ message?: string; error?: string; hint?: string }>('POST', '/api/seeds', { id: 'ro', role: 'target' });
     expect(refused.status).toBeGreaterThanOrEqual(500);
