@@ -8,6 +8,7 @@ import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
 import { newAuthKey } from '../src/transfer/index.js';
 
 const MiB = 1024 * 1024;
@@ -75,6 +76,8 @@ function freshDest(name: string): string {
 }
 
 interface Timing {
+  /** CPU seconds (user + system) of our sender and receiver; undefined for the baseline. */
+  cpuSeconds?: number;
   seconds: number;
   secondsWithSync: number;
 }
@@ -137,12 +140,13 @@ async function ours(): Promise<Timing> {
   const { listening } = await receiver.line('listening');
   const t0 = performance.now();
   const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);
-  await Promise.all([receiver.line('result'), sender.line('result')]);
+  const results = await Promise.all([receiver.line('result'), sender.line('result')]);
   const seconds = (performance.now() - t0) / 1000;
   await run('sync', []);
   const secondsWithSync = (performance.now() - t0) / 1000;
   await Promise.all([receiver.exit, sender.exit]);
-  return { seconds, secondsWithSync };
+  const cpuSeconds = results.reduce((sum, r) => sum + (typeof r.cpuSeconds === 'number' ? r.cpuSeconds : NaN), 0);
+  return { seconds, secondsWithSync, cpuSeconds };
 }
 
 const rate = (bytes: number, s: number) => bytes / MiB / s;
@@ -161,7 +165,8 @@ async function main(): Promise<void> {
     mine.push(rate(bytes, o.secondsWithSync));
     process.stdout.write(
       `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
-        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync)\n`,
+        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
+        `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
     );
   }
   rmSync(workDir, { recursive: true, force: true });

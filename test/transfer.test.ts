@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import {
@@ -17,14 +17,15 @@ import {
   type TransferTls,
 } from '../src/transfer/index.js';
 import { validateManifest } from '../src/transfer/manifest.js';
-import { FrameReader, FrameType, MAGIC, frameHeader, jsonFrame } from '../src/transfer/protocol.js';
-import { proof } from '../src/transfer/auth.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC } from '../src/transfer/protocol.js';
+import { frameKeys, proof } from '../src/transfer/auth.js';
+import { startTamperingProxy, type TamperingProxy } from './support/tampering-proxy.js';
 import { connect } from 'node:net';
 import { createChecksum } from '../src/transfer/checksum.js';
 import { TokenBucket, type Clock } from '../src/transfer/throttle.js';
 import { ProgressTracker } from '../src/transfer/progress.js';
 import { tempDir } from './support/agent-process.js';
-import { describeTree, makeTree, startPeer, verifiedInState, waitForVerified, type Peer } from './support/transfer-tree.js';
+import { describeTree, makeTree, randomFile, startPeer, verifiedInState, waitForVerified, type Peer } from './support/transfer-tree.js';
 
 const MiB = 1024 * 1024;
 const dirs: string[] = [];
@@ -199,19 +200,24 @@ describe('built-in datadir transfer', () => {
     const dest = dir('dst');
     const authKey = newAuthKey();
     const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
-    // A sender speaking the protocol by hand, whose checksum does not match the bytes it sends.
+    // A sender speaking the protocol by hand (tagging its frames), whose checksum does not match the bytes it sends.
     const socket = connect({ host: '127.0.0.1', port: receiver.port });
     await new Promise((r) => socket.once('connect', r));
     const reader = new FrameReader(socket);
+    const writer = new FrameWriter(socket);
     socket.write(MAGIC);
     const hello = (await reader.json([FrameType.hello], 'hello')).body as { nonce: string };
-    socket.write(jsonFrame(FrameType.auth, { mac: proof(authKey, 'sender', hello.nonce), nonce: 'n'.repeat(32) }));
+    const myNonce = 'n'.repeat(32);
+    await writer.json(FrameType.auth, { mac: proof(authKey, 'sender', hello.nonce), nonce: myNonce });
+    const keys = frameKeys(authKey, hello.nonce, myNonce);
+    reader.authenticate(keys.receiverToSender);
+    writer.authenticate(keys.senderToReceiver);
     await reader.json([FrameType.welcome], 'welcome');
     const entries = [{ type: 'file', path: 'ibdata1', size: 4, mode: 0o640, uid: 0, gid: 0, mtimeMs: 0 }];
-    socket.write(jsonFrame(FrameType.manifest, { algorithm: 'xxh3-64', entries }));
-    socket.write(jsonFrame(FrameType.fileBegin, { index: 0 }));
-    socket.write(Buffer.concat([frameHeader(FrameType.data, 4), Buffer.from('abcd')]));
-    socket.write(jsonFrame(FrameType.fileEnd, { index: 0, checksum: 'xxh3-64:0000000000000000' }));
+    await writer.json(FrameType.manifest, { algorithm: 'xxh3-64', entries });
+    await writer.json(FrameType.fileBegin, { index: 0 });
+    await writer.data(Buffer.from('abcd'));
+    await writer.json(FrameType.fileEnd, { index: 0, checksum: 'xxh3-64:0000000000000000' });
     const answer = await reader.json([], 'after the file');
     socket.destroy();
     expect(answer.type).toBe(FrameType.error);
@@ -276,6 +282,78 @@ describe('built-in datadir transfer', () => {
     expect(sent.filesSkipped).toBe(durable.length);
     expect(result).toMatchObject({ filesSkipped: durable.length, filesReceived: 16 - durable.length, filesTotal: 16 });
     expect(describeTree(dest)).toEqual(describeTree(src));
+  });
+});
+
+describe('without TLS, every frame after the handshake is authenticated', () => {
+  let source: string;
+  const original = 'server-uuid=1';
+  const proxies: TamperingProxy[] = [];
+  afterEach(async () => {
+    for (const p of proxies.splice(0)) await p.close();
+  });
+
+  beforeAll(() => {
+    source = join(dir('src'), 'data');
+    mkdirSync(source);
+    writeFileSync(join(source, 'auto.cnf'), `[auto]\n${original}\n`);
+    chmodSync(join(source, 'auto.cnf'), 0o640);
+    randomFile(join(source, 'ibdata1'), 2 * MiB);
+  });
+
+  /** A receiver, and a send to it through a proxy applying rules; both outcomes. */
+  async function sendThrough(rules: Array<[string, string]>) {
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    const proxy = await startTamperingProxy(receiver.port, rules);
+    proxies.push(proxy);
+    const sending = send({ sourceDir: source, host: '127.0.0.1', port: proxy.port, authKey });
+    const [sent, received] = await Promise.allSettled([sending, receiver.done]);
+    return { dest, proxy, sent, received };
+  }
+
+  test('a proxy rewriting the manifest (mode 0640 to 0777, owner 0 to 7) fails the transfer and nothing is written', async () => {
+    const { dest, proxy, sent, received } = await sendThrough([
+      ['"mode":416', '"mode":511'],
+      ['"uid":0,', '"uid":7,'],
+    ]);
+    expect(proxy.hits()).toBeGreaterThanOrEqual(2);
+    expect(received.status).toBe('rejected');
+    expect(sent.status).toBe('rejected');
+    const recvErr = (received as PromiseRejectedResult).reason as AgentError;
+    expect(recvErr.message).toMatch(/a manifest frame failed authentication: it was changed on the way/);
+    expect(recvErr.hint).toMatch(/SeedTransferUseSSL/);
+    expect(((sent as PromiseRejectedResult).reason as AgentError).message).toMatch(/stopped the transfer: .*manifest frame failed authentication/);
+    expect(readdirSync(dest)).toEqual([]);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+  });
+
+  test('a proxy replacing file content and its unkeyed checksum fails that file and the transfer', async () => {
+    const xxh = (text: string) => {
+      const c = createChecksum('xxh3-64');
+      c.update(Buffer.from(text));
+      return c.digest();
+    };
+    const forged = 'server-uuid=2';
+    const { dest, proxy, sent, received } = await sendThrough([
+      [original, forged],
+      [xxh(`[auto]\n${original}\n`), xxh(`[auto]\n${forged}\n`)],
+    ]);
+    expect(proxy.hits()).toBeGreaterThanOrEqual(2);
+    expect(received.status).toBe('rejected');
+    expect(sent.status).toBe('rejected');
+    expect(((received as PromiseRejectedResult).reason as AgentError).message).toMatch(/receiving auto\.cnf.*a data frame failed authentication/);
+    expect(((sent as PromiseRejectedResult).reason as AgentError).message).toMatch(/data frame failed authentication/);
+    expect(existsSync(join(dest, 'auto.cnf'))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+  });
+
+  test('through a proxy that changes nothing, the transfer completes', async () => {
+    const { dest, proxy, sent, received } = await sendThrough([['no such bytes in this tree', 'NO SUCH BYTES IN THIS TREE']]);
+    expect(proxy.hits()).toBe(0);
+    expect([sent.status, received.status]).toEqual(['fulfilled', 'fulfilled']);
+    expect(describeTree(dest)).toEqual(describeTree(source));
   });
 });
 

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { isWithin } from '../validate.js';
-import { newNonce, proof, proofMatches } from './auth.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
   MANIFEST_FILE,
@@ -20,7 +20,7 @@ import {
   type ManifestEntry,
   type VerifiedFile,
 } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorFrame, frameName, jsonFrame, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorBody, frameName, peerError } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
@@ -152,6 +152,7 @@ class ReceiveSession {
   private rejectDone!: (e: AgentError) => void;
   private socket: Socket | undefined;
   private reader: FrameReader | undefined;
+  private writer: FrameWriter | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private commitTimer: NodeJS.Timeout | undefined;
   private readonly refusals: string[] = [];
@@ -217,6 +218,7 @@ class ReceiveSession {
       return;
     }
     const reader = new FrameReader(socket);
+    const writer = new FrameWriter(socket);
     socket.on('error', () => undefined); // failures surface through the reader
     socket.setNoDelay(true);
     const timer = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
@@ -229,22 +231,29 @@ class ReceiveSession {
         );
       }
       const nonce = newNonce();
-      await writeAll(socket, [jsonFrame(FrameType.hello, { version: PROTOCOL_VERSION, nonce })]);
+      await writer.json(FrameType.hello, { version: PROTOCOL_VERSION, nonce });
       const auth = await reader.json([FrameType.auth], 'during the handshake');
       const body = auth.body as { mac?: unknown; nonce?: unknown };
       if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
         const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the receiving seed reported when it was created' });
-        await writeAll(socket, [errorFrame(refused)]).catch(() => undefined);
+        await writer.json(FrameType.error, errorBody(refused)).catch(() => undefined);
         throw refused;
       }
       if (this.socket || this.settled) throw new AgentError('conflict', 'another sender is already connected');
       clearTimeout(timer);
       this.socket = socket;
       this.reader = reader;
+      this.writer = writer;
+      if (!this.opts.tls) {
+        // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+        const keys = frameKeys(this.opts.authKey, nonce, body.nonce);
+        reader.authenticate(keys.senderToReceiver);
+        writer.authenticate(keys.receiverToSender);
+      }
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
       log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
-      await writeAll(socket, [jsonFrame(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() })]);
+      await writer.json(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() });
     } catch (err) {
       clearTimeout(timer);
       if (this.socket === socket) return this.fail(err);
@@ -254,14 +263,14 @@ class ReceiveSession {
       return;
     }
     try {
-      const result = await this.receive(socket, reader, peer);
+      const result = await this.receive(socket, reader, writer, peer);
       this.succeed(result);
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private async receive(socket: Socket, reader: FrameReader, peer: string): Promise<ReceiveResult> {
+  private async receive(socket: Socket, reader: FrameReader, writer: FrameWriter, peer: string): Promise<ReceiveResult> {
     const idleMs = this.opts.idleTimeoutMs ?? 120_000;
     socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s (${this.where})`)));
 
@@ -356,7 +365,7 @@ class ReceiveSession {
       peer,
     };
     // The copy is complete and durable now; a sender gone before hearing so does not undo that.
-    await writeAll(socket, [jsonFrame(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped })]).catch((err: unknown) =>
+    await writer.json(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped }).catch((err: unknown) =>
       log.warn('transfer: could not confirm the completed copy to the sender', { destDir: this.destDir, error: String(err) }),
     );
     socket.end();
@@ -515,7 +524,7 @@ class ReceiveSession {
     this.server.close();
     this.reader?.fail(error);
     if (this.socket && !this.socket.destroyed) {
-      this.socket.write(errorFrame(error));
+      this.writer?.error(error);
       this.socket.end();
       const s = this.socket;
       setTimeout(() => s.destroy(), 1000).unref();

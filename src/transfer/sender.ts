@@ -6,9 +6,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
-import { newNonce, proof, proofMatches } from './auth.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, errorFrame, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
@@ -61,6 +61,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   let authenticated = false;
   const socket = await connect(opts, peer);
   const reader = new FrameReader(socket);
+  const writer = new FrameWriter(socket);
   socket.on('error', () => undefined); // surfaces through the reader and writeAll
   socket.setNoDelay(true); // a frame's tail must not wait for a delayed ACK
   const fail = (err: unknown) => {
@@ -85,8 +86,15 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
     }
     const myNonce = newNonce();
-    await writeAll(socket, [jsonFrame(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce })]);
-    const welcome = await reader.json([FrameType.welcome], where);
+    await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
+    if (!opts.tls) {
+      // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+      reader.authenticate(keys.receiverToSender);
+      writer.authenticate(keys.senderToReceiver);
+    }
+    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+    const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
     if (welcome.type === FrameType.error) {
       const e = peerError(welcome.body, peer);
       throw e.code === 'unauthorized'
@@ -108,7 +116,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
 
     where = 'sending the manifest';
-    await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries })]);
+    await writer.json(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries });
     // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
     let result: unknown;
     const answer = reader.json([FrameType.result], 'before the transfer finished').then(
@@ -127,7 +135,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     for (const { e, index } of toSend) {
       where = `sending ${e.path}`;
       progress.fileStarted(e.path);
-      await writeAll(socket, [jsonFrame(FrameType.fileBegin, { index })]);
+      await writer.json(FrameType.fileBegin, { index });
       const hash = createChecksum(opts.checksum ?? DEFAULT_CHECKSUM);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
@@ -154,7 +162,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           hash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
-          await writeAll(socket, [frameHeader(FrameType.data, buf.length), buf]);
+          await writer.data(buf);
           progress.bytes(buf.length);
           bytesSent += buf.length;
         }
@@ -162,11 +170,11 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         await Promise.allSettled(ahead);
         await fh.close();
       }
-      await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest() })]);
+      await writer.json(FrameType.fileEnd, { index, checksum: hash.digest() });
       progress.fileDone();
     }
     where = 'waiting for the receiver to verify and write its manifest';
-    await writeAll(socket, [jsonFrame(FrameType.end, {})]);
+    await writer.json(FrameType.end, {});
     await answer;
     if (firstError) throw firstError;
     if (result === undefined) throw new AgentError('io', `${peer} closed without confirming the transfer`);
@@ -179,7 +187,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   } catch (err) {
     // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
     const own = asAgentError(err);
-    if (authenticated && !peerFailure && !socket.destroyed && own.details?.fromPeer !== true) socket.write(errorFrame(own));
+    if (authenticated && !peerFailure && own.details?.fromPeer !== true) writer.error(own);
     fail(err);
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));
