@@ -2,7 +2,8 @@
 // 2 GiB datadir-like tree over 127.0.0.1, each followed by sync, in one run; prints both rates and the ratio.
 // Rounds alternate baseline and ours so a busy machine hurts both alike. BENCH_ROUNDS (default 3),
 // BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2),
-// BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64.
+// BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64; BENCH_PEER_CLI runs another
+// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
@@ -17,7 +18,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const dataDir = process.env.BENCH_DATADIR ?? '/tmp/oa-bench-datadir';
 const workDir = '/tmp/oa-bench-work';
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
-const peerCli = resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
+const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 
 /** 8 big files (ibdata-like) holding most of the bytes, plus 400 small .frm/.ibd-like files in 20 schemas. */
 function makeDatadir(): number {

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readSync, writeSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import {
@@ -217,12 +217,12 @@ describe('built-in datadir transfer', () => {
     await writer.json(FrameType.manifest, { algorithm: 'xxh3-64', entries });
     await writer.json(FrameType.fileBegin, { index: 0 });
     await writer.data(Buffer.from('abcd'));
-    await writer.json(FrameType.fileEnd, { index: 0, checksum: 'xxh3-64:0000000000000000' });
+    await writer.json(FrameType.chunk, { index: 0, end: 4, checksum: 'xxh3-64:0000000000000000' });
     const answer = await reader.json([], 'after the file');
     socket.destroy();
     expect(answer.type).toBe(FrameType.error);
     expect((answer.body as { message: string }).message).toMatch(/checksum mismatch on ibdata1/);
-    expect((await rejection(receiver.done)).message).toMatch(/checksum mismatch on ibdata1: the sender read xxh3-64:0+, this receiver got xxh3-64:[0-9a-f]{16}/);
+    expect((await rejection(receiver.done)).message).toMatch(/checksum mismatch on ibdata1 bytes 0-4: the sender read xxh3-64:0+, this receiver got xxh3-64:[0-9a-f]{16}/);
     expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
     expect(existsSync(join(dest, 'ibdata1'))).toBe(false);
   });
@@ -253,6 +253,88 @@ describe('built-in datadir transfer', () => {
     expect(sent.filesSent + sent.filesSkipped).toBe(16);
     expect(describeTree(dest)).toEqual(describeTree(src));
     expect(existsSync(join(stateOf(dest), STATE_FILE))).toBe(false);
+  });
+
+  test('a sender killed mid-file resumes that file from its last verified chunk, and the copy verifies', async () => {
+    const src = join(dir('src'), 'data');
+    mkdirSync(src);
+    const size = 24 * MiB + 12345;
+    randomFile(join(src, 'big.ibd'), size);
+    writeFileSync(join(src, 'small.frm'), 'frm');
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const chunkBytes = 1 * MiB;
+    const first = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
+    const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '8'], authKey);
+    peers.push(sender);
+    const partialChunks = () => {
+      try {
+        const st = JSON.parse(readFileSync(join(stateOf(dest), STATE_FILE), 'utf8')) as { partial?: Array<{ path: string; chunks: string[] }> };
+        return st.partial?.find((p) => p.path === 'big.ibd')?.chunks.length ?? 0;
+      } catch {
+        return 0;
+      }
+    };
+    while (partialChunks() < 4) {
+      if (sender.child.exitCode !== null) throw new Error(`sender ended early:\n${sender.output()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await sender.kill9();
+    await rejection(first.done);
+    const recorded = partialChunks();
+    expect(recorded).toBeGreaterThanOrEqual(4);
+    expect(recorded * chunkBytes).toBeLessThan(size);
+
+    const second = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
+    const sent = await send({ sourceDir: src, host: '127.0.0.1', port: second.port, authKey });
+    await second.done;
+    // Only what follows the last durable chunk went again (big.ibd's rest, and small.frm if it was not verified yet).
+    expect(sent.bytesSent).toBeLessThan(size);
+    expect(sent.bytesSent).toBeLessThanOrEqual(size - recorded * chunkBytes + 3);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+    const whole = createChecksum('xxh3-64');
+    whole.update(readFileSync(join(src, 'big.ibd')));
+    const manifest = await readCompletedManifest(stateOf(dest));
+    expect((manifest!.entries.find((e) => e.path === 'big.ibd') as { checksum?: string }).checksum).toBe(whole.digest());
+    expect(existsSync(join(dest, STAGING_DIR))).toBe(false);
+  });
+
+  test('a partly received file whose staging data was damaged resumes only from its last chunk still intact', async () => {
+    const src = join(dir('src'), 'data');
+    mkdirSync(src);
+    const size = 12 * MiB;
+    randomFile(join(src, 'big.ibd'), size);
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const chunkBytes = 1 * MiB;
+    const first = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
+    const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '6'], authKey);
+    peers.push(sender);
+    const stateFile = join(stateOf(dest), STATE_FILE);
+    const chunksOf = () => {
+      try {
+        return (JSON.parse(readFileSync(stateFile, 'utf8')) as { partial: Array<{ chunks: string[] }> }).partial[0]?.chunks.length ?? 0;
+      } catch {
+        return 0;
+      }
+    };
+    while (chunksOf() < 6) await new Promise((r) => setTimeout(r, 20));
+    await sender.kill9();
+    await rejection(first.done);
+    // Flip one byte in the third chunk of the staging file: chunks from there on must come again.
+    const staged = join(dest, STAGING_DIR, readdirSync(join(dest, STAGING_DIR))[0]!);
+    const fd = openSync(staged, 'r+');
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, 2 * chunkBytes + 100);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, 2 * chunkBytes + 100);
+    closeSync(fd);
+
+    const second = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
+    const sent = await send({ sourceDir: src, host: '127.0.0.1', port: second.port, authKey });
+    await second.done;
+    expect(sent.bytesSent).toBe(size - 2 * chunkBytes);
+    expect(describeTree(dest)).toEqual(describeTree(src));
   });
 
   test('resumes after the receiver is killed with SIGKILL, on the same destination', async () => {

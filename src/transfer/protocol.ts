@@ -11,8 +11,8 @@ import { AgentError } from '../errors.js';
 
 /** Sent first by the sender, so a TLS/plaintext mismatch fails at once instead of both sides waiting. */
 export const MAGIC = Buffer.from('OATRANSFER/1\n', 'ascii');
-/** 2: frames after the handshake carry a tag when the channel is not TLS. */
-export const PROTOCOL_VERSION = 2;
+/** 2: frames after the handshake carry a tag when the channel is not TLS. 3: per-chunk checksums and resume. */
+export const PROTOCOL_VERSION = 3;
 export const TAG_BYTES = 16;
 
 export const FrameType = {
@@ -20,22 +20,24 @@ export const FrameType = {
   hello: 1,
   /** S→R: { mac, nonce } */
   auth: 2,
-  /** R→S: { mac, have: VerifiedFile[] } */
+  /** R→S: { mac, have: VerifiedFile[], resume: [{ path, size, mtimeMs, algorithm, offset }], chunkBytes } */
   welcome: 3,
   /** S→R: { entries: ManifestEntry[], sendCount, sendBytes } */
   manifest: 4,
-  /** S→R: { index } */
+  /** S→R: { index, offset } (offset: where a partly received file resumes, 0 otherwise) */
   fileBegin: 5,
   /** S→R: raw bytes of the current file */
   data: 6,
-  /** S→R: { index, checksum } */
+  /** S→R: { index, checksum } (checksum null for a file resumed past its start) */
   fileEnd: 7,
   /** S→R: {} every file was sent */
   end: 8,
   /** R→S: ReceiveSummary, after the final manifest is durable */
   result: 9,
-  /** either way: { code, message } then the connection closes */
+  /** either way: { code, message, hint, permanent } then the connection closes */
   error: 10,
+  /** S→R: { index, end, checksum } after each chunk of a file (welcome's chunkBytes; the last may be shorter) */
+  chunk: 11,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

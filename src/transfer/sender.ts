@@ -101,22 +101,35 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
         : e;
     }
-    const wb = welcome.body as { mac?: unknown; have?: unknown };
+    const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
     if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
     }
     authenticated = true;
+    const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
     const have = new Map<string, VerifiedFile>();
     if (Array.isArray(wb.have)) for (const v of wb.have as VerifiedFile[]) if (v && typeof v.path === 'string') have.set(v.path, v);
+    const chunkBytes = typeof wb.chunkBytes === 'number' && Number.isInteger(wb.chunkBytes) && wb.chunkBytes > 0 ? wb.chunkBytes : undefined;
+    if (!chunkBytes) throw new AgentError('bad_request', `${peer} did not say how it checks chunks`, { hint: 'run the same agent version on both hosts' });
 
     const toSend = files.filter((f) => !alreadyVerified(f.e, have.get(f.e.path)));
+    // Where partly received files resume: the receiver verified their first chunks of this same version.
+    const resumeAt = new Map<string, number>();
+    const offered = Array.isArray(wb.resume) ? (wb.resume as Array<Record<string, unknown>>) : [];
+    for (const { e } of toSend) {
+      const r = offered.find((o) => o && o.path === e.path);
+      const offset = r?.offset;
+      if (r && r.size === e.size && r.mtimeMs === e.mtimeMs && r.algorithm === algorithm && typeof offset === 'number' && offset > 0 && offset < e.size && offset % chunkBytes === 0) {
+        resumeAt.set(e.path, offset);
+      }
+    }
     const bytesTotal = files.reduce((s, f) => s + f.e.size, 0);
     const progress = new ProgressTracker(bytesTotal, files.length, opts.onProgress, opts.progressIntervalMs);
     const skipped = files.length - toSend.length;
     progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
 
     where = 'sending the manifest';
-    await writer.json(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries });
+    await writer.json(FrameType.manifest, { algorithm, entries });
     // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
     let result: unknown;
     const answer = reader.json([FrameType.result], 'before the transfer finished').then(
@@ -134,43 +147,55 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     let bytesSent = 0;
     for (const { e, index } of toSend) {
       where = `sending ${e.path}`;
+      const offset = resumeAt.get(e.path) ?? 0;
       progress.fileStarted(e.path);
-      await writer.json(FrameType.fileBegin, { index });
-      const hash = createChecksum(opts.checksum ?? DEFAULT_CHECKSUM);
+      progress.alreadyDone(0, offset);
+      await writer.json(FrameType.fileBegin, { index, offset });
+      // The whole file's checksum only when it is read whole; a resumed file is checked chunk by chunk.
+      const hash = offset === 0 ? createChecksum(algorithm) : undefined;
+      let chunkHash = createChecksum(algorithm);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
       });
-      // Reads run a few chunks ahead of the socket (read-ahead), each at its own position.
-      const ahead: Promise<Buffer>[] = [];
-      let readPos = 0;
+      // Reads run a few chunks ahead of the socket (read-ahead), each at its own position, never across a
+      // chunk boundary (the receiver checks each chunk as it completes).
+      const ahead: Array<{ read: Promise<Buffer>; length: number }> = [];
+      let readPos = offset;
       const readAhead = () => {
         while (ahead.length < readsAhead && readPos < e.size) {
-          const r = readChunk(fh, readPos, Math.min(chunk, e.size - readPos));
-          r.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
-          ahead.push(r);
-          readPos += Math.min(chunk, e.size - readPos);
+          const length = Math.min(chunk, e.size - readPos, chunkBytes - (readPos % chunkBytes));
+          const read = readChunk(fh, readPos, length);
+          read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+          ahead.push({ read, length });
+          readPos += length;
         }
       };
       try {
-        let pos = 0;
+        let pos = offset;
         readAhead();
         while (pos < e.size) {
-          const buf = await ahead.shift()!;
-          if (buf.length < Math.min(chunk, e.size - pos)) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos + buf.length} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
+          const next = ahead.shift()!;
+          const buf = await next.read;
+          if (buf.length < next.length) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos + buf.length} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
           pos += buf.length;
           readAhead();
-          hash.update(buf);
+          hash?.update(buf);
+          chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
           await writer.data(buf);
           progress.bytes(buf.length);
           bytesSent += buf.length;
+          if (pos % chunkBytes === 0 || pos === e.size) {
+            await writer.json(FrameType.chunk, { index, end: pos, checksum: chunkHash.digest() });
+            chunkHash = createChecksum(algorithm);
+          }
         }
       } finally {
-        await Promise.allSettled(ahead);
+        await Promise.allSettled(ahead.map((a) => a.read));
         await fh.close();
       }
-      await writer.json(FrameType.fileEnd, { index, checksum: hash.digest() });
+      await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
       progress.fileDone();
     }
     where = 'waiting for the receiver to verify and write its manifest';
