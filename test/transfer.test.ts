@@ -1,13 +1,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, readSync, writeSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, truncateSync, existsSync, openSync, readSync, writeSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import {
   MANIFEST_FILE,
   STAGING_DIR,
   STATE_FILE,
+  isPermanentFailure,
   isTransferComplete,
   newAuthKey,
   readCompletedManifest,
@@ -364,6 +365,62 @@ describe('built-in datadir transfer', () => {
     expect(sent.filesSkipped).toBe(durable.length);
     expect(result).toMatchObject({ filesSkipped: durable.length, filesReceived: 16 - durable.length, filesTotal: 16 });
     expect(describeTree(dest)).toEqual(describeTree(src));
+  });
+});
+
+describe('a source that changes while being sent', () => {
+  /** Sends a fresh 16 MiB file at 8 MB/s and runs change() on it once 2 MiB went; both outcomes and the warnings. */
+  async function sendChanging(change: (file: string) => void, sourceIsSnapshot: boolean) {
+    const src = join(dir('src'), 'data');
+    mkdirSync(src);
+    randomFile(join(src, 'ibdata1'), 16 * MiB);
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    const warnings: string[] = [];
+    let changed = false;
+    const sending = send({
+      sourceDir: src,
+      host: '127.0.0.1',
+      port: receiver.port,
+      authKey,
+      bandwidthMBps: 8,
+      sourceIsSnapshot,
+      onWarning: (w) => warnings.push(w),
+      progressIntervalMs: 0,
+      onProgress: (p) => {
+        if (!changed && p.bytesDone > 2 * MiB) {
+          changed = true;
+          change(join(src, 'ibdata1'));
+        }
+      },
+    });
+    const [sent, received] = await Promise.allSettled([sending, receiver.done]);
+    expect(changed).toBe(true);
+    return { dest, warnings, sent, received };
+  }
+
+  test('a file truncated mid-send is a warning and fails the send for good when the source is no snapshot; the receiver hears why', async () => {
+    const { dest, warnings, sent, received } = await sendChanging((f) => truncateSync(f, 4 * MiB), false);
+    expect(warnings).toEqual([expect.stringMatching(/ibdata1 changed while being sent \((it shrank|size 16777216 → 4194304)/)]);
+    expect(sent.status).toBe('rejected');
+    const err = (sent as PromiseRejectedResult).reason as AgentError;
+    expect(err.message).toMatch(/changed while being sent.*not a consistent datadir/);
+    expect(isPermanentFailure(err)).toBe(true);
+    expect(received.status).toBe('rejected');
+    const recvErr = (received as PromiseRejectedResult).reason as AgentError;
+    expect(recvErr.message).toMatch(/the sender stopped the transfer: .*changed while being sent/);
+    expect(isPermanentFailure(recvErr)).toBe(true);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+  });
+
+  test('a file that grows mid-send from a snapshot is a warning and the session may be retried', async () => {
+    const { warnings, sent } = await sendChanging((f) => appendFileSync(f, 'more'), true);
+    expect(warnings).toEqual([expect.stringMatching(/ibdata1 changed while being sent \(size 16777216 → 16777220 bytes/)]);
+    expect(sent.status).toBe('rejected');
+    const err = (sent as PromiseRejectedResult).reason as AgentError;
+    expect(err.message).toMatch(/sent again with a new manifest/);
+    expect(isPermanentFailure(err)).toBe(false);
   });
 });
 

@@ -34,6 +34,14 @@ export interface SendOptions {
   checksum?: ChecksumAlgorithm;
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
+  /**
+   * The source is a read-only snapshot (the seed mounted it itself). A file that changes while being sent is
+   * then a warning and the session fails so a new one sends it again; otherwise (a live or already-mounted
+   * directory) it is fatal: the copy would not be a consistent datadir.
+   */
+  sourceIsSnapshot?: boolean;
+  /** Told of a source file that changed while being sent (always, fatal or not). */
+  onWarning?: (message: string) => void;
 }
 
 export interface SendResult {
@@ -157,6 +165,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
       });
+      const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
       // Reads run a few chunks ahead of the socket (read-ahead), each at its own position, never across a
       // chunk boundary (the receiver checks each chunk as it completes).
       const ahead: Array<{ read: Promise<Buffer>; length: number }> = [];
@@ -171,12 +180,14 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         }
       };
       try {
+        const before = await fh.stat();
+        if (before.size !== e.size || before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, before));
         let pos = offset;
         readAhead();
         while (pos < e.size) {
           const next = ahead.shift()!;
           const buf = await next.read;
-          if (buf.length < next.length) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos + buf.length} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
+          if (buf.length < next.length) throw changed(`it shrank: only ${pos + buf.length} of its ${e.size} bytes could be read`);
           pos += buf.length;
           readAhead();
           hash?.update(buf);
@@ -186,10 +197,19 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           await writer.data(buf);
           progress.bytes(buf.length);
           bytesSent += buf.length;
+          if (pos === e.size) {
+            // Written to while we read it: what was sent is no consistent version of the file.
+            const after = await fh.stat();
+            if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, after));
+          }
           if (pos % chunkBytes === 0 || pos === e.size) {
             await writer.json(FrameType.chunk, { index, end: pos, checksum: chunkHash.digest() });
             chunkHash = createChecksum(algorithm);
           }
+        }
+        if (e.size === 0) {
+          const after = await fh.stat();
+          if (after.size !== 0 || after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, after));
         }
       } finally {
         await Promise.allSettled(ahead.map((a) => a.read));
@@ -227,6 +247,30 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 }
 
 const readsAhead = 3;
+
+function describeChange(e: FileEntry, now: { size: number; mtimeMs: number }): string {
+  const parts: string[] = [];
+  if (now.size !== e.size) parts.push(`size ${e.size} → ${now.size} bytes`);
+  if (now.mtimeMs !== e.mtimeMs) parts.push(`mtime ${new Date(e.mtimeMs).toISOString()} → ${new Date(now.mtimeMs).toISOString()}`);
+  return parts.join(', ');
+}
+
+/** A source file changed under the sender: reported as a warning, and fatal unless the source is a snapshot. */
+function sourceChanged(file: string, what: string, opts: SendOptions): AgentError {
+  const message = `${file} changed while being sent (${what})`;
+  try {
+    opts.onWarning?.(message);
+  } catch (err) {
+    log.warn('transfer: onWarning listener failed', { error: String(err) });
+  }
+  if (opts.sourceIsSnapshot) {
+    return new AgentError('conflict', `${message}; the snapshot is sent again with a new manifest`, { hint: 'a read-only snapshot should not change: check what writes to it' });
+  }
+  return new AgentError('conflict', `${message}; a copy of a changing directory is not a consistent datadir`, {
+    hint: 'send from a read-only snapshot, or stop MySQL on the source first',
+    details: { permanent: true },
+  });
+}
 
 async function readChunk(fh: FileHandle, position: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
