@@ -206,6 +206,9 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         bandwidthMBps: env.config.SeedTransferBandwidthMBps,
+        // Our own mount is a read-only snapshot; a directory orchestrator mounted may be anything.
+        sourceIsSnapshot: !input.params.alreadyMounted,
+        onWarning: (message) => env.seed.warn(message),
         signal,
         connectTimeoutMs: sessionWaitMs(input, wait.until, 'sending'),
         onReceiverAuthenticated: () => {
