@@ -7,6 +7,7 @@ import { AgentError } from '../errors.js';
 import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions } from '../process-runner.js';
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
+import { withoutWalks } from './disk.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
 import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
 
@@ -196,7 +197,7 @@ export class LvmSnapshots implements SnapshotBackend {
     if (custom === undefined) {
       await ensureUnmounted(target, this.run(signal));
     } else if (await mountAt(target)) {
-      await runShell(templateToScript(custom, 1), [target], this.run(signal));
+      await withoutWalks(target, () => runShell(templateToScript(custom, 1), [target], this.run(signal)));
     }
     return this.getMount(target, signal);
   }
