@@ -5,6 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Config } from './config.js';
 import type { ContactStatus } from './services.js';
 import { toMillis, type SeedFeed, type SeedView } from './seed-feed.js';
+import { version } from './version.js';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -25,6 +26,13 @@ const prefix = 'orchestrator_agent_';
 export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed): AgentMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: 'Always 1; the agent version (package.json) in the label.',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  }).set({ version }, 1);
 
   new Gauge({
     name: `${prefix}seeds`,

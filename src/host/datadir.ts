@@ -13,6 +13,9 @@ import { commandOptions } from './mysql-service.js';
 const systemDirs = new Set([
   '/', '/usr', '/etc', '/var', '/home', '/root', '/boot', '/bin', '/sbin', '/opt', '/srv', '/tmp',
   '/proc', '/sys', '/dev', '/run', '/mnt', '/media', '/var/lib', '/usr/local', '/var/tmp',
+  // Where /bin and /sbin resolve to on a merged-/usr system, and the rest of /usr and /var's standard tree.
+  '/usr/bin', '/usr/sbin', '/usr/share', '/usr/include', '/usr/src', '/var/log', '/var/cache', '/var/spool',
+  '/var/mail', '/var/opt', '/var/local', '/var/backups',
 ]);
 
 function isSystemDir(path: string): boolean {
