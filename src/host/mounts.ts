@@ -157,34 +157,43 @@ async function holdersOf(target: string): Promise<string> {
 }
 
 /**
+ * One unmount of target (once: `umount TARGET` or the operator's UnmountCommand), retried while the mount
+ * is busy for busyRetryMs; then the error names the processes that hold it.
+ */
+export async function unmountOnce(target: string, once: () => Promise<unknown>, run: RunOptions, busyRetryMs = UNMOUNT_BUSY_RETRY_MS): Promise<void> {
+  const deadline = Date.now() + busyRetryMs;
+  let pause = 50;
+  for (;;) {
+    try {
+      await once();
+      return;
+    } catch (err) {
+      const busy = isBusy(err);
+      if (busy && Date.now() < deadline) {
+        await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: run.signal }).catch(() => {
+          throw new AgentError('aborted', `unmounting ${target} was aborted while it was busy`);
+        });
+        pause = Math.min(pause * 2, 500);
+        continue;
+      }
+      throw new AgentError('command_failed', `cannot unmount ${target}: ${(err as Error).message}${busy ? `; still busy after ${busyRetryMs / 1000}s: ${await holdersOf(target)}` : ''}`, {
+        hint: busy ? 'stop those processes (or let them finish), then call /api/umount again' : undefined,
+        details: err instanceof AgentError ? err.details : undefined,
+      });
+    }
+  }
+}
+
+/**
  * Unmount whatever is mounted at mountPoint; nothing mounted is fine. Our own size walks of the mount
- * point let go first (withoutWalks); a busy mount is retried for UNMOUNT_BUSY_RETRY_MS, then the error
- * names the processes that hold it.
+ * point let go first (withoutWalks); a busy mount is retried for busyRetryMs, then the error names the
+ * processes that hold it.
  */
 export async function ensureUnmounted(mountPoint: string, run: RunOptions, busyRetryMs = UNMOUNT_BUSY_RETRY_MS): Promise<void> {
   const target = resolve(mountPoint);
   await withoutWalks(target, async () => {
-    const deadline = Date.now() + busyRetryMs;
-    let pause = 50;
     // Stacked mounts come off one at a time.
-    while (await mountAt(target)) {
-      try {
-        await runProgram('umount', [target], run);
-      } catch (err) {
-        if (isBusy(err) && Date.now() < deadline) {
-          await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: run.signal }).catch(() => {
-            throw new AgentError('aborted', `unmounting ${target} was aborted while it was busy`);
-          });
-          pause = Math.min(pause * 2, 500);
-          continue;
-        }
-        const busy = isBusy(err);
-        throw new AgentError('command_failed', `cannot unmount ${target}: ${(err as Error).message}${busy ? `; still busy after ${busyRetryMs / 1000}s: ${await holdersOf(target)}` : ''}`, {
-          hint: busy ? 'stop those processes (or let them finish), then call /api/umount again' : undefined,
-          details: err instanceof AgentError ? err.details : undefined,
-        });
-      }
-    }
+    while (await mountAt(target)) await unmountOnce(target, () => runProgram('umount', [target], run), run, busyRetryMs);
   });
 }
 
