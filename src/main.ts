@@ -21,6 +21,7 @@ Options:
   --help               print this help and exit
 
 Logs go to stderr. SIGTERM or SIGINT stops the agent; unfinished seeds resume at the next start.
+SIGHUP reads the configuration files again (see README "Configuration").
 `;
 
 async function main(): Promise<void> {

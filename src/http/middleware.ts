@@ -21,9 +21,15 @@ function redact(text: string, secrets: readonly string[]): string {
  */
 function logRefusal(ctx: Context, status: number, err: AgentError | undefined, secrets: readonly string[]): void {
   if (!ctx.state.stateChanging) return;
+  const clean = (text: string) => redact(text, secrets);
   const reason = err ? err.message : `HTTP ${status}`;
-  const fields = { method: ctx.method, route: ctx.state.route ?? null, path: ctx.path, status, hint: err?.hint ?? null };
-  log.warn(redact(`refused ${ctx.method} ${ctx.path}: ${reason} ${JSON.stringify(fields)}`, secrets));
+  log.warn(clean(`refused ${ctx.method} ${ctx.path}: ${reason}`), {
+    method: ctx.method,
+    route: ctx.state.route ?? null,
+    path: clean(ctx.path),
+    status,
+    hint: err?.hint === undefined ? null : clean(err.hint),
+  });
 }
 
 export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): Middleware {
@@ -51,7 +57,7 @@ export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): 
       }
       if (!(err instanceof AgentError) || err.httpStatus >= 500) {
         log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
-      } else if (err.httpStatus < 500) {
+      } else {
         logRefusal(ctx, err.httpStatus, err, secrets());
       }
       sendError(ctx, err);
