@@ -163,4 +163,47 @@ function ok(reply: Reply, what: string): unknown {
     expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('');
   }, 900000);
 
+  test('a snapshot that fills up while the seed reads it fails the seed with a message saying so, and the target keeps no copy', async () => {
+    await vm.sh(`lvcreate -q -s -L 8M -n busy_snap ${vg}/busy`);
+    const seedId = `lvm-full-${process.pid}`;
+    const created = await target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: seedId, role: 'target' });
+    expect(created.status).toBe(201);
+    const sent = await srcPost('/api/seeds', {
+      id: seedId,
+      role: 'source',
+      targetHost: '10.0.2.2',
+      targetPort: created.body.transfer.port,
+      authKey: created.body.transfer.authKey,
+      snapshot: `${vg}/busy_snap`,
+    });
+    expect(sent.status).toBe(201);
+
+    // Once bytes arrive, hold the target still (the sender blocks on a full socket, with most of the
+    // 60 MB still unread), write more to the origin than the snapshot can hold, then let the copy go on.
+    await target.waitFor(seedId, (v) => (v.progress?.bytesDone ?? 0) > 0, 'first bytes received', 300000);
+    process.kill(target.agent.child.pid!, 'SIGSTOP');
+    try {
+      await vm.sh('head -c 16777216 /dev/urandom > /run/busy/later-writes && sync', 120000);
+      expect(await lvState('busy_snap')).toMatch(/^s...I.*\|100\.00$/);
+    } finally {
+      process.kill(target.agent.child.pid!, 'SIGCONT');
+    }
+
+    const failed = await until('the source seed to fail', async () => {
+      const res = await src.get(`/api/seeds/${seedId}`);
+      const view = res.body as { status: string; error: { code: string; message: string; hint: string | null } | null };
+      return ['failed', 'done'].includes(view.status) ? view : undefined;
+    });
+    expect(failed.status).toBe('failed');
+    expect(failed.error?.message).toContain(`snapshot ${vg}/busy_snap mounted at ${mountPoint} is no longer valid: its copy-on-write space filled up (100% used)`);
+    expect(failed.error?.hint).toContain('take a larger snapshot');
+    const targetView = await target.waitFor(seedId, (v) => v.status !== 'active', 'the target seed to end', 300000);
+    expect(targetView.status).toBe('failed');
+    expect(targetView.error?.message).toContain('the sender stopped the transfer: ');
+    expect(targetView.error?.message).toContain('is no longer valid');
+    expect(existsSync(join(targetDb.datadir, '.orchestrator-agent-transfer-manifest.json'))).toBe(false);
+    // The seed unmounted what it mounted; the invalid snapshot can go.
+    expect(await vm.sh(`findmnt -rn --mountpoint ${mountPoint} || true`)).toBe('');
+    expect(ok(await src.get(`/api/removelv?lv=${vg}/busy_snap`), 'removelv')).toBe(true);
+  }, 900000);
 });

@@ -32,5 +32,6 @@ function serialized(backend: SnapshotBackend): SnapshotBackend {
     unmount: (mountPoint, signal) => exclusive(() => backend.unmount(mountPoint, signal)),
     remove: (name, signal) => exclusive(() => backend.remove(name, signal)),
     create: (signal) => exclusive(() => backend.create(signal)),
+    verifyMounted: (mountPoint, signal) => backend.verifyMounted(mountPoint, signal),
   };
 }

@@ -499,9 +499,13 @@ class ReceiveSession {
   }
 }
 
+/** The sender's ERROR frame; a source that cannot be trusted (snapshot_invalid) keeps its code: resuming cannot help. */
 function peerFailure(body: unknown): AgentError {
-  const b = (body ?? {}) as { message?: unknown };
-  return new AgentError('io', `the sender stopped the transfer: ${typeof b.message === 'string' ? b.message : 'no reason given'}`);
+  const b = (body ?? {}) as { code?: unknown; message?: unknown; hint?: unknown };
+  const code = b.code === 'snapshot_invalid' ? 'snapshot_invalid' : 'io';
+  return new AgentError(code, `the sender stopped the transfer: ${typeof b.message === 'string' ? b.message : 'no reason given'}`, {
+    hint: typeof b.hint === 'string' ? b.hint : undefined,
+  });
 }
 
 async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {

@@ -34,6 +34,12 @@ export interface SendOptions {
   checksum?: ChecksumAlgorithm;
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
+  /**
+   * Runs after the last file was read, before the final frame lets the receiver finish, and after a read
+   * fails: throwing stops the transfer (e.g. the snapshot being read was invalidated meanwhile). Its error
+   * is sent to the receiver and replaces the read error.
+   */
+  verifySource?: () => Promise<void>;
 }
 
 export interface SendResult {
@@ -58,6 +64,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   let where = 'connecting';
   let firstError: AgentError | undefined;
   let peerFailure: AgentError | undefined;
+  let manifestSent = false;
   const socket = await connect(opts, peer);
   const reader = new FrameReader(socket);
   socket.on('error', () => undefined); // surfaces through the reader and writeAll
@@ -107,6 +114,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 
     where = 'sending the manifest';
     await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries })]);
+    manifestSent = true;
     // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
     let result: unknown;
     const answer = reader.json([FrameType.result], 'before the transfer finished').then(
@@ -163,6 +171,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest() })]);
       progress.fileDone();
     }
+    where = 'checking the source after reading it';
+    await opts.verifySource?.();
     where = 'waiting for the receiver to verify and write its manifest';
     await writeAll(socket, [jsonFrame(FrameType.end, {})]);
     await answer;
@@ -174,7 +184,15 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
     log.info('transfer: send complete', { peer, ...r });
     return r;
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    if (manifestSent && !firstError && !peerFailure) {
+      // Our side failed (a read, the source check), not the connection: check the source, tell the receiver why.
+      if (opts.verifySource && where !== 'checking the source after reading it') await opts.verifySource().catch((e: unknown) => (err = e));
+      const e = asAgentError(err);
+      const told = writeAll(socket, [jsonFrame(FrameType.error, { code: e.code, message: e.message, hint: e.hint })]).catch(() => undefined);
+      await Promise.race([told, new Promise((r) => setTimeout(r, 2000))]);
+    }
     fail(err);
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));

@@ -41,7 +41,15 @@ const builtinAttempts = 5;
 const senderAttempts = 60;
 
 function retryable(err: unknown, signal: AbortSignal): boolean {
-  return !signal.aborted && !(err instanceof AgentError && (err.code === 'aborted' || err.code === 'config'));
+  return !signal.aborted && !(err instanceof AgentError && ['aborted', 'config', 'snapshot_invalid'].includes(err.code));
+}
+
+/** Throws when the snapshot the source reads from (mounted at SnapshotMountPoint) can no longer be trusted. */
+function verifySnapshot(env: StepEnv, signal: AbortSignal): () => Promise<void> {
+  const mountPoint = env.config.SnapshotMountPoint.trim();
+  return async () => {
+    if (mountPoint !== '') await env.snapshots.verifyMounted(mountPoint, signal);
+  };
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
@@ -84,6 +92,7 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         signal,
         connectTimeoutMs: Math.max(1000, attempt === 1 ? connectDeadline - Date.now() : env.config.SeedTransferConnectTimeoutSeconds * 1000),
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        verifySource: verifySnapshot(env, signal),
       });
       return;
     } catch (err) {
@@ -177,11 +186,17 @@ export const ensureSent: StepFn<SourceParams> = async (input, signal, env) => {
   const started = env.seed.marks()[SEND_STARTED];
   if (started) throw interrupted('send', started);
   env.seed.mark(SEND_STARTED, new Date().toISOString());
+  const verify = verifySnapshot(env, signal);
   await runShell(templateToScript(command, 3), [sourceDir, input.params.targetHost, String(input.params.targetPort)], {
     timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending'),
     signal,
     sudo: env.config.ExecWithSudo,
+  }).catch(async (err: unknown) => {
+    await verify();
+    throw err;
   });
+  // The command's receiver may already have what it sent: the source seed at least fails and says why.
+  await verify();
   env.seed.mark(TRANSFERRED, new Date().toISOString());
   return {};
 };
