@@ -5,6 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Config } from './config.js';
 import type { ContactStatus } from './services.js';
 import { toMillis, type SeedFeed, type SeedView } from './seed-feed.js';
+import { version } from './version.js';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -25,6 +26,13 @@ const prefix = 'orchestrator_agent_';
 export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed): AgentMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: 'Always 1; the agent version (package.json) in the label.',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  }).set({ version }, 1);
 
   new Gauge({
     name: `${prefix}seeds`,
@@ -62,6 +70,22 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
     collect() {
       const last = contact.lastContactAt();
       this.set(last !== undefined && Date.now() - last <= config.StatusBadSeconds * 1000 ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}state_dir_problems`,
+    help: 'Problems with StateDir now (cannot be created, read or written, full; GET /api/seeds says which); 0 when all is well.',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.stateDirProblems?.().length ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}corrupt_state_files`,
+    help: 'Seed state files found corrupt at start (moved to StateDir/seeds/corrupt/ when possible; listed in GET /api/seeds).',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.corruptFiles?.().length ?? 0);
     },
   });
   new Gauge({

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { AgentError } from './errors.js';
 import { log } from './log.js';
+import { longTimeout } from './timers.js';
 
 export interface RunOptions {
   /** Every process has an upper bound. */
@@ -181,7 +182,8 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   const stop = () => {
     if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
   };
-  const timer = setTimeout(() => {
+  // Any length: a plain setTimeout above 2^31-1 ms would fire at once and kill the command.
+  const timer = longTimeout(() => {
     timedOut = true;
     stop();
   }, opts.timeoutMs);
@@ -208,7 +210,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     }
     return { command, exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr };
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     opts.signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -41,6 +41,10 @@ export interface SeedFeed {
   list(): SeedView[];
   /** Called with a seed's view on every change; returns the unsubscribe function. */
   subscribe(listener: (view: SeedView) => void): () => void;
+  /** What is wrong with StateDir now (cannot be created or written, full); empty when all is well. */
+  stateDirProblems?(): readonly unknown[];
+  /** State files found corrupt at start. */
+  corruptFiles?(): readonly unknown[];
 }
 
 /** The seed manager when this agent runs one (absent in tests that build an app alone). */

@@ -9,7 +9,7 @@ import { launchBrowser, type Browser } from './support/browser.js';
 import { MemoryFeed, seedView } from './support/seed-views.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
+import { repoRoot, startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
 
 // The web view against a real HTTP server whose seed feed the test drives step by step, so every
 // change the page must show is known. The end-to-end test with a real seed is in seed-ui.e2e.test.ts.
@@ -117,6 +117,9 @@ describe('web view and seed stream', () => {
       await page.goto(`${server.baseUrl}/ui?token=${token}`);
       // the token leaves the address bar
       await page.waitForFunction(() => !location.search.includes('token'));
+      // the header names the agent's version
+      const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+      expect(await page.locator('#version').textContent()).toBe(`v${version}`);
       const card = page.locator('[data-seed-id="live-seed"]');
       const start = seedView({ id: 'live-seed', machine: 'registration', state: 'submitting', history: [{ state: 'submitting', enteredAt: Date.now(), leftAt: null, error: null }] });
       await page.locator('#connection[data-state="live"]').waitFor();

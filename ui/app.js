@@ -9,6 +9,7 @@
   const token = boot.token;
   if (location.search.includes('token=')) history.replaceState(null, '', location.pathname);
   document.getElementById('host').textContent = boot.hostname;
+  document.getElementById('version').textContent = boot.version ? 'v' + boot.version : '';
 
   function withToken(url) {
     if (boot.tokenVia !== 'query') return url;

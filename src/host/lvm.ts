@@ -7,8 +7,9 @@ import { AgentError } from '../errors.js';
 import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions } from '../process-runner.js';
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
+import { withoutWalks } from './disk.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, unmountOnce, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
 
 // The original's defaults: a key still at its default runs our argv version, a changed one the operator's.
 const defaults = defaultConfig();
@@ -223,7 +224,8 @@ export class LvmSnapshots implements SnapshotBackend {
     if (custom === undefined) {
       await ensureUnmounted(target, this.run(signal));
     } else if (await mountAt(target)) {
-      await runShell(templateToScript(custom, 1), [target], this.run(signal));
+      const run = this.run(signal);
+      await withoutWalks(target, () => unmountOnce(target, () => runShell(templateToScript(custom, 1), [target], run), run));
     }
     return this.getMount(target, signal);
   }

@@ -11,6 +11,7 @@ import { requestToken } from '../http/middleware.js';
 import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
 import { seedFeedOf, type SeedView } from '../seed-feed.js';
+import { version } from '../version.js';
 
 /** Repository root (dist/src/routes/ -> ../../..): ui/ and diagrams/ are read from there. */
 const repoRoot = resolve(new URL('.', import.meta.url).pathname, '../../..');
@@ -52,6 +53,7 @@ export function registerUiRoutes(routes: Routes, services: AgentServices): void 
       tokenHeader: config.TokenHttpHeader,
       tokenVia,
       hostname: hostname(),
+      version,
       heartbeatMs,
     };
     // Function replacements: the inserted text is taken literally ('$' has no special meaning).

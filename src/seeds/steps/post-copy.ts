@@ -1,6 +1,6 @@
 // The operator's PostCopyCommand, once: a durable mark keeps a restarted seed from running it twice
 // after it completed (a restart while it ran runs it again: its process group was killed).
-import { runShell } from '../../process-runner.js';
+import { postCopy } from '../../host/operator-commands.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { commandCapMs, remainingMs, type StepFn } from './step-env.js';
 
@@ -8,12 +8,11 @@ export const POST_COPIED = 'postCopied';
 
 export const ensurePostCopied: StepFn<TargetParams> = async (input, signal, env) => {
   if (input.facts.postCopied || env.seed.marks()[POST_COPIED]) return { postCopied: true };
-  const command = env.config.PostCopyCommand.trim();
-  if (command !== '') {
-    await runShell(command, [], {
-      timeoutMs: remainingMs(input.deadlines, commandCapMs(env.config), 'the post-copy command'),
+  // The target seed does not know its source host: the command runs as configured, with nothing offered.
+  if (env.config.PostCopyCommand.trim() !== '') {
+    await postCopy(env.config, undefined, {
       signal,
-      sudo: env.config.ExecWithSudo,
+      timeoutMs: remainingMs(input.deadlines, commandCapMs(env.config), 'the post-copy command'),
     });
   }
   env.seed.mark(POST_COPIED, new Date().toISOString());
