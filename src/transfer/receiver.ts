@@ -628,6 +628,7 @@ class ReceiveSession {
   }
 }
 
+/** The sender's ERROR frame; a source that cannot be trusted (snapshot_invalid) keeps its code: resuming cannot help. */
 function peerFailure(body: unknown): AgentError {
   return peerError(body, 'the sender');
 }

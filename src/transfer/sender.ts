@@ -38,6 +38,12 @@ export interface SendOptions {
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
   /**
+   * Runs after the last file was read, before the final frame lets the receiver finish, and after a read
+   * fails: throwing stops the transfer (e.g. the snapshot being read was invalidated meanwhile). Its error
+   * is sent to the receiver and replaces the read error.
+   */
+  verifySource?: () => Promise<void>;
+  /**
    * The source is a read-only snapshot (the seed mounted it itself). A file that changes while being sent is
    * then a warning and the session fails so a new one sends it again; otherwise (a live or already-mounted
    * directory) it is fatal: the copy would not be a consistent datadir.
@@ -222,6 +228,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
       progress.fileDone();
     }
+    where = 'checking the source after reading it';
+    await opts.verifySource?.();
     where = 'waiting for the receiver to verify and write its manifest';
     await writer.json(FrameType.end, {});
     await answer;
@@ -233,7 +241,13 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
     log.info('transfer: send complete', { peer, ...r });
     return r;
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    // Our side failed (a read, the source check), not the connection: a source that can no longer be
+    // trusted (a snapshot invalidated meanwhile) explains a read error better than the read error does.
+    if (opts.verifySource && authenticated && !firstError && !peerFailure && where !== 'checking the source after reading it') {
+      await opts.verifySource().catch((e: unknown) => (err = e));
+    }
     // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
     const own = asAgentError(err);
     if (authenticated && !peerFailure && own.details?.fromPeer !== true) writer.error(own);
