@@ -152,6 +152,68 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a finished seed shows its steps, skipped ones, its full duration in UTC and no transfer rate', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const t0 = Date.parse('2026-03-01T10:00:00Z');
+      const at = (s: number) => new Date(t0 + s * 1000).toISOString();
+      feed.emit(seedView({
+        id: 'finished-seed', machine: 'seed-target', state: 'done', status: 'done', createdAt: at(0), updatedAt: at(95),
+        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, method: 'built-in transfer',
+        marks: ['purgeStarted', 'transferred', 'postCopied'],
+        progress: { bytesDone: 2048, bytesTotal: 2048, rateBytesPerSec: 1024, etaSeconds: 0, filesDone: 2, filesTotal: 2, currentFile: null },
+        history: [
+          { state: 'stoppingMySQL', enteredAt: at(0), leftAt: at(5), error: null },
+          { state: 'purgingDatadir', enteredAt: at(5), leftAt: at(7), error: null },
+          { state: 'receiving', enteredAt: at(7), leftAt: at(90), error: null },
+          { state: 'postCopy', enteredAt: at(90), leftAt: at(95), error: null },
+          { state: 'done', enteredAt: at(95), leftAt: null, error: null },
+        ],
+      }));
+      const card = page.locator('[data-seed-id="finished-seed"]');
+      await card.locator('.badge', { hasText: 'done' }).waitFor();
+      const steps = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')} ${li.querySelector('.took')?.textContent}`));
+      expect(steps).toEqual(['stoppingMySQL done 5s', 'purgingDatadir done 2s', 'receiving done 1m 23s', 'postCopy done 5s', 'startingMySQL skipped ']);
+      expect(await card.locator('[data-fact="started"]').textContent()).toBe('2026-03-01 10:00:00 UTC');
+      expect(await card.locator('[data-fact="ended"]').textContent()).toBe('2026-03-01 10:01:35 UTC');
+      expect(await card.locator('[data-fact="took"]').textContent()).toBe('1m 35s');
+      expect(await card.locator('[data-fact="method"]').textContent()).toBe('built-in transfer');
+      const numbers = await card.locator('.progress .numbers').textContent();
+      expect(numbers).toContain('2.0 KiB of 2.0 KiB (100%)');
+      expect(numbers).not.toContain('/s');
+      expect(await card.locator('.actions').isHidden()).toBe(true);
+      await page.close();
+    });
+
+    test('a failed source seed says MySQL was not touched and what to do; a peer and snapshot are shown', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      feed.emit(seedView({
+        id: 'failed-source', role: 'source', machine: 'seed-source', state: 'failed', status: 'failed',
+        params: { targetHost: 'db2.example.com', targetPort: 4000, snapshot: 'snap-1', alreadyMounted: false, sourceDir: '', stepByStep: false },
+        marks: ['mountedBySeed'],
+        error: { code: 'transfer_refused', message: 'the target refused the key', hint: 'create a new target seed' },
+        history: [
+          { state: 'mountingSnapshot', enteredAt: Date.now() - 3000, leftAt: Date.now() - 2000, error: null },
+          { state: 'sending', enteredAt: Date.now() - 2000, leftAt: Date.now() - 1000, error: 'the target refused the key' },
+          { state: 'cleanup', enteredAt: Date.now() - 1000, leftAt: Date.now(), error: null },
+          { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null },
+        ],
+      }));
+      const card = page.locator('[data-seed-id="failed-source"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      expect(await card.locator('[data-fact="peer"]').textContent()).toBe('target db2.example.com:4000');
+      expect(await card.locator('[data-fact="snapshot"]').textContent()).toBe('snap-1');
+      const steps = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')}`));
+      expect(steps).toEqual(['mountingSnapshot done', 'sending failed', 'unmounting skipped', 'cleanup done']);
+      const after = await card.locator('.aftermath').textContent();
+      expect(after).toContain('MySQL on this host was not touched, and the snapshot this seed mounted was unmounted');
+      expect(after).toContain('What to do:');
+      await page.close();
+    });
+
     test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);

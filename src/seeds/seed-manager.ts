@@ -42,6 +42,10 @@ export interface SeedView {
   progress: SeedProgress | null;
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
+  /** How the data moves: the built-in transfer (a key was handed over) or the configured commands. */
+  method: 'built-in transfer' | 'configured commands';
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied, mountedBySeed...). */
+  marks: string[];
 }
 
 export interface CreatedSeed {
@@ -419,6 +423,8 @@ export class SeedManager {
       progress: record.progress,
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
+      method: record.secrets.authKey ? 'built-in transfer' : 'configured commands',
+      marks: Object.keys(record.marks),
     };
   }
 }
