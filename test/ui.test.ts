@@ -229,6 +229,32 @@ describe('web view and seed stream', () => {
   });
 });
 
+describe('web view with basic auth and no TokenHttpHeader (headless Chromium)', () => {
+  const feed = new MemoryFeed([seedView({ id: 'paused-seed', machine: 'seed-target', state: 'stoppingMySQL', paused: true, accepts: ['NEXT', 'ABORT'] })]);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let browser: Browser;
+  beforeAll(async () => {
+    server = await startServer({ HTTPAuthUser: basic.username, HTTPAuthPassword: basic.password }, feed);
+    browser = await launchBrowser({ httpCredentials: basic });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('NEXT and ABORT are shown but disabled, saying why: a POST takes the token only from a header basic auth already uses', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${server.baseUrl}/ui?token=${token}`);
+    const card = page.locator('[data-seed-id="paused-seed"]');
+    await card.locator('button.next').waitFor();
+    expect(await card.locator('button.next').isDisabled()).toBe(true);
+    expect(await card.locator('button.abort').isDisabled()).toBe(true);
+    expect(await card.locator('button.next').getAttribute('title')).toContain('TokenHttpHeader');
+    expect(await card.locator('.waiting').textContent()).toContain('waits for NEXT');
+    await page.close();
+  });
+});
+
 describe('seed stream on a real agent process', () => {
   test('the agent stops on SIGTERM while a client holds the seed stream open', async () => {
     const dir = tempDir();
