@@ -11,6 +11,7 @@ import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
+import { progressLogger } from './progress-log.js';
 import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
@@ -287,6 +288,7 @@ export class SeedManager {
 
   private handle(live: LiveSeed): SeedHandle {
     const { record } = live;
+    const logProgress = progressLogger(record.id, record.role);
     return {
       id: record.id,
       marks: () => record.marks,
@@ -298,6 +300,7 @@ export class SeedManager {
       },
       setProgress: (progress) => {
         record.progress = progress;
+        if (progress) logProgress(progress);
         this.emit(live);
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {

@@ -1,6 +1,7 @@
 // Ensure the target datadir is empty before the copy arrives. Refuses while MySQL runs.
 import { readdir } from 'node:fs/promises';
 import { AgentError } from '../../errors.js';
+import { log } from '../../log.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { StepFn } from './step-env.js';
 
@@ -23,6 +24,10 @@ export const ensureDatadirPurged: StepFn<TargetParams> = async (input, signal, e
   }
   // From here on the datadir holds no live data: cleanup may remove a partial copy.
   env.seed.mark(PURGE_STARTED, new Date().toISOString());
-  if (!(await isEmpty(datadir))) await env.datadir.purge(datadir, signal);
+  if (!(await isEmpty(datadir))) {
+    log.info('seed is purging the datadir', { seed: env.seed.id, datadir });
+    await env.datadir.purge(datadir, signal);
+    log.info('seed purged the datadir', { seed: env.seed.id, datadir });
+  } else log.info('datadir already empty', { seed: env.seed.id, datadir });
   return {};
 };
