@@ -7,6 +7,7 @@ import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod,
 import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
+import { transferStats } from './stats.js';
 import { newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
@@ -178,6 +179,7 @@ class ReceiveSession {
 
   private refuse(reason: string): void {
     this.refusals.push(reason);
+    transferStats.refusedConnections++;
     log.warn('transfer: refused a connection', { port: this.port, reason });
   }
 
