@@ -130,9 +130,10 @@ function peer(args: string[], key: string): { exit: Promise<void>; line: (k: str
 /** Our receiver and sender, each in its own process as on two agents. */
 async function ours(): Promise<Timing> {
   const dest = freshDest('oa');
+  const stateDir = freshDest('oa-state');
   await run('sync', []);
   const key = newAuthKey();
-  const receiver = peer(['receive', dest], key);
+  const receiver = peer(['receive', dest, '0', stateDir], key);
   const { listening } = await receiver.line('listening');
   const t0 = performance.now();
   const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);

@@ -12,6 +12,14 @@ export function setLogLevel(level: LogLevel): void {
   threshold = level;
 }
 
+export function getLogLevel(): LogLevel {
+  return threshold;
+}
+
+export function isLogLevel(value: string): value is LogLevel {
+  return Object.hasOwn(order, value);
+}
+
 export function setLogFormat(next: LogFormat): void {
   format = next;
 }

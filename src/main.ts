@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { startAgent } from './agent.js';
+import { configLogLevel, reloadOnSighup } from './config-reload.js';
 import { describeError } from './errors.js';
 import { log, setLogFormat, setLogLevel } from './log.js';
 import { version } from './version.js';
@@ -20,6 +21,7 @@ Options:
   --help               print this help and exit
 
 Logs go to stderr. SIGTERM or SIGINT stops the agent; unfinished seeds resume at the next start.
+SIGHUP reads the configuration files again (see README "Configuration").
 `;
 
 async function main(): Promise<void> {
@@ -50,6 +52,8 @@ async function main(): Promise<void> {
   if (values.debug) setLogLevel('debug');
   log.info(`orchestrator-agent ${version} starting`, { version, node: process.version, pid: process.pid });
   const { config, files } = loadConfig(values.config);
+  // SIGHUP reads the same files again (applying what can change live) instead of ending the process.
+  reloadOnSighup(config, () => loadConfig(values.config), configLogLevel(config));
   log.info('read config', { files });
   const agent = await startAgent(config);
   let stopping = false;

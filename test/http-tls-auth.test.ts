@@ -185,10 +185,22 @@ describe('basic auth (HTTPAuthUser / HTTPAuthPassword)', () => {
     expect(((await res.json()) as RegistrationStatus).hostname).not.toBeNull();
   });
 
-  test('the status endpoint stays open without credentials', async () => {
-    await waitFor('status OK', async () => (await fetch(`${agent.baseUrl}/api/status`)).status === 200);
-    const res = await fetch(`${agent.baseUrl}/api/status`);
+  test('the status endpoint asks for the credentials too, as the original', async () => {
+    await waitFor('status OK', async () => (await fetch(`${agent.baseUrl}/api/status`, { headers: basic('orc', 's3cret') })).status === 200);
+    const none = await fetch(`${agent.baseUrl}/api/status`);
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Basic /);
+    const res = await fetch(`${agent.baseUrl}/api/status`, { headers: basic('orc', 's3cret') });
     expect(res.status).toBe(200);
     expect(await res.json()).toBe('OK');
+  });
+
+  test('StatusEndpointWithoutBasicAuth opens the status endpoint alone to a load balancer', async () => {
+    const o = await orchestrator();
+    const open = await agentWith({ ...o.agentConfig(), HTTPAuthUser: 'orc', HTTPAuthPassword: 's3cret', StatusEndpointWithoutBasicAuth: true });
+    const res = await fetch(`${open.baseUrl}/api/status`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toBe('OK');
+    expect((await fetch(`${open.baseUrl}/api/hostname`)).status).toBe(401);
   });
 });

@@ -8,6 +8,7 @@ import {
   MANIFEST_FILE,
   STAGING_DIR,
   STATE_FILE,
+  isTransferComplete,
   newAuthKey,
   readCompletedManifest,
   send,
@@ -26,7 +27,6 @@ import { tempDir } from './support/agent-process.js';
 import { describeTree, makeTree, startPeer, verifiedInState, waitForVerified, type Peer } from './support/transfer-tree.js';
 
 const MiB = 1024 * 1024;
-const transferFiles = [MANIFEST_FILE, STATE_FILE, STAGING_DIR];
 const dirs: string[] = [];
 const peers: Peer[] = [];
 const controllers: AbortController[] = [];
@@ -44,13 +44,21 @@ afterEach(async () => {
 
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs) rmSync(stateOf(d), { recursive: true, force: true });
 });
 
+/** The receiver's state directory for dest in these tests (peer-cli's default too): beside it, not in it. */
+function stateOf(dest: string): string {
+  return `${dest}.transfer-state`;
+}
+
+type ReceiveOpts = Omit<Parameters<typeof startReceiver>[0], 'signal' | 'stateDir'> & { signal?: AbortSignal; stateDir?: string };
+
 /** A receiver the test's afterEach aborts, so a failing test never leaves one listening. */
-function receive(opts: Omit<Parameters<typeof startReceiver>[0], 'signal'> & { signal?: AbortSignal }) {
+function receive(opts: ReceiveOpts) {
   const c = new AbortController();
   controllers.push(c);
-  return startReceiver({ ...opts, signal: opts.signal ?? c.signal });
+  return startReceiver({ ...opts, stateDir: opts.stateDir ?? stateOf(opts.destDir), signal: opts.signal ?? c.signal });
 }
 
 async function rejection(p: Promise<unknown>): Promise<AgentError> {
@@ -72,10 +80,11 @@ describe('built-in datadir transfer', () => {
     makeTree(source, 64 * MiB);
   });
 
-  test('copies a tree byte for byte with modes, mtimes, empty dirs and symlinks, and writes the manifest last', async () => {
+  test('copies a tree byte for byte with modes, mtimes, empty dirs and symlinks; the datadir holds only those, the manifest comes last in the state directory', async () => {
     const dest = dir('dst');
     const authKey = newAuthKey();
     const manifestSeenEarly: string[] = [];
+    const bookkeepingInDest: string[] = [];
     const receiverProgress: TransferProgress[] = [];
     const senderProgress: TransferProgress[] = [];
     const receiver = await receive({
@@ -86,18 +95,23 @@ describe('built-in datadir transfer', () => {
       progressIntervalMs: 0,
       onProgress: (p) => {
         receiverProgress.push(p);
-        if (existsSync(join(dest, MANIFEST_FILE))) manifestSeenEarly.push(`${p.bytesDone}/${p.bytesTotal}`);
+        if (existsSync(join(stateOf(dest), MANIFEST_FILE))) manifestSeenEarly.push(`${p.bytesDone}/${p.bytesTotal}`);
+        if (readdirSync(dest).some((name) => name !== STAGING_DIR && !existsSync(join(source, name)))) bookkeepingInDest.push(readdirSync(dest).join(','));
       },
     });
     expect(receiver.port).toBeGreaterThan(0);
     const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, progressIntervalMs: 0, onProgress: (p) => senderProgress.push(p) });
     const received = await receiver.done;
 
-    expect(describeTree(dest, transferFiles)).toEqual(describeTree(source));
+    // Exactly the source's files: orchestrator's progress is the size of this directory.
+    expect(describeTree(dest)).toEqual(describeTree(source));
     expect(manifestSeenEarly).toEqual([]);
-    expect(existsSync(join(dest, STATE_FILE))).toBe(false);
-    expect(existsSync(join(dest, STAGING_DIR))).toBe(false);
-    const manifest = await readCompletedManifest(dest);
+    expect(bookkeepingInDest).toEqual([]);
+    expect(existsSync(join(stateOf(dest), STATE_FILE))).toBe(false);
+    expect(received.manifestFile).toBe(join(stateOf(dest), MANIFEST_FILE));
+    expect(await isTransferComplete(stateOf(dest), dest)).toBe(true);
+    expect(await isTransferComplete(stateOf(dest), source)).toBe(false);
+    const manifest = await readCompletedManifest(stateOf(dest));
     const ibdata = manifest!.entries.find((e) => e.path === 'ibdata1') as { checksum?: string };
     const expected = createChecksum('xxh3-64');
     expected.update(readFileSync(join(source, 'ibdata1')));
@@ -113,6 +127,14 @@ describe('built-in datadir transfer', () => {
       expect(last).toMatchObject({ bytesDone: total, bytesTotal: total, filesDone: 6, filesTotal: 6, etaSeconds: 0 });
       expect(progress.some((p) => p.currentFile === 'ibdata1' && p.bytesDone < total)).toBe(true);
       expect(progress.every((p, i) => i === 0 || p.bytesDone >= progress[i - 1]!.bytesDone)).toBe(true);
+    }
+  });
+
+  test('refuses a state directory inside the destination, or one holding it', async () => {
+    const dest = dir('dst');
+    for (const stateDir of [join(dest, 'state'), dest, join(dest, '..')]) {
+      const err = await rejection(receive({ destDir: dest, stateDir, bindAddress: '127.0.0.1', authKey: newAuthKey() }));
+      expect(err.message).toMatch(/must be outside the destination/);
     }
   });
 
@@ -147,7 +169,7 @@ describe('built-in datadir transfer', () => {
     const recvErr = await rejection(receiver.done);
     expect(recvErr.message).toMatch(/sender (stopped|closed)|connection closed/);
     expect(recvErr.message).toMatch(/ibdata1/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
   });
 
   test('fails both sides when the receiver is aborted mid-transfer', async () => {
@@ -170,7 +192,7 @@ describe('built-in datadir transfer', () => {
     expect((await rejection(receiver.done)).code).toBe('aborted');
     const err = await rejection(sending);
     expect(err.message).toMatch(/receiver 127\.0\.0\.1:\d+ stopped the transfer: receive into .* aborted \(receiving ibdata1\)/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
   });
 
   test('a checksum mismatch fails the receive, names the file, tells the sender and leaves no manifest', async () => {
@@ -195,7 +217,7 @@ describe('built-in datadir transfer', () => {
     expect(answer.type).toBe(FrameType.error);
     expect((answer.body as { message: string }).message).toMatch(/checksum mismatch on ibdata1/);
     expect((await rejection(receiver.done)).message).toMatch(/checksum mismatch on ibdata1: the sender read xxh3-64:0+, this receiver got xxh3-64:[0-9a-f]{16}/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
     expect(existsSync(join(dest, 'ibdata1'))).toBe(false);
   });
 
@@ -208,13 +230,13 @@ describe('built-in datadir transfer', () => {
     const first = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
     const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '15'], authKey);
     peers.push(sender);
-    const verified = await waitForVerified(dest, STATE_FILE, 3, () => sender.child.exitCode === null);
+    const verified = await waitForVerified(stateOf(dest), STATE_FILE, 3, () => sender.child.exitCode === null);
     await sender.kill9();
     const err = await rejection(first.done);
     expect(err.message).toMatch(/sender closed the connection|connection closed/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
 
-    const durable = verifiedInState(dest, STATE_FILE);
+    const durable = verifiedInState(stateOf(dest), STATE_FILE);
     expect(durable.length).toBeGreaterThanOrEqual(verified.length);
     const second = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
     const sent = await send({ sourceDir: src, host: '127.0.0.1', port: second.port, authKey });
@@ -223,8 +245,8 @@ describe('built-in datadir transfer', () => {
     expect(received.filesSkipped).toBe(durable.length);
     expect(received.filesReceived).toBe(16 - durable.length);
     expect(sent.filesSent + sent.filesSkipped).toBe(16);
-    expect(describeTree(dest, transferFiles)).toEqual(describeTree(src));
-    expect(existsSync(join(dest, STATE_FILE))).toBe(false);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+    expect(existsSync(join(stateOf(dest), STATE_FILE))).toBe(false);
   });
 
   test('resumes after the receiver is killed with SIGKILL, on the same destination', async () => {
@@ -238,13 +260,13 @@ describe('built-in datadir transfer', () => {
     const { listening } = await receiver.waitFor('listening');
     const sending = send({ sourceDir: src, host: '127.0.0.1', port: listening as number, authKey, bandwidthMBps: 15 });
     sending.catch(() => undefined);
-    await waitForVerified(dest, STATE_FILE, 3, () => receiver.child.exitCode === null);
+    await waitForVerified(stateOf(dest), STATE_FILE, 3, () => receiver.child.exitCode === null);
     await receiver.kill9();
     const err = await rejection(sending);
     expect(err.message).toMatch(/receiver 127\.0\.0\.1:\d+|connection closed/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
 
-    const durable = verifiedInState(dest, STATE_FILE);
+    const durable = verifiedInState(stateOf(dest), STATE_FILE);
     expect(durable.length).toBeGreaterThanOrEqual(3);
     const again = startPeer(['receive', dest], authKey);
     peers.push(again);
@@ -253,7 +275,7 @@ describe('built-in datadir transfer', () => {
     const { result } = await again.waitFor('result');
     expect(sent.filesSkipped).toBe(durable.length);
     expect(result).toMatchObject({ filesSkipped: durable.length, filesReceived: 16 - durable.length, filesTotal: 16 });
-    expect(describeTree(dest, transferFiles)).toEqual(describeTree(src));
+    expect(describeTree(dest)).toEqual(describeTree(src));
   });
 });
 
@@ -283,10 +305,10 @@ describe('built-in transfer over TLS', () => {
     const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, tls, checksum: 'sha256' });
     await receiver.done;
     expect(sent.filesSent).toBe(6);
-    const manifest = await readCompletedManifest(dest);
+    const manifest = await readCompletedManifest(stateOf(dest));
     const orders = manifest!.entries.find((e) => e.path === 'shop/orders.ibd') as { checksum?: string };
     expect(orders.checksum).toBe(`sha256:${createHash('sha256').update(readFileSync(join(source, 'shop/orders.ibd'))).digest('hex')}`);
-    expect(describeTree(dest, transferFiles)).toEqual(describeTree(source));
+    expect(describeTree(dest)).toEqual(describeTree(source));
   });
 
   test('a plaintext sender against a TLS receiver fails with a hint about SeedTransferUseSSL', async () => {
@@ -354,7 +376,7 @@ describe('transfer building blocks', () => {
     const owner = { uid: 0, gid: 0 };
     const file = (path: string) => ({ type: 'file', path, size: 1, mode: 0o644, mtimeMs: 0, ...owner });
     const dest = '/var/lib/mysql';
-    for (const bad of ['../etc/passwd', '/etc/passwd', 'a/../../x', './x', 'a//b', MANIFEST_FILE, '']) {
+    for (const bad of ['../etc/passwd', '/etc/passwd', 'a/../../x', './x', 'a//b', STAGING_DIR, '']) {
       expect(() => validateManifest([file(bad)], dest)).toThrow(/refusing manifest entry/);
     }
     expect(() => validateManifest([{ type: 'symlink', path: 'l', target: '../../etc', ...owner }], dest)).toThrow(/points outside/);

@@ -53,6 +53,9 @@ export interface DatadirOps {
   diskUsage(path: string, signal?: AbortSignal): Promise<number>;
   /** Bytes available to unprivileged users on the filesystem holding path (statfs). */
   availableSpace(path: string): Promise<number>;
+  /** Refuses (409, naming pid and command line) while any other process has files open in the datadir,
+   *  works in it, or holds a lock on its files (InnoDB's lock on ibdata1). Only reads. */
+  ensureNotInUse(datadir: string): Promise<void>;
   /** Delete everything inside the datadir (not the directory itself). Refuses "/", "" and non-directories. */
   purge(datadir: string, signal?: AbortSignal): Promise<void>;
 }

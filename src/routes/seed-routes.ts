@@ -28,7 +28,9 @@ async function readJsonBody(ctx: Context): Promise<Record<string, unknown>> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw badRequest(`request body is not JSON: ${(err as Error).message}`);
+    // Not the parser's message: it quotes the body, which may hold an authKey, into the answer and the log.
+    const at = /position (\d+)/.exec((err as Error).message);
+    throw badRequest(`request body is not JSON${at ? ` (at byte ${at[1]})` : ''}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest('request body must be a JSON object');
   return value as Record<string, unknown>;
@@ -93,10 +95,44 @@ function authKeyOf(body: Record<string, unknown>): string {
   return key;
 }
 
+/**
+ * Seed ids whose original route (receive/send-mysql-seed-data) was refused, in memory and bounded: so
+ * seed-command-completed answers true and seed-command-succeeded false at orchestrator's next poll,
+ * instead of "Copied 0 bytes" until its own timeout.
+ */
+export class RefusedSeedIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly limit = 1000) {}
+  add(id: string): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    // A Set iterates in insertion order: the first is the oldest.
+    while (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
+  }
+  delete(id: string): void {
+    this.ids.delete(id);
+  }
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+}
+
 export function registerSeedRoutes(routes: Routes, services: AgentServices): void {
   const seeds = services.seeds;
   if (!seeds) return;
   const { config } = services;
+  const refused = new RefusedSeedIds();
+  /** Runs an original seed route's creation, remembering the id when it is refused and no such seed exists. */
+  const remembering = async (id: string, create: () => Promise<void> | void): Promise<true> => {
+    try {
+      await create();
+    } catch (err) {
+      if (!seeds.get(id)) refused.add(id);
+      throw err;
+    }
+    refused.delete(id);
+    return true;
+  };
 
   routes.post('/api/seeds', async (ctx) => {
     const body = await readJsonBody(ctx);
@@ -156,14 +192,17 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   // through their own routes; the target seed's ensure steps find those already done.
   routes.action('/api/receive-mysql-seed-data/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
-    const secrets = compatKey(config, 'target', id);
-    seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
-    return true;
+    return remembering(id, () => {
+      const secrets = compatKey(config, 'target', id);
+      seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
+    });
   });
 
   routes.action('/api/send-mysql-seed-data/:targetHost/:seedId', async (ctx) => {
-    const targetHost = validate.host(ctx.params.targetHost);
     const id = validate.seedId(ctx.params.seedId);
+    return remembering(id, () => sendSeedData(id, validate.host(ctx.params.targetHost)));
+  });
+  const sendSeedData = async (id: string, targetHost: string) => {
     const secrets = compatKey(config, 'source', id);
     const existing = seeds.get(id);
     let sourceDir = typeof existing?.params.sourceDir === 'string' ? existing.params.sourceDir : '';
@@ -178,8 +217,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     }
     const params = { targetHost, targetPort: config.SeedTransferPort, snapshot: '', alreadyMounted: true, sourceDir, stepByStep: false };
     seeds.create(id, 'source', params, { timeoutSeconds: defaultTimeoutSeconds, secrets });
-    return true;
-  });
+  };
 
   routes.action('/api/abort-seed/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
@@ -188,7 +226,14 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return true; // the original answers true whether or not there was anything to abort
   });
 
-  routes.read('/api/seed-command-completed/:seedId', (ctx) => seeds.transferCompleted(validate.seedId(ctx.params.seedId)));
-  routes.read('/api/seed-command-succeeded/:seedId', (ctx) => seeds.transferSucceeded(validate.seedId(ctx.params.seedId)));
+  // A refused id (no seed was made) is completed and failed: orchestrator fails it at its next poll.
+  routes.read('/api/seed-command-completed/:seedId', (ctx) => {
+    const id = validate.seedId(ctx.params.seedId);
+    return seeds.get(id) ? seeds.transferCompleted(id) : refused.has(id);
+  });
+  routes.read('/api/seed-command-succeeded/:seedId', (ctx) => {
+    const id = validate.seedId(ctx.params.seedId);
+    return seeds.get(id) ? seeds.transferSucceeded(id) : false;
+  });
 }
 

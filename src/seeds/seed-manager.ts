@@ -12,7 +12,7 @@ import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceM
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
 import { progressLogger } from './progress-log.js';
-import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
+import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole, type SeedWaiting, type SeedWarning } from './seed-store.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
 import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
@@ -41,6 +41,10 @@ export interface SeedView {
   params: Record<string, unknown>;
   history: SeedRecord['history'];
   progress: SeedProgress | null;
+  /** While a step waits for the other side to come back (a lost sender): since when, until when, why. */
+  waiting: SeedWaiting | null;
+  /** What the seed met without failing: refused senders, a source that changed while being sent. */
+  warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
   /** How the data moves: the built-in transfer (a key was handed over) or the configured commands. */
@@ -81,6 +85,7 @@ interface LiveSeed {
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
 const PROGRESS_SAVE_INTERVAL_MS = 1000;
+const WARNINGS_KEPT = 20;
 
 function persisted(record: SeedRecord): PersistedMachine | null {
   return record.snapshot as PersistedMachine | null;
@@ -266,6 +271,7 @@ export class SeedManager {
     }
     record.snapshot = live.actor.getPersistedSnapshot();
     record.updatedAt = now;
+    if (FINAL_STATES.has(top)) record.waiting = null;
     this.store.save(record);
     if (FINAL_STATES.has(top)) {
       log.info(`seed ${top}`, { id: record.id, error: error?.message });
@@ -297,6 +303,21 @@ export class SeedManager {
         record.marks[key] = value;
         record.updatedAt = new Date().toISOString();
         this.store.save(record);
+      },
+      setWaiting: (waiting) => {
+        if (JSON.stringify(record.waiting ?? null) === JSON.stringify(waiting)) return;
+        record.waiting = waiting;
+        record.updatedAt = new Date().toISOString();
+        this.store.save(record);
+        this.emit(live);
+      },
+      warn: (message) => {
+        log.warn('seed warning', { id: record.id, warning: message });
+        const now = new Date().toISOString();
+        record.warnings = [...(record.warnings ?? []), { at: now, message }].slice(-WARNINGS_KEPT);
+        record.updatedAt = now;
+        if (!this.stopping) this.store.save(record);
+        this.emit(live);
       },
       setProgress: (progress) => {
         record.progress = progress;
@@ -424,6 +445,8 @@ export class SeedManager {
       params: record.params,
       history: record.history,
       progress: record.progress,
+      waiting: this.statusOf(live) === 'active' ? (record.waiting ?? null) : null,
+      warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
       method: record.secrets.authKey ? 'built-in transfer' : 'configured commands',

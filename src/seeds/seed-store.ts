@@ -28,6 +28,24 @@ export interface SeedProgress {
   etaSeconds: number | null;
 }
 
+/** A step waiting for the other side (a lost sender coming back): shown in the seed view. */
+export interface SeedWaiting {
+  /** Who is awaited: "sender" (target side) or "receiver" (source side). */
+  for: 'sender' | 'receiver';
+  /** When the other side was lost (ISO). */
+  since: string;
+  /** When the step gives up (ISO). */
+  until: string;
+  /** One sentence: what was lost, why, and until when the step waits. */
+  message: string;
+}
+
+/** Something a seed met that did not stop it but the operator should see (a refused sender, a changing source). */
+export interface SeedWarning {
+  at: string;
+  message: string;
+}
+
 /** What is on disk for one seed. `snapshot` is the XState persisted snapshot, opaque to the store. */
 export interface SeedRecord {
   formatVersion: number;
@@ -42,10 +60,14 @@ export interface SeedRecord {
   snapshot: unknown;
   history: HistoryEntry[];
   progress: SeedProgress | null;
+  /** The most recent warnings (absent in records written before warnings existed). */
+  warnings?: SeedWarning[];
   /** Process groups this seed started; a restarted agent reaps those still carrying our tag. */
   pgids: number[];
   /** Durable notes of steps ("we mounted", "receive started") that survive a crash mid-step. */
   marks: Record<string, string>;
+  /** Set while a step waits for the other side to come back; absent in files of earlier versions. */
+  waiting?: SeedWaiting | null;
   createdAt: string;
   updatedAt: string;
 }

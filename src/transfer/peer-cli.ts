@@ -1,6 +1,7 @@
 // One end of the built-in transfer as a process: used by the resume tests (killed with SIGKILL mid-transfer),
 // by bench/run.ts, and by an operator moving a datadir by hand.
-//   node dist/src/transfer/peer-cli.js receive <destDir> [port]          (key in ORCHESTRATOR_AGENT_TRANSFER_KEY)
+//   node dist/src/transfer/peer-cli.js receive <destDir> [port] [stateDir]   (key in ORCHESTRATOR_AGENT_TRANSFER_KEY;
+//                                                                         stateDir defaults to <destDir>.transfer-state)
 //   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
 // Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...} or {"error":...}.
 // TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256.
@@ -24,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
   const onProgress = (p: unknown) => emit({ progress: p });
   const [mode, ...args] = argv;
   if (mode === 'receive' && args[0]) {
-    const r = await startReceiver({ destDir: args[0], port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ listening: r.port });
     emit({ result: await r.done });
     return 0;
@@ -34,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     emit({ result });
     return 0;
   }
-  process.stderr.write('usage: peer-cli receive <destDir> [port] | send <sourceDir> <host> <port> [MBps]\n');
+  process.stderr.write('usage: peer-cli receive <destDir> [port] [stateDir] | send <sourceDir> <host> <port> [MBps]\n');
   return 2;
 }
 

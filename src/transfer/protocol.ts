@@ -175,13 +175,45 @@ export class FrameReader {
   }
 }
 
-/** The peer's ERROR frame as an AgentError, keeping its code when it is one we know. */
+/** errno codes that no retry fixes: the disk or the permissions on the receiving side must change first. */
+const permanentErrnos = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG']);
+
+/**
+ * True when trying the transfer again cannot help: a refused key or manifest, a full or read-only disk, an
+ * aborted peer, or the peer said so in its ERROR frame. A dropped connection, a timeout or a checksum
+ * mismatch may go well the next time. Both sides' retry loops and the receiver's ERROR frame use this.
+ */
+export function isPermanentFailure(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof AgentError) {
+      if (e.details?.permanent === true) return true;
+      if (['unauthorized', 'forbidden', 'bad_request', 'config', 'aborted'].includes(e.code)) return true;
+    } else {
+      const errno = (e as NodeJS.ErrnoException).code;
+      if (typeof errno === 'string' && permanentErrnos.has(errno)) return true;
+    }
+  }
+  return false;
+}
+
+/** The ERROR frame for err: what the peer shows as its failure, and whether retrying could help. */
+export function errorFrame(err: AgentError): Buffer {
+  return jsonFrame(FrameType.error, { code: err.code, message: err.message, hint: err.hint ?? null, permanent: isPermanentFailure(err) });
+}
+
+/**
+ * The peer's ERROR frame as an AgentError, keeping its code when it is one we know; details.fromPeer marks
+ * it as the other side's own reason (which a later "connection refused" must not hide).
+ */
 export function peerError(body: unknown, peer: string): AgentError {
-  const b = (body ?? {}) as { code?: unknown; message?: unknown };
+  const b = (body ?? {}) as { code?: unknown; message?: unknown; hint?: unknown; permanent?: unknown };
   const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable'];
   const code = typeof b.code === 'string' && known.includes(b.code) ? (b.code as 'io') : 'io';
   const message = typeof b.message === 'string' ? b.message : 'no reason given';
-  return new AgentError(code, `${peer} stopped the transfer: ${message}`);
+  return new AgentError(code, `${peer} stopped the transfer: ${message}`, {
+    hint: typeof b.hint === 'string' ? b.hint : undefined,
+    details: { fromPeer: true, permanent: b.permanent === true },
+  });
 }
 
 const queueBytes = 4 * 1024 * 1024;

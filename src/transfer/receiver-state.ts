@@ -1,5 +1,6 @@
 // The receiver's durable list of files already verified in destDir, so a restarted receiver (after kill -9)
-// tells the sender what not to send again. Written atomically; removed when the final manifest is written.
+// tells the sender what not to send again. Kept in the receiver's state directory, never in destDir (whose
+// size orchestrator reads as the progress); written atomically; removed when the final manifest is written.
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from '../log.js';
@@ -16,16 +17,19 @@ export class ReceiverState {
   private readonly verified = new Map<string, VerifiedFile>();
   private readonly file: string;
 
-  private constructor(private readonly destDir: string) {
-    this.file = join(destDir, STATE_FILE);
+  private constructor(
+    private readonly destDir: string,
+    stateDir: string,
+  ) {
+    this.file = join(stateDir, STATE_FILE);
   }
 
   /**
    * Loads the state file, keeping only entries whose file is still in place with the recorded size. A state
    * file we cannot read only costs a full re-send, so it is reported and ignored.
    */
-  static async load(destDir: string): Promise<ReceiverState> {
-    const state = new ReceiverState(destDir);
+  static async load(destDir: string, stateDir: string): Promise<ReceiverState> {
+    const state = new ReceiverState(destDir, stateDir);
     let raw: string;
     try {
       raw = await readFile(state.file, 'utf8');

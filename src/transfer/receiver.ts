@@ -7,6 +7,7 @@ import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod,
 import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
+import { isWithin } from '../validate.js';
 import { transferStats } from './stats.js';
 import { newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
@@ -20,7 +21,7 @@ import {
   type ManifestEntry,
   type VerifiedFile,
 } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, frameName, jsonFrame, writeAll } from './protocol.js';
+import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorFrame, frameName, jsonFrame, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
@@ -29,6 +30,11 @@ import type { TransferTls } from './tls.js';
 export interface ReceiverOptions {
   /** Where the tree lands (the datadir). Created if missing. */
   destDir: string;
+  /**
+   * This transfer's bookkeeping (resume state, final manifest), outside destDir so the datadir holds exactly
+   * the source's files; one directory per receiving seed (StateDir/transfers/<seed>). Created if missing.
+   */
+  stateDir: string;
   /** Address to listen on (SeedTransferBindAddress); default all interfaces. */
   bindAddress?: string;
   /** 0 (default) lets the OS choose a free port. */
@@ -38,11 +44,15 @@ export interface ReceiverOptions {
   authKey: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Told of every connection refused while waiting (wrong key, TLS mismatch, not a sender); the wait goes on. */
+  onRefused?: (reason: string) => void;
   /** How long to wait for an authenticated sender (SeedTransferConnectTimeoutSeconds). Default 600 s. */
   connectTimeoutMs?: number;
   /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
   idleTimeoutMs?: number;
   progressIntervalMs?: number;
+  /** Called once a sender proved the key, before any data is taken (the seed records it durably). */
+  onSenderAuthenticated?: (peer: string) => void;
 }
 
 export interface ReceiveResult {
@@ -54,6 +64,7 @@ export interface ReceiveResult {
   bytesTotal: number;
   filesTotal: number;
   seconds: number;
+  /** In stateDir. */
   manifestFile: string;
   /** Address of the sender. */
   peer: string;
@@ -76,22 +87,35 @@ const writesInFlight = 3;
 const maxFinalizing = 8;
 
 /**
- * Prepares destDir (removes any final manifest, so a partial copy never looks complete; loads the verified
- * list; clears the staging area), then listens. Resolves once listening.
+ * Prepares destDir and stateDir (removes any final manifest, so a partial copy never looks complete; loads
+ * the verified list; clears the staging area), then listens. Resolves once listening.
  */
 export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const destDir = resolve(opts.destDir);
+  const stateDir = resolve(opts.stateDir ?? '');
   if (!opts.authKey) throw new AgentError('bad_request', 'a transfer receiver needs an auth key');
+  if (!opts.stateDir || isWithin(destDir, stateDir) || isWithin(stateDir, destDir)) {
+    throw new AgentError('bad_request', `the transfer's state directory ${stateDir} must be outside the destination ${destDir}, and not contain it`, {
+      hint: 'keep the bookkeeping under StateDir, apart from the datadir',
+    });
+  }
   if (opts.signal?.aborted) throw new AgentError('aborted', `receive into ${destDir} aborted before it started`);
   const staging = join(destDir, STAGING_DIR);
   try {
     await mkdir(destDir, { recursive: true });
-    await unlinkDurably(join(destDir, MANIFEST_FILE));
     await rm(staging, { recursive: true, force: true });
   } catch (err) {
     throw new AgentError('io', `cannot prepare ${destDir} to receive: ${(err as Error).message}`, { hint: 'check the datadir exists and is writable' });
   }
-  const state = await ReceiverState.load(destDir);
+  try {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await unlinkDurably(join(stateDir, MANIFEST_FILE));
+  } catch (err) {
+    throw new AgentError('io', `cannot prepare the transfer's state directory ${stateDir}: ${(err as Error).message}`, {
+      hint: 'check that StateDir is writable and its filesystem has space',
+    });
+  }
+  const state = await ReceiverState.load(destDir, stateDir);
 
   const server: Server = opts.tls
     ? createTlsServer({
@@ -119,7 +143,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   });
   log.info('transfer: receiver listening', { destDir, port, tls: !!opts.tls });
 
-  const session = new ReceiveSession(destDir, staging, state, opts, server, port);
+  const session = new ReceiveSession(destDir, stateDir, staging, state, opts, server, port);
   const done = session.run();
   done.catch(() => undefined); // the caller awaits it; this only keeps Node from calling it unhandled meanwhile
   return { port, done };
@@ -144,6 +168,7 @@ class ReceiveSession {
 
   constructor(
     private readonly destDir: string,
+    private readonly stateDir: string,
     private readonly staging: string,
     private readonly state: ReceiverState,
     private readonly opts: ReceiverOptions,
@@ -181,6 +206,11 @@ class ReceiveSession {
     this.refusals.push(reason);
     transferStats.refusedConnections++;
     log.warn('transfer: refused a connection', { port: this.port, reason });
+    try {
+      this.opts.onRefused?.(reason);
+    } catch (err) {
+      log.warn('transfer: onRefused listener failed', { error: String(err) });
+    }
   }
 
   /** Checks the magic and the sender's proof; the first sender that passes owns this receiver. */
@@ -207,8 +237,9 @@ class ReceiveSession {
       const auth = await reader.json([FrameType.auth], 'during the handshake');
       const body = auth.body as { mac?: unknown; nonce?: unknown };
       if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
-        await writeAll(socket, [jsonFrame(FrameType.error, { code: 'unauthorized', message: 'wrong transfer key' })]).catch(() => undefined);
-        throw new AgentError('unauthorized', 'wrong transfer key');
+        const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the receiving seed reported when it was created' });
+        await writeAll(socket, [errorFrame(refused)]).catch(() => undefined);
+        throw refused;
       }
       if (this.socket || this.settled) throw new AgentError('conflict', 'another sender is already connected');
       clearTimeout(timer);
@@ -217,6 +248,7 @@ class ReceiveSession {
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
       log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
+      this.opts.onSenderAuthenticated?.(peer);
       await writeAll(socket, [jsonFrame(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() })]);
     } catch (err) {
       clearTimeout(timer);
@@ -301,21 +333,23 @@ class ReceiveSession {
 
     this.where = 'creating symlinks and directory attributes';
     await this.finishTree(entries);
+    // The staging area goes before the manifest is written: a complete copy never leaves it behind.
+    await rm(this.staging, { recursive: true, force: true });
+    await fsyncDir(this.destDir);
     this.where = 'writing the final manifest';
     progress.finish();
     const manifest: FinalManifest = {
       version: 1,
+      destDir: this.destDir,
       algorithm,
       completedAt: new Date().toISOString(),
       bytesTotal,
       filesTotal: files.length,
       entries: entries.map((e) => (e.type === 'file' ? { ...e, checksum: checksums.get(e.path)! } : e)),
     };
-    const manifestFile = join(this.destDir, MANIFEST_FILE);
+    const manifestFile = join(this.stateDir, MANIFEST_FILE);
     await writeFileDurably(manifestFile, JSON.stringify(manifest));
     await this.state.remove();
-    await rm(this.staging, { recursive: true, force: true });
-    await fsyncDir(this.destDir);
     const result: ReceiveResult = {
       bytesReceived,
       filesReceived,
@@ -486,7 +520,7 @@ class ReceiveSession {
     this.server.close();
     this.reader?.fail(error);
     if (this.socket && !this.socket.destroyed) {
-      this.socket.write(jsonFrame(FrameType.error, { code: error.code, message: error.message }));
+      this.socket.write(errorFrame(error));
       this.socket.end();
       const s = this.socket;
       setTimeout(() => s.destroy(), 1000).unref();
@@ -502,8 +536,7 @@ class ReceiveSession {
 }
 
 function peerFailure(body: unknown): AgentError {
-  const b = (body ?? {}) as { message?: unknown };
-  return new AgentError('io', `the sender stopped the transfer: ${typeof b.message === 'string' ? b.message : 'no reason given'}`);
+  return peerError(body, 'the sender');
 }
 
 async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {

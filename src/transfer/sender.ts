@@ -8,7 +8,7 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { newNonce, proof, proofMatches } from './auth.js';
 import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, errorFrame, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
@@ -26,6 +26,8 @@ export interface SendOptions {
   bandwidthMBps?: number;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Called once the receiver proved the key, before any data is sent (the seed records it durably). */
+  onReceiverAuthenticated?: () => void;
   connectTimeoutMs?: number;
   /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
   idleTimeoutMs?: number;
@@ -58,6 +60,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   let where = 'connecting';
   let firstError: AgentError | undefined;
   let peerFailure: AgentError | undefined;
+  let authenticated = false;
   const socket = await connect(opts, peer);
   const reader = new FrameReader(socket);
   socket.on('error', () => undefined); // surfaces through the reader and writeAll
@@ -96,6 +99,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
     }
+    opts.onReceiverAuthenticated?.();
+    authenticated = true;
     const have = new Map<string, VerifiedFile>();
     if (Array.isArray(wb.have)) for (const v of wb.have as VerifiedFile[]) if (v && typeof v.path === 'string') have.set(v.path, v);
 
@@ -175,6 +180,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     log.info('transfer: send complete', { peer, ...r });
     return r;
   } catch (err) {
+    // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
+    const own = asAgentError(err);
+    if (authenticated && !peerFailure && !socket.destroyed && own.details?.fromPeer !== true) socket.write(errorFrame(own));
     fail(err);
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));

@@ -13,6 +13,7 @@ export interface SeedViewJson {
   params: Record<string, unknown>;
   history: { state: string; enteredAt: string; leftAt: string | null; error: string | null }[];
   progress: { bytesDone: number; bytesTotal: number | null } | null;
+  warnings: { at: string; message: string }[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
 }

@@ -1,4 +1,5 @@
-// Ensure the target datadir is empty before the copy arrives. Refuses while MySQL runs.
+// Ensure the target datadir is empty before the copy arrives. Refuses while MySQL runs (by the status
+// command) or while any process uses the datadir (seen by the agent itself).
 import { readdir } from 'node:fs/promises';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
@@ -22,6 +23,8 @@ export const ensureDatadirPurged: StepFn<TargetParams> = async (input, signal, e
   if (await env.mysql.isRunning(signal)) {
     throw new AgentError('conflict', `MySQL is running; refusing to purge ${datadir}`, { hint: 'stop MySQL first' });
   }
+  // The status command is the operator's word; the agent also looks for itself (open files, InnoDB's lock).
+  await env.datadir.ensureNotInUse(datadir);
   // From here on the datadir holds no live data: cleanup may remove a partial copy.
   env.seed.mark(PURGE_STARTED, new Date().toISOString());
   if (!(await isEmpty(datadir))) {
