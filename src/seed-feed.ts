@@ -42,6 +42,10 @@ export interface SeedView {
   method?: string;
   /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
   marks?: string[];
+  /** While a step waits for the other side to come back: since when, until when, why. */
+  waiting?: { for: string; since: string; until: string; message: string } | null;
+  /** What the seed met without failing (refused senders...). */
+  warnings?: { at: string; message: string }[];
 }
 
 export interface SeedFeed {

@@ -214,6 +214,27 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a target waiting for its sender says since when, and shows refused senders as warnings', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const view = seedView({
+        id: 'waiting-seed', machine: 'seed-target', state: 'receiving', createdAt: '2026-03-01T12:40:00Z',
+        history: [{ state: 'receiving', enteredAt: '2026-03-01T12:41:00Z', leftAt: null, error: null }],
+        warnings: [{ at: '2026-03-01T12:42:00Z', message: 'refused a sender from 10.0.0.9: wrong transfer key' }],
+      });
+      feed.emit(view);
+      const card = page.locator('[data-seed-id="waiting-seed"]');
+      await card.locator('.peer-wait').waitFor();
+      expect(await card.locator('.peer-wait').textContent()).toBe('Waiting for the sender since 2026-03-01 12:41:00 UTC · 1 warning, last: refused a sender from 10.0.0.9: wrong transfer key');
+      expect(await card.locator('ul.warnings li').allTextContents()).toEqual(['2026-03-01 12:42:00 UTC refused a sender from 10.0.0.9: wrong transfer key']);
+      // A lost sender the step waits for: since when, until when, why.
+      feed.emit({ ...view, waiting: { for: 'sender', since: '2026-03-01T12:50:00Z', until: '2026-03-01T13:00:00Z', message: 'the sender went away after 2 files' } });
+      await card.locator('.peer-wait', { hasText: 'gives up at' }).waitFor();
+      expect(await card.locator('.peer-wait').textContent()).toContain('Waiting for the sender since 2026-03-01 12:50:00 UTC (gives up at 2026-03-01 13:00:00 UTC): the sender went away after 2 files');
+      await page.close();
+    });
+
     test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);

@@ -289,6 +289,8 @@
     const card = el('article', { class: 'seed', 'data-seed-id': view.id },
       el('h2', {}, el('span', { class: 'id' }), el('span', { class: 'badge' }), el('span', { class: 'role' })),
       el('div', { class: 'waiting', hidden: '' }),
+      el('div', { class: 'peer-wait', hidden: '' }),
+      el('ul', { class: 'warnings', hidden: '' }),
       el('dl', { class: 'facts' }),
       el('div', { class: 'actions', hidden: '' },
         el('button', { type: 'button', class: 'next' }),
@@ -348,6 +350,22 @@
     const waiting = card.querySelector('.waiting');
     waiting.hidden = !(view.status === 'active' && view.paused);
     waiting.textContent = waiting.hidden ? '' : `Paused before "${label(view.state)}": waits for NEXT (or ABORT).`;
+    // Waiting for the other side, and what the seed met without failing (refused senders...).
+    const peerWait = card.querySelector('.peer-wait');
+    const entered = (view.history || []).filter((h) => h.state === view.state).at(-1);
+    let waitText = '';
+    if (view.status === 'active' && view.waiting) {
+      waitText = `Waiting for the ${view.waiting.for} since ${clock(view.waiting.since)} (gives up at ${clock(view.waiting.until)}): ${view.waiting.message}`;
+    } else if (view.status === 'active' && !view.paused && (view.state === 'receiving' || view.state === 'sending') && !(view.progress && view.progress.bytesDone > 0) && entered) {
+      waitText = `Waiting for the ${view.state === 'receiving' ? 'sender' : 'receiver'} since ${clock(entered.enteredAt)}`;
+    }
+    const warnings = view.warnings || [];
+    if (waitText && warnings.length > 0) waitText += ` · ${warnings.length} warning${warnings.length > 1 ? 's' : ''}, last: ${warnings.at(-1).message}`;
+    peerWait.hidden = waitText === '';
+    peerWait.textContent = waitText;
+    const warningsEl = card.querySelector('.warnings');
+    warningsEl.hidden = warnings.length === 0;
+    warningsEl.replaceChildren(...warnings.slice(-5).map((w) => el('li', { text: `${clock(w.at)} ${w.message}` })));
     card.querySelector('.facts').replaceChildren(...factsOf(view).flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { 'data-fact': k, text: v })]));
     renderActions(card, view);
     card.querySelector('.stepper').replaceChildren(...stepperOf(view).map((r) =>
