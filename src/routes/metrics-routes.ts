@@ -8,7 +8,8 @@ import { seedFeedOf } from '../seed-feed.js';
 
 export function registerMetricsRoutes(routes: Routes, services: AgentServices): void {
   const seeds = seedFeedOf(services);
-  const metrics = createMetrics(services.config, services.contact, seeds);
+  const host = services.mysql && services.datadir ? { mysql: services.mysql, datadir: services.datadir } : undefined;
+  const metrics = createMetrics(services.config, services.contact, seeds, host);
   seeds?.subscribe((view) => metrics.observe(view));
   routes.router.get('/metrics', async (ctx) => {
     const { contentType, body } = await metrics.render();

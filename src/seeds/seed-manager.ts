@@ -11,6 +11,7 @@ import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
+import { progressLogger } from './progress-log.js';
 import {
   SEED_FORMAT_VERSION,
   SeedStore,
@@ -56,6 +57,10 @@ export interface SeedView {
   warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
+  /** How the data moves: the built-in transfer (a key was handed over) or the configured commands. */
+  method: 'built-in transfer' | 'configured commands';
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied, mountedBySeed...). */
+  marks: string[];
 }
 
 export interface CreatedSeed {
@@ -358,6 +363,7 @@ export class SeedManager {
 
   private handle(live: LiveSeed): SeedHandle {
     const { record } = live;
+    const logProgress = progressLogger(record.id, record.role);
     return {
       id: record.id,
       marks: () => record.marks,
@@ -384,6 +390,7 @@ export class SeedManager {
       },
       setProgress: (progress) => {
         record.progress = progress;
+        if (progress) logProgress(progress);
         this.emit(live);
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {
@@ -514,6 +521,8 @@ export class SeedManager {
       warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
+      method: record.secrets.authKey ? 'built-in transfer' : 'configured commands',
+      marks: Object.keys(record.marks),
     };
   }
 }
