@@ -34,7 +34,7 @@ export interface MetricsHost {
 /** A scrape must not wait for a slow command as long as a seed step may. */
 const scrapeCommandTimeoutMs = 5000;
 
-export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, host?: MetricsHost): AgentMetrics {
+export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, host?: MetricsHost, baseline: SeedView[] = seeds?.list() ?? []): AgentMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -198,7 +198,7 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
       if (start !== undefined) duration.observe({ role: view.role, outcome: view.status }, Math.max(0, (end - start) / 1000));
     }
   };
-  for (const view of seeds?.list() ?? []) {
+  for (const view of baseline) {
     seen.set(view.id, { status: view.status, bytesDone: view.progress?.bytesDone ?? 0, failedSteps: erroredSteps(view).length });
   }
 

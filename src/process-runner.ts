@@ -3,7 +3,7 @@
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdirSync, readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import { AgentError } from './errors.js';
 import { log } from './log.js';
 import { longTimeout } from './timers.js';
@@ -52,6 +52,11 @@ export function withProcessScope<T>(scope: ProcessScope, fn: () => Promise<T>): 
   return processScope.run(scope, fn);
 }
 const stderrTailBytes = 2000;
+
+// execa (about a hundred modules) loads with the first process the agent runs, not at start.
+let execaFn: typeof Execa | undefined;
+let execaLoading: Promise<typeof Execa> | undefined;
+const loadExeca = () => (execaLoading ??= import('execa').then((m) => (execaFn = m.execa)));
 
 function tail(text: string): string {
   const trimmed = text.trim();
@@ -160,6 +165,11 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   if (tag) env[TAG_ENV] = tag;
   const onStart = opts.onStart ?? scope?.onStart;
 
+  let execa = execaFn;
+  if (!execa) {
+    execa = await loadExeca();
+    if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  }
   const child = execa(program, argv, {
     detached: true, // own process group: we kill the whole group, not just the direct child
     reject: false,

@@ -9,7 +9,7 @@ import { sendJson } from '../http/respond.js';
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
-import { newAuthKey } from '../transfer/index.js';
+import { newAuthKey } from '../transfer/auth.js';
 import { MAX_DURATION_SECONDS } from '../timers.js';
 
 const maxBodyBytes = 64 * 1024;
