@@ -10,6 +10,7 @@ import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/index.js';
+import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -34,6 +35,13 @@ async function readJsonBody(ctx: Context): Promise<Record<string, unknown>> {
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest('request body must be a JSON object');
   return value as Record<string, unknown>;
+}
+
+/** "method" of POST /api/seeds: snapshot (the default, today's flow), backup or dump. */
+function methodOf(body: Record<string, unknown>): SeedMethod {
+  if (body.method === undefined) return 'snapshot';
+  if (!isSeedMethod(body.method)) throw badRequest(`method must be one of ${SEED_METHODS.map((m) => `"${m}"`).join(', ')}, got ${JSON.stringify(body.method)}`);
+  return body.method;
 }
 
 function bool(body: Record<string, unknown>, key: string): boolean {
@@ -139,6 +147,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const id = validate.seedId(body.id);
     const role = body.role;
     const stepByStep = bool(body, 'stepByStep');
+    const method = methodOf(body);
+    if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     let result;
     if (role === 'target') {
       const existing = seeds.get(id);
