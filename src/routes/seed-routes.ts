@@ -44,6 +44,15 @@ function methodOf(body: Record<string, unknown>): SeedMethod {
   return body.method;
 }
 
+/** "sourceMySQL": {"host","port"}: where the new replica reaches the source (a separate replication network). */
+function sourceMySQLOf(body: Record<string, unknown>): { host: string; port: number } | null {
+  const v = body.sourceMySQL;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('sourceMySQL must be {"host": ..., "port": ...}');
+  const o = v as Record<string, unknown>;
+  return { host: validate.host(o.host), port: validate.port(o.port) };
+}
+
 function bool(body: Record<string, unknown>, key: string): boolean {
   const v = body[key];
   if (v === undefined) return false;
@@ -150,7 +159,23 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const method = methodOf(body);
     if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     let result;
-    if (role === 'target') {
+    if (method === 'backup' && role === 'target') {
+      const existing = seeds.get(id);
+      const replicate = bool(body, 'replicate');
+      const params = {
+        method,
+        startMySQL: bool(body, 'startMySQL') || replicate,
+        replicate,
+        sourceMySQL: sourceMySQLOf(body),
+        force: bool(body, 'force'),
+        stepByStep,
+        port: typeof existing?.params.port === 'number' ? existing.params.port : await pickPort(config.SeedTransferBindAddress),
+      };
+      result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
+    } else if (method === 'backup' && role === 'source') {
+      const params = { method, targetHost: validate.host(body.targetHost), targetPort: validate.port(body.targetPort), stepByStep };
+      result = seeds.create(id, 'source', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: authKeyOf(body) } });
+    } else if (role === 'target') {
       const existing = seeds.get(id);
       const builtin = transferMode(config, 'target').kind === 'builtin';
       const port = !builtin

@@ -16,6 +16,9 @@ import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, ty
 import type { CleanupFn } from './steps/cleanup.js';
 import type { SeedHandle, StepEnv, StepFn } from './steps/step-env.js';
 import { TRANSFERRED } from './steps/transfer-steps.js';
+import type { SeedCheck } from './pre-seed-checks.js';
+import { CHECKS } from './steps/backup-steps.js';
+import { REPLICATION, type ReplicationView } from './steps/replication-steps.js';
 
 export { KNOWN_MACHINES };
 
@@ -45,6 +48,18 @@ export interface SeedView {
   warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
+  /** Backup seeds, target: each pre-seed check with pass/fail and a sentence (null until they ran). */
+  checks: SeedCheck[] | null;
+  /** Seeds with replicate: the replica's threads, where it started from, how far it is (null until set up). */
+  replication: ReplicationView | null;
+}
+
+function markJson<T>(marks: Record<string, string>, key: string): T | null {
+  try {
+    return marks[key] ? (JSON.parse(marks[key]) as T) : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface CreatedSeed {
@@ -434,6 +449,8 @@ export class SeedManager {
       warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
+      checks: markJson<SeedCheck[]>(record.marks, CHECKS),
+      replication: markJson<ReplicationView>(record.marks, REPLICATION),
     };
   }
 }

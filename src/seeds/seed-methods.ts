@@ -5,7 +5,20 @@ import type { AnyStateMachine } from 'xstate';
 import { AgentError } from '../errors.js';
 import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine } from '../../machines/seed-source.js';
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine } from '../../machines/seed-target.js';
+import { MACHINE_ID as BACKUP_SOURCE_ID, MACHINE_VERSION as BACKUP_SOURCE_VERSION, seedBackupSourceMachine } from '../../machines/seed-backup-source.js';
+import { MACHINE_ID as BACKUP_TARGET_ID, MACHINE_VERSION as BACKUP_TARGET_VERSION, seedBackupTargetMachine } from '../../machines/seed-backup-target.js';
 import type { SeedRole } from './seed-store.js';
+import {
+  cleanupBackupSource,
+  cleanupBackupTarget,
+  ensureBackupExtracted,
+  ensureBackupPrepared,
+  ensureBackupStreamed,
+  ensureOwnerFixed,
+  ensurePreSeedChecked,
+  ensureSourceChecked,
+} from './steps/backup-steps.js';
+import { ensureCaughtUp, ensureReplicationSetUp } from './steps/replication-steps.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
 import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
@@ -52,6 +65,36 @@ const charts: SeedChart[] = [
     steps: { ensureSnapshotMounted, ensureSent, ensureUnmounted },
     cleanup: cleanupSource,
     firstState: 'created',
+  },
+  {
+    method: 'backup',
+    role: 'target',
+    machineId: BACKUP_TARGET_ID,
+    machineVersion: BACKUP_TARGET_VERSION,
+    machine: seedBackupTargetMachine,
+    steps: {
+      ensurePreSeedChecked,
+      ensureMySQLStopped,
+      ensureDatadirPurged,
+      ensureBackupExtracted,
+      ensureBackupPrepared,
+      ensureOwnerFixed,
+      ensureMySQLStarted,
+      ensureReplicationSetUp,
+      ensureCaughtUp,
+    },
+    cleanup: cleanupBackupTarget,
+    firstState: 'checking',
+  },
+  {
+    method: 'backup',
+    role: 'source',
+    machineId: BACKUP_SOURCE_ID,
+    machineVersion: BACKUP_SOURCE_VERSION,
+    machine: seedBackupSourceMachine,
+    steps: { ensureSourceChecked, ensureBackupStreamed },
+    cleanup: cleanupBackupSource,
+    firstState: 'checking',
   },
 ];
 
