@@ -40,6 +40,7 @@ export interface SeedView {
   /** Events the seed accepts now (NEXT, ABORT). */
   accepts?: string[];
   method?: string;
+  transport?: string;
   /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
   marks?: string[];
   /** While a step waits for the other side to come back: since when, until when, why. */
