@@ -3,7 +3,7 @@
 // the API, and exposes counts and states only.
 import type { Config } from '../config.js';
 import type { Routes } from '../http/routes.js';
-import type { AgentMetrics } from '../metrics.js';
+import type { AgentMetrics, MetricsHost } from '../metrics.js';
 import type { AgentServices, ContactStatus } from '../services.js';
 import { seedFeedOf, type SeedFeed, type SeedView } from '../seed-feed.js';
 
@@ -13,7 +13,7 @@ import { seedFeedOf, type SeedFeed, type SeedView } from '../seed-feed.js';
  * seen), and the first scrape replays them over the seeds present at start: the counters read as if
  * prom-client had watched from the start.
  */
-export function lazyMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed): Pick<AgentMetrics, 'render'> {
+export function lazyMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, host?: MetricsHost): Pick<AgentMetrics, 'render'> {
   const baseline = seeds?.list() ?? [];
   const changed = new Map<string, SeedView>();
   let metrics: AgentMetrics | undefined;
@@ -25,7 +25,7 @@ export function lazyMetrics(config: Config, contact: ContactStatus, seeds?: Seed
   let loading: Promise<AgentMetrics> | undefined;
   const load = () =>
     (loading ??= import('../metrics.js').then(({ createMetrics }) => {
-      const created = createMetrics(config, contact, seeds, baseline);
+      const created = createMetrics(config, contact, seeds, host, baseline);
       for (const view of changed.values()) created.observe(view);
       changed.clear();
       return (metrics = created);
@@ -34,7 +34,9 @@ export function lazyMetrics(config: Config, contact: ContactStatus, seeds?: Seed
 }
 
 export function registerMetricsRoutes(routes: Routes, services: AgentServices): void {
-  const metrics = lazyMetrics(services.config, services.contact, seedFeedOf(services));
+  const seeds = seedFeedOf(services);
+  const host = services.mysql && services.datadir ? { mysql: services.mysql, datadir: services.datadir } : undefined;
+  const metrics = lazyMetrics(services.config, services.contact, seeds, host);
   routes.router.get('/metrics', async (ctx) => {
     const { contentType, body } = await metrics.render();
     ctx.status = 200;
