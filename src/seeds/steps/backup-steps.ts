@@ -8,9 +8,10 @@ import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { MySQLClient } from '../../host/mysql-client.js';
 import { runPiped, runProgram } from '../../process-runner.js';
-import { acceptStream, offerStream, type SourceFacts, type StreamProgress } from '../../transfer/stream.js';
+import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
 import { bandwidthLimiter } from '../../transfer/throttle.js';
-import { isPermanentFailure, transferTlsFromConfig } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
+import { transferTlsFromConfig } from '../../transfer/tls.js';
 import { inspectBackupTarget, type SeedCheck } from '../pre-seed-checks.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
@@ -32,6 +33,10 @@ export function seedClient(env: StepEnv): MySQLClient {
 export function replicationClient(env: StepEnv): MySQLClient {
   return new MySQLClient(env.config.MySQLClientCommand || 'mysql', 'ReplicationCredentialsFile', env.config.ReplicationCredentialsFile);
 }
+
+/** The stream (with its native checksum addon) loads with the first backup step that moves data, not at start. */
+const acceptStream: typeof import('../../transfer/stream.js').acceptStream = async (...args) => (await import('../../transfer/stream.js')).acceptStream(...args);
+const offerStream: typeof import('../../transfer/stream.js').offerStream = async (...args) => (await import('../../transfer/stream.js')).offerStream(...args);
 
 function transferKey(env: StepEnv): string {
   const key = env.seed.secrets().authKey;
