@@ -51,5 +51,6 @@ function serialized(backend: SnapshotBackend): SnapshotBackend {
     unmount,
     remove: (name, signal) => exclusive(() => backend.remove(name, signal)),
     create: (signal) => exclusive(() => backend.create(signal)),
+    verifyMounted: (mountPoint, signal) => backend.verifyMounted(mountPoint, signal),
   };
 }
