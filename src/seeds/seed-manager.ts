@@ -300,6 +300,8 @@ export class SeedManager {
    * the actor's subscription and in timers, where a throw would take the whole agent down.
    */
   private save(live: LiveSeed): boolean {
+    // A held seed's steps may still call in before they see their abort: its file keeps the last state saved.
+    if (live.broken) return false;
     try {
       this.store.save(live.record);
       return true;
