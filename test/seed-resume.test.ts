@@ -40,7 +40,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 30000): Prom
 
 const isFinal = (v: SeedViewJson) => v.status !== 'active';
 
-/** Time enough for the source agent to mount its snapshot and connect; the copy takes about 10 s. */
+/** The target's connect timeout: shorter than the copy (about 10 s), longer than the sender's 1 s retry. */
 const connectSeconds = 5;
 
 /** A target and a source agent with the built-in transfer, a short connect timeout and a slow link (0.6 MB/s). */
@@ -51,7 +51,10 @@ async function pair(extraTarget: Record<string, unknown> = {}, extraSource: Reco
   const host = makeTargetHost(tdir, 0);
   targets.push(host);
   const tconfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraTarget };
-  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraSource };
+  // The source waits longer for its first contact than the target: it is created while the target purges.
+  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: 120, ...extraSource };
+  // The target purges for 3 s, so the sender is already trying (every second) when the receiver listens.
+  host.delay('purge', 3);
   const t = await startSeedAgent(tdir, tconfig);
   agents.push(t);
   const s = await startSeedAgent(sdir, sconfig);
@@ -93,6 +96,9 @@ async function cuttableLink(targetPort: number): Promise<{ port: number; cut(): 
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    // Either side gone (a receiver not listening yet, a reset): the other goes too, as on a direct link.
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
