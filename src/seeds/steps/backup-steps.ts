@@ -8,9 +8,13 @@ import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { MySQLClient } from '../../host/mysql-client.js';
 import { runPiped, runProgram } from '../../process-runner.js';
-import { acceptStream, offerStream, type SourceFacts, type StreamProgress } from '../../transfer/stream.js';
+import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
 import { bandwidthLimiter } from '../../transfer/throttle.js';
-import { isPermanentFailure, transferTlsFromConfig } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
+import { transferTlsFromConfig } from '../../transfer/tls.js';
+
+/** The backup stream (with its native checksum addon) loads with the first backup seed, not at agent start. */
+const backupStream = () => import('../../transfer/stream.js');
 import { inspectBackupTarget, type SeedCheck } from '../pre-seed-checks.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
@@ -76,7 +80,7 @@ export const ensurePreSeedChecked: StepFn<BackupTargetParams> = async (input, si
   const st = await stat(datadirPath).catch(() => undefined);
   const datadirOwner = input.facts.datadirOwner ?? (st ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
   env.seed.setWaiting({ for: 'sender', since: new Date().toISOString(), until: new Date(input.deadlines.connect ?? Date.now()).toISOString(), message: 'waiting for the source seed to connect and tell its facts' });
-  const session = await acceptStream({
+  const session = await (await backupStream()).acceptStream({
     port: input.params.port,
     bindAddress: env.config.SeedTransferBindAddress,
     tls: transferTlsFromConfig(env.config),
@@ -144,7 +148,7 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
         hint: 'check the source seed (GET /api/seeds/:id on the source agent); raise SeedTransferConnectTimeoutSeconds / SeedTransferReconnectTimeoutSeconds for slow hosts',
       });
     }
-    const session = await acceptStream({
+    const session = await (await backupStream()).acceptStream({
       port: input.params.port,
       bindAddress: env.config.SeedTransferBindAddress,
       tls: transferTlsFromConfig(env.config),
@@ -292,7 +296,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
     }
     let answer;
     try {
-      answer = await offerStream({
+      answer = await (await backupStream()).offerStream({
         host: input.params.targetHost,
         port: input.params.targetPort,
         tls: transferTlsFromConfig(env.config),
