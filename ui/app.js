@@ -103,6 +103,7 @@
       el('h2', {}, el('span', { class: 'id' }), el('span', { class: 'badge' }), el('span', { class: 'role' })),
       el('div', { class: 'meta' }),
       el('div', { class: 'error', hidden: '' }),
+      el('ul', { class: 'warnings', hidden: '' }),
       el('div', { class: 'progress', hidden: '' }, el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }, el('div')), el('div', { class: 'numbers' })),
       el('details', { class: 'detail' }, el('summary', { text: 'diagram and steps' }),
         el('div', { class: 'layout' },
@@ -146,6 +147,12 @@
     } else {
       errorEl.hidden = true;
     }
+
+    // What the seed met without failing: refused senders, a source that changed while being sent.
+    const warningsEl = card.querySelector('.warnings');
+    const warnings = view.warnings || [];
+    warningsEl.hidden = warnings.length === 0;
+    warningsEl.replaceChildren(...warnings.map((w) => el('li', { text: `${clock(w.at)} ${w.message}` })));
 
     const progressEl = card.querySelector('.progress');
     const p = view.progress;
