@@ -228,6 +228,63 @@ describe('built-in datadir transfer', () => {
     expect(existsSync(join(dest, 'ibdata1'))).toBe(false);
   });
 
+  test("a source check failing after the last file stops both sides before the receiver finishes, with the sender's reason", async () => {
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    let checks = 0;
+    const invalid = new AgentError('snapshot_invalid', 'snapshot vg/s is no longer valid', { hint: 'take a larger snapshot' });
+    const sending = send({
+      sourceDir: source,
+      host: '127.0.0.1',
+      port: receiver.port,
+      authKey,
+      verifySource: async () => {
+        checks++;
+        throw invalid;
+      },
+    });
+    sending.catch(() => undefined); // inspected below, after the receiver's rejection
+    const recvErr = await rejection(receiver.done);
+    expect([recvErr.code, recvErr.hint]).toEqual(['snapshot_invalid', 'take a larger snapshot']);
+    expect(recvErr.message).toMatch(/^receive into .* failed .*: the sender stopped the transfer: snapshot vg\/s is no longer valid$/);
+    const err = await rejection(sending);
+    expect([err.code, err.hint]).toEqual(['snapshot_invalid', 'take a larger snapshot']);
+    expect(err.message).toContain('snapshot vg/s is no longer valid');
+    expect(checks).toBe(1);
+    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+  });
+
+  test('a read error makes the sender check its source, whose error replaces the read error on both sides', async () => {
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    const sourceDir = join(dir('src-vanishing'), 'data');
+    mkdirSync(sourceDir);
+    writeFileSync(join(sourceDir, 'a'), Buffer.alloc(1000, 1));
+    writeFileSync(join(sourceDir, 'b'), Buffer.alloc(1000, 2));
+    let checks = 0;
+    const sending = send({
+      sourceDir,
+      host: '127.0.0.1',
+      port: receiver.port,
+      authKey,
+      progressIntervalMs: 0,
+      // The walk has listed both files; the first one sent removes the second, so opening it fails.
+      onProgress: () => rmSync(join(sourceDir, 'b'), { force: true }),
+      verifySource: async () => {
+        checks++;
+        throw new AgentError('snapshot_invalid', 'snapshot vg/s is no longer valid');
+      },
+    });
+    sending.catch(() => undefined);
+    expect((await rejection(receiver.done)).code).toBe('snapshot_invalid');
+    const err = await rejection(sending);
+    expect(err.code).toBe('snapshot_invalid');
+    expect(checks).toBe(1);
+    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+  });
+
   test('resumes after the sender is killed with SIGKILL, sending only files not yet verified', async () => {
     const src = join(dir('src'), 'data');
     mkdirSync(src);

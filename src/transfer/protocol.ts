@@ -298,14 +298,14 @@ const permanentErrnos = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM',
 
 /**
  * True when trying the transfer again cannot help: a refused key or manifest, a full or read-only disk, an
- * aborted peer, or the peer said so in its ERROR frame. A dropped connection, a timeout or a checksum
- * mismatch may go well the next time. Both sides' retry loops and the receiver's ERROR frame use this.
+ * aborted peer, an invalidated source snapshot, or the peer said so in its ERROR frame. A dropped
+ * connection, a timeout or a checksum mismatch may go well the next time. Both sides' retry loops and the receiver's ERROR frame use this.
  */
 export function isPermanentFailure(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof AgentError) {
       if (e.details?.permanent === true) return true;
-      if (['unauthorized', 'forbidden', 'bad_request', 'config', 'aborted'].includes(e.code)) return true;
+      if (['unauthorized', 'forbidden', 'bad_request', 'config', 'aborted', 'snapshot_invalid'].includes(e.code)) return true;
     } else {
       const errno = (e as NodeJS.ErrnoException).code;
       if (typeof errno === 'string' && permanentErrnos.has(errno)) return true;
@@ -325,7 +325,7 @@ export function errorBody(err: AgentError): { code: string; message: string; hin
  */
 export function peerError(body: unknown, peer: string): AgentError {
   const b = (body ?? {}) as { code?: unknown; message?: unknown; hint?: unknown; permanent?: unknown };
-  const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable'];
+  const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable', 'snapshot_invalid'];
   const code = typeof b.code === 'string' && known.includes(b.code) ? (b.code as 'io') : 'io';
   const message = typeof b.message === 'string' ? b.message : 'no reason given';
   return new AgentError(code, `${peer} stopped the transfer: ${message}`, {

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { isWithin } from '../validate.js';
+import { transferStats } from './stats.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
@@ -25,6 +26,7 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 
 export interface ReceiverOptions {
   /** Where the tree lands (the datadir). Created if missing. */
@@ -55,6 +57,8 @@ export interface ReceiverOptions {
   /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
   idleTimeoutMs?: number;
   progressIntervalMs?: number;
+  /** Called once a sender proved the key, before any data is taken (the seed records it durably). */
+  onSenderAuthenticated?: (peer: string) => void;
 }
 
 export interface ReceiveResult {
@@ -198,7 +202,7 @@ class ReceiveSession {
           hint: 'start the send on the source agent with this port and key',
         }),
       );
-    }, connectTimeoutMs);
+    }, clampDelay(connectTimeoutMs));
     const onAbort = () => this.fail(new AgentError('aborted', `receive into ${this.destDir} aborted (${this.where})`));
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
     done.finally(() => this.opts.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
@@ -213,6 +217,7 @@ class ReceiveSession {
 
   private refuse(reason: string): void {
     this.refusals.push(reason);
+    transferStats.refusedConnections++;
     log.warn('transfer: refused a connection', { port: this.port, reason });
     try {
       this.opts.onRefused?.(reason);
@@ -264,6 +269,7 @@ class ReceiveSession {
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
       log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
+      this.opts.onSenderAuthenticated?.(peer);
       // Partly received files are offered from their last verified chunk, if they were chunked the same way.
       const resume = this.state
         .partialList()
@@ -625,6 +631,7 @@ class ReceiveSession {
   }
 }
 
+/** The sender's ERROR frame; a source that cannot be trusted (snapshot_invalid) keeps its code: resuming cannot help. */
 function peerFailure(body: unknown): AgentError {
   return peerError(body, 'the sender');
 }

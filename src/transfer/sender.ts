@@ -12,6 +12,7 @@ import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, peerError
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
 
 export interface SendOptions {
@@ -26,6 +27,8 @@ export interface SendOptions {
   bandwidthMBps?: number;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Called once the receiver proved the key, before any data is sent (the seed records it durably). */
+  onReceiverAuthenticated?: () => void;
   connectTimeoutMs?: number;
   /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
   idleTimeoutMs?: number;
@@ -34,6 +37,12 @@ export interface SendOptions {
   checksum?: ChecksumAlgorithm;
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
+  /**
+   * Runs after the last file was read, before the final frame lets the receiver finish, and after a read
+   * fails: throwing stops the transfer (e.g. the snapshot being read was invalidated meanwhile). Its error
+   * is sent to the receiver and replaces the read error.
+   */
+  verifySource?: () => Promise<void>;
   /**
    * The source is a read-only snapshot (the seed mounted it itself). A file that changes while being sent is
    * then a warning and the session fails so a new one sends it again; otherwise (a live or already-mounted
@@ -113,6 +122,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
     }
+    opts.onReceiverAuthenticated?.();
     authenticated = true;
     const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
     const have = new Map<string, VerifiedFile>();
@@ -218,6 +228,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
       progress.fileDone();
     }
+    where = 'checking the source after reading it';
+    await opts.verifySource?.();
     where = 'waiting for the receiver to verify and write its manifest';
     await writer.json(FrameType.end, {});
     await answer;
@@ -229,7 +241,13 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
     log.info('transfer: send complete', { peer, ...r });
     return r;
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    // Our side failed (a read, the source check), not the connection: a source that can no longer be
+    // trusted (a snapshot invalidated meanwhile) explains a read error better than the read error does.
+    if (opts.verifySource && authenticated && !firstError && !peerFailure && where !== 'checking the source after reading it') {
+      await opts.verifySource().catch((e: unknown) => (err = e));
+    }
     // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
     const own = asAgentError(err);
     if (authenticated && !peerFailure && own.details?.fromPeer !== true) writer.error(own);
@@ -310,7 +328,7 @@ function connect(opts: SendOptions, peer: string): Promise<Socket> {
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(timeoutMs / 1000)} s`));
-    }, timeoutMs);
+    }, clampDelay(timeoutMs));
     const onAbort = () => {
       socket.destroy();
       reject(new AgentError('aborted', `send to ${peer} aborted while connecting`));

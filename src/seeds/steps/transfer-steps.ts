@@ -8,12 +8,17 @@
 import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isPermanentFailure, isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import type { TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import type { StepInput } from '../../../machines/seed-common.js';
+import { clampDelay, sleep } from '../../timers.js';
+
+/** The built-in transfer (with its native checksum addon) loads with the first built-in receive or send. */
+const builtInTransfer = () => import('../../transfer/index.js');
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -41,14 +46,87 @@ function progressOf(p: TransferProgress) {
   return { ...p };
 }
 
-/** Sessions per transfer step: a peer that crashed and came back (resuming) gets a new session. */
-const builtinAttempts = 5;
-/** A sender retries this often while the receiver is not (yet, again) listening. */
-const senderAttempts = 60;
+/**
+ * Durable notes of the built-in transfer's peer, per side. Until the peer first authenticated, the step waits
+ * for it until the connect deadline (SeedTransferConnectTimeoutSeconds, a timestamp in the context). Once it
+ * did, a lost session (peer killed and restarted, a network cut, this agent restarted) opens a reconnect
+ * window measured from the loss (SeedTransferReconnectTimeoutSeconds, persisted as `until`).
+ */
+interface PeerMarks {
+  peer: 'sender' | 'receiver';
+  authenticated: string;
+  /** ISO time of the latest loss; '' once the peer authenticated again. */
+  lost: string;
+  until: string;
+}
+export const SENDER_MARKS: PeerMarks = { peer: 'sender', authenticated: 'senderAuthenticatedAt', lost: 'senderLostAt', until: 'senderWaitUntil' };
+export const RECEIVER_MARKS: PeerMarks = { peer: 'receiver', authenticated: 'receiverAuthenticatedAt', lost: 'receiverLostAt', until: 'receiverWaitUntil' };
+
+interface PeerWait {
+  until: number;
+  /** null: waiting for the first contact (connect deadline); else when the peer was lost. */
+  lostAt: string | null;
+}
+
+function peerAuthenticated(env: StepEnv, m: PeerMarks, peer: string): void {
+  const marks = env.seed.marks();
+  if (marks[m.lost]) env.seed.mark(m.lost, '');
+  env.seed.mark(m.authenticated, new Date().toISOString());
+  env.seed.setWaiting(null);
+  if (marks[m.lost]) log.info(`transfer: the ${m.peer} is back`, { seed: env.seed.id, peer, lostAt: marks[m.lost] });
+}
+
+function peerLost(env: StepEnv, m: PeerMarks, why: string): PeerWait {
+  const now = Date.now();
+  const since = new Date(now).toISOString();
+  const until = new Date(now + env.config.SeedTransferReconnectTimeoutSeconds * 1000).toISOString();
+  env.seed.mark(m.until, until);
+  env.seed.mark(m.lost, since);
+  const message = `${m.peer} lost at ${since} (${why}); waiting for it to come back until ${until}`;
+  env.seed.setWaiting({ for: m.peer, since, until, message });
+  log.warn(`transfer: ${message}`, { seed: env.seed.id });
+  return { until: Date.parse(until), lostAt: since };
+}
+
+/** Until when the step waits for its peer now (see PeerMarks). */
+function peerWait(input: StepInput<unknown>, env: StepEnv, m: PeerMarks): PeerWait {
+  const marks = env.seed.marks();
+  if (!marks[m.authenticated]) {
+    return { until: input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000, lostAt: null };
+  }
+  const lost = marks[m.lost];
+  const until = Date.parse(marks[m.until] ?? '');
+  if (lost && Number.isFinite(until)) return { until, lostAt: lost };
+  // The peer had authenticated and no loss was recorded since: this agent restarted mid-session.
+  return peerLost(env, m, 'this agent restarted during the transfer');
+}
+
+function gaveUp(m: PeerMarks, wait: PeerWait, env: StepEnv, last: unknown): AgentError {
+  const lastError = last === undefined ? '' : `; last: ${(last as Error).message}`;
+  const until = new Date(wait.until).toISOString();
+  if (wait.lostAt === null) {
+    return new AgentError('unavailable', `no ${m.peer} connected by the connect deadline ${until} (SeedTransferConnectTimeoutSeconds=${env.config.SeedTransferConnectTimeoutSeconds})${lastError}`, {
+      hint: m.peer === 'sender' ? 'start the send on the source agent with this port and key' : 'start the receiving seed on the target first and use the port and key it reports',
+    });
+  }
+  return new AgentError('unavailable', `the ${m.peer} was lost at ${wait.lostAt} and did not come back by ${until} (SeedTransferReconnectTimeoutSeconds=${env.config.SeedTransferReconnectTimeoutSeconds})${lastError}`, {
+    hint: `check the ${m.peer === 'sender' ? 'source' : 'target'} agent and its seed (GET /api/seeds/${env.seed.id} there); raise SeedTransferReconnectTimeoutSeconds for longer outages`,
+  });
+}
+
+/** Local storage failures: another session would fail the same way. */
+const storageErrnos = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+function isStorageError(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && storageErrnos.has(code)) return true;
+  }
+  return false;
+}
 
 /** A refused key, a full or read-only disk, a refused manifest, an abort: no new session can fix those. */
 function retryable(err: unknown, signal: AbortSignal): boolean {
-  return !signal.aborted && !isPermanentFailure(err);
+  return !signal.aborted && !isPermanentFailure(err) && !isStorageError(err);
 }
 
 /** The receiver's own reason (its ERROR frame), when it sent one. */
@@ -69,13 +147,28 @@ function sendFailure(err: unknown, receiverReason: AgentError | undefined): unkn
   });
 }
 
+/** How long one session may wait for its peer: until `until`, within the seed's deadline, in one timer. */
+function sessionWaitMs(input: StepInput<unknown>, until: number, what: string): number {
+  return clampDelay(Math.max(1000, Math.min(until - Date.now(), remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, what))));
+}
+
+/** Throws when the snapshot the source reads from (mounted at SnapshotMountPoint) can no longer be trusted. */
+function verifySnapshot(env: StepEnv, signal: AbortSignal): () => Promise<void> {
+  const mountPoint = env.config.SnapshotMountPoint.trim();
+  return async () => {
+    if (mountPoint !== '') await env.snapshots.verifyMounted(mountPoint, signal);
+  };
+}
+
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { isTransferComplete, startReceiver, transferTlsFromConfig } = await builtInTransfer();
   const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
-  for (let attempt = 1; ; attempt++) {
+  let last: unknown;
+  for (;;) {
     if (await isTransferComplete(stateDir, datadir)) return;
-    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
-    // The first sender must come by the connect deadline; a sender that dropped out gets a fresh wait.
-    const connectTimeoutMs = attempt === 1 ? Math.max(1000, connectDeadline - Date.now()) : env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    const wait = peerWait(input, env, SENDER_MARKS);
+    if (Date.now() >= wait.until) throw gaveUp(SENDER_MARKS, wait, env, last);
+    let authenticated = false;
     try {
       const receiver = await startReceiver({
         destDir: datadir,
@@ -85,23 +178,40 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         signal,
-        connectTimeoutMs: Math.min(connectTimeoutMs, remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving')),
+        connectTimeoutMs: sessionWaitMs(input, wait.until, 'receiving'),
+        onSenderAuthenticated: (peer) => {
+          authenticated = true;
+          peerAuthenticated(env, SENDER_MARKS, peer);
+        },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
         onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
       });
       await receiver.done;
+      env.seed.setWaiting(null);
       return;
     } catch (err) {
-      if (attempt >= builtinAttempts || !retryable(err, signal) || (attempt === 1 && Date.now() >= connectDeadline)) throw err;
-      log.warn('receive session failed; waiting for the sender to resume', { seed: env.seed.id, attempt, error: (err as Error).message });
+      if (!retryable(err, signal)) throw err;
+      last = err;
+      if (authenticated) {
+        // Every verified file stays; the next session tells the sender which ones it has.
+        peerLost(env, SENDER_MARKS, (err as Error).message);
+      } else {
+        if (Date.now() >= wait.until) throw gaveUp(SENDER_MARKS, wait, env, err);
+        log.warn('transfer: no sender in this session; listening again', { seed: env.seed.id, until: new Date(wait.until).toISOString(), error: (err as Error).message });
+        await sleep(1000, signal);
+      }
     }
   }
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { send, transferTlsFromConfig } = await builtInTransfer();
+  let last: unknown;
   let receiverReason: AgentError | undefined;
-  for (let attempt = 1; ; attempt++) {
-    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  for (;;) {
+    const wait = peerWait(input, env, RECEIVER_MARKS);
+    if (Date.now() >= wait.until) throw sendFailure(gaveUp(RECEIVER_MARKS, wait, env, last), receiverReason);
+    let authenticated = false;
     try {
       await send({
         sourceDir,
@@ -114,20 +224,24 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         sourceIsSnapshot: !input.params.alreadyMounted,
         onWarning: (message) => env.seed.warn(message),
         signal,
-        connectTimeoutMs: Math.max(1000, attempt === 1 ? connectDeadline - Date.now() : env.config.SeedTransferConnectTimeoutSeconds * 1000),
+        connectTimeoutMs: sessionWaitMs(input, wait.until, 'sending'),
+        onReceiverAuthenticated: () => {
+          authenticated = true;
+          peerAuthenticated(env, RECEIVER_MARKS, `${input.params.targetHost}:${input.params.targetPort}`);
+        },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        verifySource: verifySnapshot(env, signal),
       });
+      env.seed.setWaiting(null);
       return;
     } catch (err) {
       receiverReason = fromReceiver(err) ?? receiverReason;
-      if (attempt >= senderAttempts || !retryable(err, signal)) throw sendFailure(err, receiverReason);
-      log.warn('send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, attempt, error: (err as Error).message });
-      await new Promise((r) => setTimeout(r, 1000));
-      try {
-        remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
-      } catch (deadline) {
-        throw sendFailure(deadline, receiverReason);
-      }
+      // A refused key, a full disk on the target: no new session can fix those.
+      if (!retryable(err, signal)) throw sendFailure(err, receiverReason);
+      last = err;
+      if (authenticated) peerLost(env, RECEIVER_MARKS, (err as Error).message);
+      else log.warn('transfer: send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, error: (err as Error).message });
+      await sleep(1000, signal);
     }
   }
 }
@@ -214,11 +328,17 @@ export const ensureSent: StepFn<SourceParams> = async (input, signal, env) => {
   const started = env.seed.marks()[SEND_STARTED];
   if (started) throw interrupted('send', started);
   env.seed.mark(SEND_STARTED, new Date().toISOString());
+  const verify = verifySnapshot(env, signal);
   await runShell(templateToScript(command, 3), [sourceDir, input.params.targetHost, String(input.params.targetPort)], {
     timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending'),
     signal,
     sudo: env.config.ExecWithSudo,
+  }).catch(async (err: unknown) => {
+    await verify();
+    throw err;
   });
+  // The command's receiver may already have what it sent: the source seed at least fails and says why.
+  await verify();
   env.seed.mark(TRANSFERRED, new Date().toISOString());
   return {};
 };
