@@ -3,6 +3,8 @@
 //   transfer  built-in transfer against tar | socat on a 2 GiB datadir-like tree (bench/run.ts; minutes)
 //   start     start to first answer against a bare node http server, idle and peak RSS (bench/start.ts)
 //   bursts    req/s under 100 connections on a command route: single flight against one process per request
+//   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
+//             the datadir once, minutes)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -11,6 +13,7 @@ const parts: Record<string, string> = {
   transfer: 'run.js',
   start: 'start.js',
   bursts: 'bursts.js',
+  datadir: 'datadir.js',
 };
 
 async function main(): Promise<void> {

@@ -88,6 +88,14 @@ const extensionKeys = {
   SeedTransferReconnectTimeoutSeconds: ['uint', 1800],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
+  /** Seeds by backup/dump: option file ([client] user, password, socket or host/port) of the account the agent uses on its own MySQL. */
+  SeedCredentialsFile: ['string', ''],
+  /** Seeds with replicate: option file ([client] user, password) of the account the new replica connects to its source with. */
+  ReplicationCredentialsFile: ['string', ''],
+  /** Seeds by backup: the hot-backup program (mariabackup; xtrabackup for MySQL/Percona). */
+  SeedBackupProgram: ['string', 'mariabackup'],
+  /** Seeds by backup: the program that extracts the backup stream on the target (mbstream; xbstream). */
+  SeedBackupExtractProgram: ['string', 'mbstream'],
   /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */
   LogLevel: ['string', ''],
   /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */

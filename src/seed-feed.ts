@@ -35,6 +35,18 @@ export interface SeedView {
   progress: SeedProgress | null;
   error: { code: string; message: string; hint?: string | null } | null;
   transfer?: { port: number } | null;
+  /** True while a step-by-step seed waits for NEXT. */
+  paused?: boolean;
+  /** Events the seed accepts now (NEXT, ABORT). */
+  accepts?: string[];
+  method?: string;
+  transport?: string;
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
+  marks?: string[];
+  /** While a step waits for the other side to come back: since when, until when, why. */
+  waiting?: { for: string; since: string; until: string; message: string } | null;
+  /** What the seed met without failing (refused senders...). */
+  warnings?: { at: string; message: string }[];
 }
 
 export interface SeedFeed {

@@ -8,9 +8,11 @@ import type { DatadirOps, MySQLService, SnapshotBackend } from '../host/interfac
 import { log } from '../log.js';
 import { withProcessScope } from '../process-runner.js';
 import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent, type SeedFacts, type StepInput } from '../../machines/seed-common.js';
-import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
-import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
+import type { SourceParams } from '../../machines/seed-source.js';
+import type { TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
+import { progressLogger } from './progress-log.js';
+import { chartFor, chartOf, KNOWN_MACHINES, type SeedMethod } from './seed-methods.js';
 import {
   SEED_FORMAT_VERSION,
   SeedStore,
@@ -22,21 +24,22 @@ import {
   type SeedWarning,
   type StateDirProblem,
 } from './seed-store.js';
-import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
-import { ensureDatadirPurged } from './steps/datadir-steps.js';
-import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
-import { ensurePostCopied } from './steps/post-copy.js';
-import { ensureSnapshotMounted, ensureUnmounted } from './steps/snapshot-steps.js';
+import type { CleanupFn } from './steps/cleanup.js';
 import type { SeedHandle, StepEnv, StepFn } from './steps/step-env.js';
-import { ensureReceived, ensureSent, TRANSFERRED } from './steps/transfer-steps.js';
+import { TRANSFERRED } from './steps/transfer-steps.js';
+import type { SeedCheck } from './pre-seed-checks.js';
+import { CHECKS } from './steps/backup-steps.js';
+import { REPLICATION, type ReplicationView } from './steps/replication-steps.js';
 
-export const KNOWN_MACHINES: Record<string, number> = { [TARGET_ID]: TARGET_VERSION, [SOURCE_ID]: SOURCE_VERSION };
+export { KNOWN_MACHINES };
 
 export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';
 
 export interface SeedView {
   id: string;
   role: SeedRole;
+  /** How the data is copied: "snapshot" (also every seed made before methods existed), "backup", "dump". */
+  method: SeedMethod;
   machine: string;
   machineVersion: number;
   state: string;
@@ -56,6 +59,22 @@ export interface SeedView {
   warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
+  /** How the data moves: the built-in transfer (a key was handed over) or the configured commands. */
+  transport: 'built-in transfer' | 'configured commands';
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied, mountedBySeed...). */
+  marks: string[];
+  /** Backup seeds, target: each pre-seed check with pass/fail and a sentence (null until they ran). */
+  checks: SeedCheck[] | null;
+  /** Seeds with replicate: the replica's threads, where it started from, how far it is (null until set up). */
+  replication: ReplicationView | null;
+}
+
+function markJson<T>(marks: Record<string, string>, key: string): T | null {
+  try {
+    return marks[key] ? (JSON.parse(marks[key]) as T) : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface CreatedSeed {
@@ -71,6 +90,7 @@ export interface SeedManagerDeps {
   snapshots: SnapshotBackend;
 }
 
+/** Params of the snapshot charts; other methods' charts name their own params types. */
 export type SeedParamsOf<R extends SeedRole> = R extends 'target' ? TargetParams : SourceParams;
 
 interface PersistedMachine {
@@ -134,11 +154,17 @@ export class SeedManager {
     }
   }
 
-  create<R extends SeedRole>(id: string, role: R, params: SeedParamsOf<R>, opts: { timeoutSeconds: number; secrets?: Record<string, string> }): CreatedSeed {
+  create<R extends SeedRole>(
+    id: string,
+    role: R,
+    params: SeedParamsOf<R> | object,
+    opts: { timeoutSeconds: number; secrets?: Record<string, string>; method?: SeedMethod },
+  ): CreatedSeed {
+    const chart = chartFor(opts.method ?? 'snapshot', role);
     const wanted = { ...params, timeoutSeconds: opts.timeoutSeconds } as Record<string, unknown>;
     const existing = this.seeds.get(id);
     if (existing) {
-      if (existing.record.role === role && JSON.stringify(existing.record.params) === JSON.stringify(wanted)) {
+      if (existing.record.role === role && existing.record.machine === chart.machineId && JSON.stringify(existing.record.params) === JSON.stringify(wanted)) {
         return { view: this.view(existing), created: false, secrets: existing.record.secrets };
       }
       throw new AgentError('conflict', `seed ${id} already exists as a ${existing.record.role} seed with other parameters`, {
@@ -157,8 +183,8 @@ export class SeedManager {
       formatVersion: SEED_FORMAT_VERSION,
       id,
       role,
-      machine: role === 'target' ? TARGET_ID : SOURCE_ID,
-      machineVersion: role === 'target' ? TARGET_VERSION : SOURCE_VERSION,
+      machine: chart.machineId,
+      machineVersion: chart.machineVersion,
       params: wanted,
       secrets: opts.secrets ?? {},
       snapshot: null,
@@ -358,6 +384,7 @@ export class SeedManager {
 
   private handle(live: LiveSeed): SeedHandle {
     const { record } = live;
+    const logProgress = progressLogger(record.id, record.role);
     return {
       id: record.id,
       marks: () => record.marks,
@@ -384,6 +411,7 @@ export class SeedManager {
       },
       setProgress: (progress) => {
         record.progress = progress;
+        if (progress) logProgress(progress);
         this.emit(live);
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {
@@ -449,32 +477,17 @@ export class SeedManager {
     );
   }
 
+  /** The seed's chart with its steps, each run inside the seed's process scope after its transition is on disk. */
   private machineFor(live: LiveSeed): AnyStateMachine {
-    if (live.record.role === 'target') {
-      return seedTargetMachine.provide({
-        actors: {
-          ensureMySQLStopped: this.step(live, ensureMySQLStopped),
-          ensureDatadirPurged: this.step(live, ensureDatadirPurged),
-          ensureReceived: this.step(live, ensureReceived),
-          ensurePostCopied: this.step(live, ensurePostCopied),
-          ensureMySQLStarted: this.step(live, ensureMySQLStarted),
-          cleanup: this.cleanup(live, cleanupTarget),
-        },
-      });
-    }
-    return seedSourceMachine.provide({
-      actors: {
-        ensureSnapshotMounted: this.step(live, ensureSnapshotMounted),
-        ensureSent: this.step(live, ensureSent),
-        ensureUnmounted: this.step(live, ensureUnmounted),
-        cleanup: this.cleanup(live, cleanupSource),
-      },
-    });
+    const chart = chartOf(live.record.machine);
+    const actors: Record<string, unknown> = { cleanup: this.cleanup(live, chart.cleanup) };
+    for (const [name, fn] of Object.entries(chart.steps)) actors[name] = this.step(live, fn);
+    return chart.machine.provide({ actors } as never);
   }
 
   private stateOf(live: LiveSeed): string {
     const snap = persisted(live.record);
-    if (!snap) return live.record.role === 'target' ? 'stoppingMySQL' : 'created';
+    if (!snap) return chartOf(live.record.machine).firstState;
     return topState(snap.value);
   }
 
@@ -499,6 +512,7 @@ export class SeedManager {
     return {
       id: record.id,
       role: record.role,
+      method: chartOf(record.machine).method,
       machine: record.machine,
       machineVersion: record.machineVersion,
       state: this.stateOf(live),
@@ -514,6 +528,10 @@ export class SeedManager {
       warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
+      transport: record.secrets.authKey ? 'built-in transfer' : 'configured commands',
+      marks: Object.keys(record.marks),
+      checks: markJson<SeedCheck[]>(record.marks, CHECKS),
+      replication: markJson<ReplicationView>(record.marks, REPLICATION),
     };
   }
 }
@@ -525,8 +543,8 @@ const CONTEXT_KEYS = ['seedId', 'params', 'deadlines', 'facts', 'error', 'endRea
  * loaded, so a bad one is moved aside like an unparsable file instead of failing later (or at once).
  */
 export function checkSnapshot(record: SeedRecord): void {
-  const expected = record.role === 'target' ? TARGET_ID : SOURCE_ID;
-  if (record.machine !== expected) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
+  const chart = chartOf(record.machine);
+  if (chart.role !== record.role) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
   const snap = record.snapshot as Record<string, unknown> | null;
   if (snap === null) return;
   const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -540,7 +558,7 @@ export function checkSnapshot(record: SeedRecord): void {
   if (!isObject(ctx.params) || !isObject(ctx.facts)) throw new Error('snapshot.context.params or facts is not an object');
   if (ctx.error !== null && !(isObject(ctx.error) && typeof ctx.error.message === 'string')) throw new Error('snapshot.context.error is neither null nor an error');
   if (snap.children !== undefined && !isObject(snap.children)) throw new Error('snapshot.children is not an object');
-  const machine: AnyStateMachine = record.role === 'target' ? seedTargetMachine : seedSourceMachine;
+  const machine: AnyStateMachine = chart.machine;
   const restored = createActor(machine, { snapshot: snap as unknown as Snapshot<unknown> }).getSnapshot() as unknown as {
     status: string;
     error?: unknown;

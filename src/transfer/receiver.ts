@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { isWithin } from '../validate.js';
+import { transferStats } from './stats.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
@@ -216,6 +217,7 @@ class ReceiveSession {
 
   private refuse(reason: string): void {
     this.refusals.push(reason);
+    transferStats.refusedConnections++;
     log.warn('transfer: refused a connection', { port: this.port, reason });
     try {
       this.opts.onRefused?.(reason);

@@ -8,13 +8,17 @@
 import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isPermanentFailure, isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import type { TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import type { StepInput } from '../../../machines/seed-common.js';
 import { clampDelay, sleep } from '../../timers.js';
+
+/** The built-in transfer (with its native checksum addon) loads with the first built-in receive or send. */
+const builtInTransfer = () => import('../../transfer/index.js');
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -157,6 +161,7 @@ function verifySnapshot(env: StepEnv, signal: AbortSignal): () => Promise<void> 
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { isTransferComplete, startReceiver, transferTlsFromConfig } = await builtInTransfer();
   const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
   let last: unknown;
   for (;;) {
@@ -200,6 +205,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { send, transferTlsFromConfig } = await builtInTransfer();
   let last: unknown;
   let receiverReason: AgentError | undefined;
   for (;;) {
