@@ -375,8 +375,8 @@
     afterEl.hidden = !after;
     if (after) afterEl.replaceChildren(el('strong', { text: 'State of this host: ' }), after.state, el('div', { class: 'todo', text: 'What to do: ' + after.todo }));
     const meta = card.querySelector('.meta');
-    meta.replaceChildren('state ', el('span', { class: 'state-name', text: view.state }),
-      ` · started ${clock(view.createdAt)} · updated ${clock(view.updatedAt)}` + (view.transfer && view.transfer.port ? ` · transfer port ${view.transfer.port}` : ''));
+    // The machine's own state name and last change, for those who read the diagram; the facts say the rest.
+    meta.replaceChildren('machine state ', el('span', { class: 'state-name', text: view.state }), ` · last change ${clock(view.updatedAt)}`);
 
     const errorEl = card.querySelector('.error');
     if (view.error) {
