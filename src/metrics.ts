@@ -34,7 +34,7 @@ export interface MetricsHost {
 /** A scrape must not wait for a slow command as long as a seed step may. */
 const scrapeCommandTimeoutMs = 5000;
 
-export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, host?: MetricsHost): AgentMetrics {
+export function createMetrics(config: Config, contact: ContactStatus, seeds?: SeedFeed, host?: MetricsHost, baseline: SeedView[] = seeds?.list() ?? []): AgentMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -81,6 +81,22 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
     collect() {
       const last = contact.lastContactAt();
       this.set(last !== undefined && Date.now() - last <= config.StatusBadSeconds * 1000 ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}state_dir_problems`,
+    help: 'Problems with StateDir now (cannot be created, read or written, full; GET /api/seeds says which); 0 when all is well.',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.stateDirProblems?.().length ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${prefix}corrupt_state_files`,
+    help: 'Seed state files found corrupt at start (moved to StateDir/seeds/corrupt/ when possible; listed in GET /api/seeds).',
+    registers: [registry],
+    collect() {
+      this.set(seeds?.corruptFiles?.().length ?? 0);
     },
   });
   new Gauge({
@@ -182,7 +198,7 @@ export function createMetrics(config: Config, contact: ContactStatus, seeds?: Se
       if (start !== undefined) duration.observe({ role: view.role, outcome: view.status }, Math.max(0, (end - start) / 1000));
     }
   };
-  for (const view of seeds?.list() ?? []) {
+  for (const view of baseline) {
     seen.set(view.id, { status: view.status, bytesDone: view.progress?.bytesDone ?? 0, failedSteps: erroredSteps(view).length });
   }
 

@@ -40,6 +40,7 @@ export interface SeedView {
   /** Events the seed accepts now (NEXT, ABORT). */
   accepts?: string[];
   method?: string;
+  transport?: string;
   /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
   marks?: string[];
   /** While a step waits for the other side to come back: since when, until when, why. */
@@ -52,6 +53,10 @@ export interface SeedFeed {
   list(): SeedView[];
   /** Called with a seed's view on every change; returns the unsubscribe function. */
   subscribe(listener: (view: SeedView) => void): () => void;
+  /** What is wrong with StateDir now (cannot be created or written, full); empty when all is well. */
+  stateDirProblems?(): readonly unknown[];
+  /** State files found corrupt at start. */
+  corruptFiles?(): readonly unknown[];
 }
 
 /** The seed manager when this agent runs one (absent in tests that build an app alone). */

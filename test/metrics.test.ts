@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { defaultConfig } from '../src/config.js';
 import { createMetrics } from '../src/metrics.js';
+import { lazyMetrics } from '../src/routes/metrics-routes.js';
 import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './support/agent-process.js';
 import { MemoryFeed, seedView } from './support/seed-views.js';
 import { availableSpace } from '../src/host/disk.js';
@@ -103,6 +104,30 @@ describe('Prometheus metrics', () => {
     rmSync(dir, { recursive: true, force: true });
     // A datadir that cannot be read is unknown (NaN), not a wrong number.
     expect(sample((await metrics.render()).body, 'orchestrator_agent_datadir_free_bytes')).toBeNaN();
+  });
+
+  test('seed changes before the first scrape (prom-client not loaded yet) count as if it had watched from the start', async () => {
+    const old = seedView({ id: 'old', role: 'source', machine: 'seedSource', state: 'sending', progress: { bytesDone: 700, bytesTotal: 999 } });
+    const feed = new MemoryFeed([old]);
+    const metrics = lazyMetrics(defaultConfig(), { lastContactAt: () => undefined }, feed);
+    const created = seedView({ id: 's1', state: 'receiving', createdAt: '2026-01-01T00:00:00.000Z', progress: { bytesDone: 4000, bytesTotal: 5000 } });
+    feed.emit(created);
+    // a retried transfer starts its count again: the 4000 bytes already moved still count
+    feed.emit({ ...created, progress: { bytesDone: 1000, bytesTotal: 5000 },
+      history: [{ state: 'receiving', enteredAt: 0, leftAt: 1, error: { code: 'unavailable', message: 'sender went away' } }] });
+    feed.emit({ ...old, progress: { bytesDone: 900, bytesTotal: 999 } });
+    let body = (await metrics.render()).body;
+    expect(sample(body, 'orchestrator_agent_seed_bytes_transferred_total{role="target"}')).toBe(4000);
+    expect(sample(body, 'orchestrator_agent_seed_bytes_transferred_total{role="source"}')).toBe(200);
+    expect(sample(body, 'orchestrator_agent_seed_step_failures_total{machine="seedTarget",step="receiving"}')).toBe(1);
+    expect(sample(body, 'orchestrator_agent_seeds{role="target",state="receiving",status="active"}')).toBe(1);
+
+    // once loaded, changes are observed as they come
+    feed.emit({ ...created, state: 'done', status: 'done', updatedAt: '2026-01-01T00:10:00.000Z', progress: { bytesDone: 5000, bytesTotal: 5000 },
+      history: [{ state: 'receiving', enteredAt: 0, leftAt: 1, error: { code: 'unavailable', message: 'sender went away' } }] });
+    body = (await metrics.render()).body;
+    expect(sample(body, 'orchestrator_agent_seed_bytes_transferred_total{role="target"}')).toBe(5000);
+    expect(sample(body, 'orchestrator_agent_seed_duration_seconds_sum{role="target",outcome="done"}')).toBe(600);
   });
 
   test('registration status is 1 only while orchestrator answered within StatusBadSeconds', async () => {

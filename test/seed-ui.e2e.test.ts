@@ -181,7 +181,7 @@ describe('web view during a built-in transfer with a bandwidth limit (headless C
     expect(await bar.getAttribute('aria-valuenow')).toBe('100.0');
     const kib = `${((await target.seed('ui-builtin')).progress!.bytesDone / 1024).toFixed(1)} KiB`;
     expect(await card.locator('.progress .numbers').textContent()).toContain(`${kib} of ${kib} (100%)`);
-    expect(await card.locator('[data-fact="method"]').textContent()).toBe('built-in transfer');
+    expect(await card.locator('[data-fact="transport"]').textContent()).toBe('built-in transfer');
     await page.close();
   });
 });

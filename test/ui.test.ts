@@ -160,7 +160,7 @@ describe('web view and seed stream', () => {
       const at = (s: number) => new Date(t0 + s * 1000).toISOString();
       feed.emit(seedView({
         id: 'finished-seed', machine: 'seed-target', state: 'done', status: 'done', createdAt: at(0), updatedAt: at(95),
-        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, method: 'built-in transfer',
+        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, transport: 'built-in transfer',
         marks: ['purgeStarted', 'transferred', 'postCopied'],
         progress: { bytesDone: 2048, bytesTotal: 2048, rateBytesPerSec: 1024, etaSeconds: 0, filesDone: 2, filesTotal: 2, currentFile: null },
         history: [
@@ -178,7 +178,7 @@ describe('web view and seed stream', () => {
       expect(await card.locator('[data-fact="started"]').textContent()).toBe('2026-03-01 10:00:00 UTC');
       expect(await card.locator('[data-fact="ended"]').textContent()).toBe('2026-03-01 10:01:35 UTC');
       expect(await card.locator('[data-fact="took"]').textContent()).toBe('1m 35s');
-      expect(await card.locator('[data-fact="method"]').textContent()).toBe('built-in transfer');
+      expect(await card.locator('[data-fact="transport"]').textContent()).toBe('built-in transfer');
       const numbers = await card.locator('.progress .numbers').textContent();
       expect(numbers).toContain('2.0 KiB of 2.0 KiB (100%)');
       expect(numbers).not.toContain('/s');

@@ -217,6 +217,7 @@
       facts.push(['peer', view.transfer && view.transfer.port ? `the source sends to port ${view.transfer.port}` : 'the source connects to this host']);
     }
     if (view.method) facts.push(['method', view.method]);
+    if (view.transport) facts.push(['transport', view.transport]);
     if (view.role === 'target') {
       facts.push(['MySQL afterwards', p.receiveOnly ? 'left to orchestrator (original route: it stops, purges, runs post-copy, starts)'
         : p.startMySQL ? 'started after the post-copy command' : 'left stopped (startMySQL was not asked)']);

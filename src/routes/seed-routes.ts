@@ -9,7 +9,9 @@ import { sendJson } from '../http/respond.js';
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
-import { newAuthKey } from '../transfer/index.js';
+import { newAuthKey } from '../transfer/auth.js';
+import { MAX_DURATION_SECONDS } from '../timers.js';
+import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -36,6 +38,22 @@ async function readJsonBody(ctx: Context): Promise<Record<string, unknown>> {
   return value as Record<string, unknown>;
 }
 
+/** "method" of POST /api/seeds: snapshot (the default, today's flow), backup or dump. */
+function methodOf(body: Record<string, unknown>): SeedMethod {
+  if (body.method === undefined) return 'snapshot';
+  if (!isSeedMethod(body.method)) throw badRequest(`method must be one of ${SEED_METHODS.map((m) => `"${m}"`).join(', ')}, got ${JSON.stringify(body.method)}`);
+  return body.method;
+}
+
+/** "sourceMySQL": {"host","port"}: where the new replica reaches the source (a separate replication network). */
+function sourceMySQLOf(body: Record<string, unknown>): { host: string; port: number } | null {
+  const v = body.sourceMySQL;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('sourceMySQL must be {"host": ..., "port": ...}');
+  const o = v as Record<string, unknown>;
+  return { host: validate.host(o.host), port: validate.port(o.port) };
+}
+
 function bool(body: Record<string, unknown>, key: string): boolean {
   const v = body[key];
   if (v === undefined) return false;
@@ -45,9 +63,7 @@ function bool(body: Record<string, unknown>, key: string): boolean {
 
 function timeoutSeconds(body: Record<string, unknown>): number {
   if (body.timeoutSeconds === undefined) return defaultTimeoutSeconds;
-  const n = validate.nonNegativeInt('timeoutSeconds', body.timeoutSeconds);
-  if (n === 0) throw badRequest('timeoutSeconds must be positive');
-  return n;
+  return validate.durationSeconds('timeoutSeconds', body.timeoutSeconds, 1, MAX_DURATION_SECONDS);
 }
 
 type TransferMode = { kind: 'command' } | { kind: 'builtin' };
@@ -139,8 +155,26 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const id = validate.seedId(body.id);
     const role = body.role;
     const stepByStep = bool(body, 'stepByStep');
+    const method = methodOf(body);
+    if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     let result;
-    if (role === 'target') {
+    if (method === 'backup' && role === 'target') {
+      const existing = seeds.get(id);
+      const replicate = bool(body, 'replicate');
+      const params = {
+        method,
+        startMySQL: bool(body, 'startMySQL') || replicate,
+        replicate,
+        sourceMySQL: sourceMySQLOf(body),
+        force: bool(body, 'force'),
+        stepByStep,
+        port: typeof existing?.params.port === 'number' ? existing.params.port : await pickPort(config.SeedTransferBindAddress),
+      };
+      result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
+    } else if (method === 'backup' && role === 'source') {
+      const params = { method, targetHost: validate.host(body.targetHost), targetPort: validate.port(body.targetPort), stepByStep };
+      result = seeds.create(id, 'source', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: authKeyOf(body) } });
+    } else if (role === 'target') {
       const existing = seeds.get(id);
       const builtin = transferMode(config, 'target').kind === 'builtin';
       const port = !builtin
@@ -179,7 +213,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return seeds.send(id, { type: body.type });
   });
 
-  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles() }));
+  // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
+  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles(), stateDir: { path: config.StateDir, problems: seeds.stateDirProblems() } }));
 
   routes.read('/api/seeds/:id', (ctx) => {
     const id = validate.seedId(ctx.params.id);

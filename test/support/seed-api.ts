@@ -6,6 +6,7 @@ import { startAgentProcess, writeConfig, type AgentProcess } from './agent-proce
 export interface SeedViewJson {
   id: string;
   role: string;
+  method: string;
   state: string;
   paused: boolean;
   status: string;
