@@ -2,6 +2,9 @@
 // the other so they never compete for the CPU. Parts:
 //   transfer  built-in transfer against tar | socat on a 2 GiB datadir-like tree (bench/run.ts; minutes)
 //   start     start to first answer against a bare node http server, idle and peak RSS (bench/start.ts)
+//   bursts    req/s under 100 connections on a command route: single flight against one process per request
+//   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
+//             the datadir once, minutes)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -9,6 +12,8 @@ const here = new URL('.', import.meta.url).pathname;
 const parts: Record<string, string> = {
   transfer: 'run.js',
   start: 'start.js',
+  bursts: 'bursts.js',
+  datadir: 'datadir.js',
 };
 
 async function main(): Promise<void> {

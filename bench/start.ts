@@ -2,11 +2,14 @@
 // - Start to first answer: the bench spawns `node dist/src/main.js --config FILE` and, the same way, a bare
 //   node:http server (bench/bare-server.ts), then sends GET /api/hostname every 2 ms until one is answered.
 //   Rounds alternate the two; medians and their ratio are printed.
-// - Idle RSS: an agent that answered its first request and then sat idle for BENCH_IDLE_SECONDS.
+// - Idle RSS: an agent that answered its first request and then sat idle for BENCH_IDLE_SECONDS (30 by
+//   default: V8 gives back its start-up garbage some 20 s after allocation stops; the RSS 1 s after the
+//   first answer is printed too).
 // - Peak RSS: VmHWM of that agent after 100 keep-alive connections (bench/load.ts, a child process) hammered
 //   each route of BENCH_LOAD_ROUTES for BENCH_LOAD_SECONDS.
 // The agent registers with a fake orchestrator (test/support) as in production, with a state dir of its own.
-// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (5), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100).
+// BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100);
+// BENCH_AGENT_MAIN=/other/tree/dist/src/main.js measures another build (before/after a change).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -16,11 +19,11 @@ import { freePort } from '../test/support/mariadb.js';
 import { FakeOrchestrator } from '../test/support/fake-orchestrator.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const mainJs = resolve(here, '../src/main.js');
+const mainJs = process.env.BENCH_AGENT_MAIN ?? resolve(here, '../src/main.js');
 const bareJs = resolve(here, 'bare-server.js');
 const loadJs = resolve(here, 'load.js');
 const rounds = Number(process.env.BENCH_START_ROUNDS ?? 7);
-const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
+const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 100);
 const MiB = 1024 * 1024;
@@ -74,6 +77,13 @@ async function firstAnswer(server: Server, t0: number, path: string): Promise<nu
     if (performance.now() - t0 > 20_000) throw new Error(`no answer within 20 s:\n${server.stderr()}`);
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/** CPU time (user + system) the process has used, in ms: on a busy machine it says what start costs. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
 }
 
 function procStatus(pid: number, key: 'VmRSS' | 'VmHWM'): number {
@@ -132,32 +142,37 @@ async function main(): Promise<void> {
   try {
     const bare: number[] = [];
     const agent: number[] = [];
+    const cpu: Record<'bare' | 'agent', number[]> = { bare: [], agent: [] };
     for (let r = 1; r <= rounds; r++) {
-      for (const [prepare, into] of [[prepareBare, bare], [prepareAgent, agent]] as const) {
+      for (const [name, prepare, into] of [['bare', prepareBare, bare], ['agent', prepareAgent, agent]] as const) {
         const spawnIt = await prepare();
         const t0 = performance.now();
         const server = spawnIt();
         try {
           into.push(await firstAnswer(server, t0, path));
+          cpu[name].push(cpuMs(server.child.pid!));
         } finally {
           await server.stop();
         }
       }
-      process.stdout.write(`round ${r}: bare node http ${bare.at(-1)!.toFixed(0)} ms, agent ${agent.at(-1)!.toFixed(0)} ms\n`);
+      process.stdout.write(`round ${r}: bare node http ${bare.at(-1)!.toFixed(0)} ms (${cpu.bare.at(-1)} ms CPU), agent ${agent.at(-1)!.toFixed(0)} ms (${cpu.agent.at(-1)} ms CPU)\n`);
     }
     const mb = median(bare);
     const ma = median(agent);
     process.stdout.write(`start to first answer (GET ${path}), ${rounds} alternating rounds: bare node http ${mb.toFixed(0)} ms median, agent ${ma.toFixed(0)} ms median (${Math.min(...agent).toFixed(0)} best)\n`);
     process.stdout.write(`ratio agent / bare node http: ${(ma / mb).toFixed(2)}x (median)\n`);
+    process.stdout.write(`CPU time until the first answer: bare node http ${median(cpu.bare)} ms median, agent ${median(cpu.agent)} ms median (${(median(cpu.agent) / median(cpu.bare)).toFixed(2)}x)\n`);
 
     // Memory: one agent and one bare server, each answered once, then idle, then under load.
-    const memory: Record<string, { idle: number; peak: number; routes: string[] }> = {};
+    const memory: Record<string, { started: number; idle: number; peak: number; routes: string[] }> = {};
     for (const [name, prepare] of [['bare', prepareBare], ['agent', prepareAgent]] as const) {
       const server = (await prepare())();
       const pid = server.child.pid!;
       try {
         await firstAnswer(server, performance.now(), path);
-        await sleep(idleSeconds * 1000);
+        await sleep(1000);
+        const started = procStatus(pid, 'VmRSS');
+        await sleep(Math.max(0, idleSeconds - 1) * 1000);
         const idle = procStatus(pid, 'VmRSS');
         const token = name === 'agent' ? readFileSync(join(dir, 'token'), 'utf8').trim() : '';
         const routes = name === 'agent' ? ['/api/hostname', `/api/mysql-port?token=${token}`] : ['/'];
@@ -167,14 +182,14 @@ async function main(): Promise<void> {
           const shown = token ? route.replace(token, '…') : route;
           lines.push(`${shown} ${r.rate.toFixed(0)} req/s${r.non2xx || r.errors ? ` (${r.non2xx} non-2xx, ${r.errors} errors${r.lastError ? `: ${r.lastError}` : ''})` : ''}, peak RSS so far ${procStatus(pid, 'VmHWM').toFixed(0)} MiB`);
         }
-        memory[name] = { idle, peak: procStatus(pid, 'VmHWM'), routes: lines };
+        memory[name] = { started, idle, peak: procStatus(pid, 'VmHWM'), routes: lines };
       } finally {
         await server.stop();
       }
     }
     for (const [name, m] of Object.entries(memory)) {
       const label = name === 'agent' ? 'agent' : 'bare node http';
-      process.stdout.write(`${label}: idle RSS ${m.idle.toFixed(1)} MiB after ${idleSeconds} s; under ${connections} connections, ${loadSeconds} s per route:\n`);
+      process.stdout.write(`${label}: RSS ${m.started.toFixed(1)} MiB 1 s after the first answer, ${m.idle.toFixed(1)} MiB after ${idleSeconds} s idle; under ${connections} connections, ${loadSeconds} s per route:\n`);
       for (const line of m.routes) process.stdout.write(`  ${line}\n`);
       process.stdout.write(`  peak RSS ${m.peak.toFixed(1)} MiB\n`);
     }

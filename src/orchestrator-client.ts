@@ -2,7 +2,7 @@
 // Orchestrator's agents port has no basic auth; TLS follows the agent's SSL* keys as the original's buildTLS did.
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
-import fetch, { FetchError } from 'node-fetch';
+import type { FetchError } from 'node-fetch';
 import type { Config } from './config.js';
 import { AgentError } from './errors.js';
 
@@ -96,6 +96,8 @@ export class OrchestratorClient {
     let text: string;
     let status: number;
     try {
+      // node-fetch loads with the first call, after the API already listens.
+      const { default: fetch } = await import('node-fetch');
       const res = await fetch(url, {
         signal,
         agent: (parsed: URL) => (parsed.protocol === 'https:' ? this.httpsAgent : undefined),

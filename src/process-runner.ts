@@ -3,9 +3,10 @@
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdirSync, readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import { AgentError } from './errors.js';
 import { log } from './log.js';
+import { longTimeout } from './timers.js';
 
 export interface RunOptions {
   /** Every process has an upper bound. */
@@ -51,6 +52,11 @@ export function withProcessScope<T>(scope: ProcessScope, fn: () => Promise<T>): 
   return processScope.run(scope, fn);
 }
 const stderrTailBytes = 2000;
+
+// execa (about a hundred modules) loads with the first process the agent runs, not at start.
+let execaFn: typeof Execa | undefined;
+let execaLoading: Promise<typeof Execa> | undefined;
+const loadExeca = () => (execaLoading ??= import('execa').then((m) => (execaFn = m.execa)));
 
 function tail(text: string): string {
   const trimmed = text.trim();
@@ -159,6 +165,11 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   if (tag) env[TAG_ENV] = tag;
   const onStart = opts.onStart ?? scope?.onStart;
 
+  let execa = execaFn;
+  if (!execa) {
+    execa = await loadExeca();
+    if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  }
   const child = execa(program, argv, {
     detached: true, // own process group: we kill the whole group, not just the direct child
     reject: false,
@@ -181,7 +192,8 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   const stop = () => {
     if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
   };
-  const timer = setTimeout(() => {
+  // Any length: a plain setTimeout above 2^31-1 ms would fire at once and kill the command.
+  const timer = longTimeout(() => {
     timedOut = true;
     stop();
   }, opts.timeoutMs);
@@ -208,7 +220,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     }
     return { command, exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr };
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     opts.signal?.removeEventListener('abort', onAbort);
   }
 }
@@ -227,13 +239,14 @@ export interface PipedProcess {
  * As runProgram, but stdin and stdout are pipes the caller uses while it runs (stderr is captured for the
  * error). Same process group, tag, timeout and abort handling.
  */
-export function runPiped(file: string, args: readonly string[], opts: RunOptions): PipedProcess {
+export async function runPiped(file: string, args: readonly string[], opts: RunOptions): Promise<PipedProcess> {
   const command = [file, ...args].join(' ');
   if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
   const env: Record<string, string> = { ...opts.env };
   const scope = processScope.getStore();
   const tag = opts.tag ?? scope?.tag;
   if (tag) env[TAG_ENV] = tag;
+  const execa = execaFn ?? (await loadExeca());
   const child = execa(file, [...args], {
     detached: true,
     reject: false,
@@ -255,7 +268,7 @@ export function runPiped(file: string, args: readonly string[], opts: RunOptions
     if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
     return killing ?? Promise.resolve();
   };
-  const timer = setTimeout(() => {
+  const timer = longTimeout(() => {
     why = 'timeout';
     void kill();
   }, opts.timeoutMs);
@@ -278,7 +291,7 @@ export function runPiped(file: string, args: readonly string[], opts: RunOptions
       }
       return { command, exitCode: 0, stdout: '', stderr };
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       opts.signal?.removeEventListener('abort', onAbort);
     }
   })();

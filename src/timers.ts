@@ -5,6 +5,9 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 /** The longest delay setTimeout honours. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** The longest duration a user may give (timeoutSeconds, the timeout keys): 30 days, in seconds. */
+export const MAX_DURATION_SECONDS = 30 * 86400;
+
 /** A delay setTimeout honours: 0..MAX_TIMER_MS (NaN and negatives are 0). */
 export function clampDelay(ms: number): number {
   if (!(ms > 0)) return 0;

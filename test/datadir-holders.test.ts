@@ -2,11 +2,12 @@
 // working directories, /proc/locks) and refuses, naming who holds the datadir.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, tempDir } from './support/agent-process.js';
 import { haveMariaDB, installDatadir, mariadbInstance, runScript, which, type MariaDBInstance } from './support/mariadb.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
+import { freePort, makeTargetHost, stopTargetMysqld } from './support/seed-hosts.js';
 import { findHolders, parseProcLocks } from '../src/host/datadir-holders.js';
 import { LocalDatadir } from '../src/host/datadir.js';
 import { defaultConfig } from '../src/config.js';
@@ -179,3 +180,42 @@ test('the shipped default config (npm start) points the datadir at a demo datadi
     rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test("a failed seed's cleanup leaves the partial copy in place, naming the process that started using the datadir meanwhile", async () => {
+  const dir = tempDir('oa-holders-cleanup-');
+  const host = makeTargetHost(dir, await freePort());
+  let agent: SeedAgent | undefined;
+  const holderPidFile = join(dir, 'holder.pid');
+  try {
+    // The receive command writes part of a copy, then a process outside the seed (no seed tag, its own
+    // session: as a server someone started by hand) settles in the datadir, and the receive fails.
+    const receive = [
+      'echo partial > "$1/partial"',
+      `env -u ORCHESTRATOR_AGENT_TAG setsid bash -c 'cd "$1" && echo $$ > ${holderPidFile} && exec sleep 605' _ "$1" </dev/null >/dev/null 2>&1 &`,
+      `while [ ! -s ${holderPidFile} ]; do sleep 0.02; done`,
+      'echo "receive failing" >&2; exit 1',
+    ].join('\n');
+    agent = await startSeedAgent(dir, { ...host.config, ReceiveSeedDataCommand: receive });
+    // The status command would say running while the stand-in mysqld runs; this seed is told it stopped.
+    stopTargetMysqld(host);
+    expect((await agent.call('POST', '/api/seeds', { id: 'cleanup-held', role: 'target' })).status).toBe(201);
+    const view = await agent.waitFor('cleanup-held', (v) => v.status !== 'active', 'an end', 60000);
+    const holderPid = Number(readFileSync(holderPidFile, 'utf8').trim());
+    expect(view.status).toBe('failed');
+    expect(view.error?.message).toContain('receive failing');
+    expect(view.error?.message).toContain(`cleanup also failed: refusing to purge the datadir ${host.datadir}`);
+    expect(view.error?.message).toContain(`pid ${holderPid} (sleep 605) works in ${host.datadir}`);
+    expect(readdirSync(host.datadir)).toEqual(['partial']);
+  } finally {
+    await agent?.agent.stop();
+    stopTargetMysqld(host);
+    if (existsSync(holderPidFile)) {
+      try {
+        process.kill(-Number(readFileSync(holderPidFile, 'utf8').trim()), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90000);

@@ -31,18 +31,25 @@ describe('HTTP API basics on a real agent process', () => {
     expect(await res.json()).toBe('BAD');
   });
 
-  test('a token-protected route refuses a missing or wrong token with the original error shape', async () => {
-    for (const url of ['/api/does-not-matter-but-token-first', '/api/mysql-port?token=wrong']) {
-      const res = await fetch(`${agent.baseUrl}${url}`);
-      expect(res.status).toBeGreaterThanOrEqual(400);
+  test('a route that exists refuses a missing or wrong token with 401 and the original error shape', async () => {
+    for (const [what, init, url] of [
+      ['no token', {}, '/api/registration'],
+      ['wrong ?token=', {}, '/api/registration?token=wrong'],
+      ['wrong TokenHttpHeader', { headers: { 'X-Agent-Token': 'wrong' } }, '/api/registration'],
+      ['?token= on a POST', { method: 'POST' }, `/api/mysql-stop?token=${token}`],
+    ] as const) {
+      const res = await fetch(`${agent.baseUrl}${url}`, init);
+      expect([what, res.status]).toEqual([what, 401]);
       const body = (await res.json()) as { Code: string; Message: string };
       expect(body.Code).toBe('ERROR');
-      expect(typeof body.Message).toBe('string');
+      expect(body.Message).toMatch(/token/i);
     }
   });
 
-  test('the token is accepted from ?token= and from TokenHttpHeader', async () => {
-    // /api/nothing is a 404 after the token check; a wrong token would be 401 first on known routes.
+  test('the token is accepted from ?token= and from TokenHttpHeader on a route that exists', async () => {
+    const viaQuery = await fetch(`${agent.baseUrl}/api/registration?token=${token}`);
+    expect(viaQuery.status).toBe(200);
+    expect(await viaQuery.json()).toHaveProperty('state');
     const viaHeader = await fetch(`${agent.baseUrl}/api/registration`, { headers: { 'X-Agent-Token': token } });
     expect(viaHeader.status).toBe(200);
     const unknown = await fetch(`${agent.baseUrl}/api/nothing-here?token=${token}`);

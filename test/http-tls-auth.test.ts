@@ -198,6 +198,8 @@ describe('basic auth (HTTPAuthUser / HTTPAuthPassword)', () => {
   test('StatusEndpointWithoutBasicAuth opens the status endpoint alone to a load balancer', async () => {
     const o = await orchestrator();
     const open = await agentWith({ ...o.agentConfig(), HTTPAuthUser: 'orc', HTTPAuthPassword: 's3cret', StatusEndpointWithoutBasicAuth: true });
+    // BAD (500, not 401) until the first contact with orchestrator, then OK.
+    await waitFor('status OK', async () => (await fetch(`${open.baseUrl}/api/status`)).status === 200);
     const res = await fetch(`${open.baseUrl}/api/status`);
     expect(res.status).toBe(200);
     expect(await res.json()).toBe('OK');

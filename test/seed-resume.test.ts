@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/gl
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
+import { mountsUnder } from './support/btrfs-fixture.js';
 import { startSeedAgent, type SeedAgent, type SeedViewJson } from './support/seed-api.js';
 import { makeSourceHost, makeTargetHost, stopTargetMysqld, treeDigest, type SourceHost, type TargetHost } from './support/seed-hosts.js';
 
@@ -42,14 +43,14 @@ const isFinal = (v: SeedViewJson) => v.status !== 'active';
 const connectSeconds = 5;
 
 /** A target and a source agent with the built-in transfer, a short connect timeout and a slow link (0.6 MB/s). */
-async function pair(extraTarget: Record<string, unknown> = {}) {
+async function pair(extraTarget: Record<string, unknown> = {}, extraSource: Record<string, unknown> = {}) {
   const tdir = tempDir('oa-resume-tgt-');
   const sdir = tempDir('oa-resume-srcagent-');
   dirs.push(tdir, sdir);
   const host = makeTargetHost(tdir, 0);
   targets.push(host);
   const tconfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraTarget };
-  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: connectSeconds };
+  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraSource };
   const t = await startSeedAgent(tdir, tconfig);
   agents.push(t);
   const s = await startSeedAgent(sdir, sconfig);
@@ -139,5 +140,16 @@ describe('resume of the built-in transfer after the connect deadline', () => {
     const s2 = await replace(s, 'none', sdir, sconfig);
     expect((await s2.call('POST', '/api/seeds/rs/events', { type: 'ABORT' })).status).toBe(200);
     expect((await s2.waitFor('rs', isFinal, 'an end')).status).toBe('aborted');
+  }, 60000);
+
+  test('a sender whose receiver does not come back within the reconnect window fails the source seed saying so, and unmounts', async () => {
+    const { t, s } = await pair({}, { SeedTransferReconnectTimeoutSeconds: 2 });
+    await midCopy(t, 1);
+    await t.agent.kill9();
+    const sv = await s.waitFor('rs', isFinal, 'an end', 30000);
+    expect(sv.status).toBe('failed');
+    expect(sv.error!.message).toMatch(/the receiver was lost at \S+ and did not come back by \S+ \(SeedTransferReconnectTimeoutSeconds=2\)/);
+    expect(sv.history.map((h) => h.state)).toEqual(['mountingSnapshot', 'sending', 'cleanup', 'failed']);
+    expect(mountsUnder(source.mountPoint)).toEqual([]);
   }, 60000);
 });

@@ -1,7 +1,8 @@
 // Seeds through a real agent process: real commands, real TCP, a real btrfs snapshot on the source.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { mountsUnder } from './support/btrfs-fixture.js';
@@ -328,6 +329,39 @@ describe('the original seed routes', () => {
       await get(s, '/api/umount');
     }
     expect(mountsUnder(source.mountPoint)).toEqual([]);
+  });
+
+  test('a directory orchestrator mounted that changes while being sent fails both seeds, with the change in the source seed\'s warnings', async () => {
+    const secret = { SeedTransferSecret: 'orchestrator-shared-secret' };
+    const { agent: t, host } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', ...secret });
+    const s = await sourceAgent({ SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.5, SeedTransferPort: host.config.SeedTransferPort, ...secret });
+    // Not a snapshot: a writable directory, mounted (bound) where orchestrator would have mounted a snapshot.
+    const live = tempDir('oa-seed-live-');
+    dirs.push(live);
+    mkdirSync(join(live, 'mysql', 'db1'), { recursive: true });
+    writeFileSync(join(live, 'mysql', 'ibdata1'), randomBytes(3_000_000));
+    writeFileSync(join(live, 'mysql', 'db1', 't.ibd'), randomBytes(10_000));
+    execFileSync('mount', ['--bind', live, source.mountPoint]);
+    try {
+      const get = async (a: SeedAgent, path: string) => (await fetch(`${a.agent.baseUrl}${path}?token=${a.token}`)).json();
+      expect(await get(t, '/api/receive-mysql-seed-data/changing')).toBe(true);
+      expect(await get(s, '/api/send-mysql-seed-data/127.0.0.1/changing')).toBe(true);
+      await s.waitFor('changing', (v) => (v.progress?.bytesDone ?? 0) > 300_000, 'a first part sent');
+      appendFileSync(join(live, 'mysql', 'ibdata1'), 'written by a running server');
+      const sv = await s.waitFor('changing', isFinal, 'an end');
+      expect(sv.status).toBe('failed');
+      expect(sv.error!.message).toMatch(/mysql\/ibdata1 changed while being sent \(size 3000000 → 3000027 bytes.*not a consistent datadir/);
+      expect(sv.warnings.map((w) => w.message)).toEqual([expect.stringMatching(/mysql\/ibdata1 changed while being sent/)]);
+      const tv = await t.waitFor('changing', isFinal, 'an end');
+      expect(tv.status).toBe('failed');
+      expect(tv.error!.message).toMatch(/the sender stopped the transfer: .*changed while being sent/);
+      for (const a of [t, s]) {
+        expect(await get(a, '/api/seed-command-completed/changing')).toBe(true);
+        expect(await get(a, '/api/seed-command-succeeded/changing')).toBe(false);
+      }
+    } finally {
+      execFileSync('umount', ['-l', source.mountPoint]);
+    }
   });
 
   test('without transfer commands and without SeedTransferSecret the original routes say what to configure', async () => {

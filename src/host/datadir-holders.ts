@@ -164,6 +164,9 @@ export async function findHolders(dir: string, opts: HolderOptions = {}): Promis
   }
 
   const holders = [...found.values()].sort((a, b) => a.pid - b.pid);
+  // ibdata1 (InnoDB's lock) first, the rest by name, so the message reads the same every time.
+  const byImportance = (x: string, y: string) => Number(y.endsWith('/ibdata1')) - Number(x.endsWith('/ibdata1')) || x.localeCompare(y);
+  for (const h of holders) h.locked.sort(byImportance);
   for (const h of holders) h.command = h.pid > 0 ? await commandLine(proc, h.pid) : '(an open file description lock; owner not visible)';
   return { holders, uninspected };
 }

@@ -45,6 +45,11 @@ export interface SnapshotBackend {
   unmount(mountPoint: string, signal?: AbortSignal): Promise<Mount>;
   remove(name: string, signal?: AbortSignal): Promise<void>;
   create(signal?: AbortSignal): Promise<void>;
+  /**
+   * Throws (snapshot_invalid) when what is mounted at the mount point is a snapshot that can no longer be
+   * trusted: an LVM snapshot whose copy-on-write space filled up, so device-mapper invalidated it.
+   */
+  verifyMounted(mountPoint: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** Datadir facts and the one destructive operation, behind guardrails. */

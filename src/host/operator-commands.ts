@@ -2,7 +2,7 @@
 // snapshot creation and post-copy. Request values reach them only as positional parameters ($1).
 import type { Config } from '../config.js';
 import { AgentError } from '../errors.js';
-import { runProgram, runShell } from '../process-runner.js';
+import { runProgram, runShell, type RunResult } from '../process-runner.js';
 import { outputLines } from './error-log.js';
 import { commandOptions } from './mysql-service.js';
 
@@ -50,13 +50,13 @@ export async function postCopy(
   config: Config,
   sourceHost: string | undefined,
   opts: { signal?: AbortSignal; timeoutMs?: number } = {},
-): Promise<void> {
+): Promise<RunResult | undefined> {
   const command = config.PostCopyCommand.trim();
-  if (command === '') return;
+  if (command === '') return undefined;
   const options = { ...commandOptions(config, opts.signal, true), ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }) };
   if (sourceHost === undefined) {
-    await runShell(command, [], options);
+    return await runShell(command, [], options);
   } else {
-    await runProgram('env', [`${SOURCE_HOST_ENV}=${sourceHost}`, 'bash', '-c', command, 'orchestrator-agent'], options);
+    return await runProgram('env', [`${SOURCE_HOST_ENV}=${sourceHost}`, 'bash', '-c', command, 'orchestrator-agent'], options);
   }
 }

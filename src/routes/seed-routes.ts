@@ -9,8 +9,9 @@ import { sendJson } from '../http/respond.js';
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
-import { newAuthKey } from '../transfer/index.js';
+import { newAuthKey } from '../transfer/auth.js';
 import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
+import { MAX_DURATION_SECONDS } from '../timers.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -62,9 +63,7 @@ function bool(body: Record<string, unknown>, key: string): boolean {
 
 function timeoutSeconds(body: Record<string, unknown>): number {
   if (body.timeoutSeconds === undefined) return defaultTimeoutSeconds;
-  const n = validate.nonNegativeInt('timeoutSeconds', body.timeoutSeconds);
-  if (n === 0) throw badRequest('timeoutSeconds must be positive');
-  return n;
+  return validate.durationSeconds('timeoutSeconds', body.timeoutSeconds, 1, MAX_DURATION_SECONDS);
 }
 
 type TransferMode = { kind: 'command' } | { kind: 'builtin' };
@@ -214,7 +213,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return seeds.send(id, { type: body.type });
   });
 
-  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles() }));
+  // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
+  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles(), stateDir: { path: config.StateDir, problems: seeds.stateDirProblems() } }));
 
   routes.read('/api/seeds/:id', (ctx) => {
     const id = validate.seedId(ctx.params.id);

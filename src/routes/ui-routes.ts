@@ -12,12 +12,26 @@ import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
 import { seedFeedOf, type SeedView } from '../seed-feed.js';
 import { version } from '../version.js';
+import { seedTargetMachine } from '../../machines/seed-target.js';
+import { seedSourceMachine } from '../../machines/seed-source.js';
 
 /** Repository root (dist/src/routes/ -> ../../..): ui/ and diagrams/ are read from there. */
 const repoRoot = resolve(new URL('.', import.meta.url).pathname, '../../..');
 const uiDir = join(repoRoot, 'ui');
 const diagramsDir = join(repoRoot, 'diagrams');
 const machineName = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+/** The runbook steps of each seed chart, in order: its states built by runbookStep (they start at `gate`). */
+export function runbooks(): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const machine of [seedTargetMachine, seedSourceMachine]) {
+    const states = (machine.config.states ?? {}) as Record<string, { initial?: unknown }>;
+    out[machine.id] = Object.entries(states)
+      .filter(([, state]) => state.initial === 'gate')
+      .map(([name]) => name);
+  }
+  return out;
+}
 
 /** How often an idle stream sends a comment line, so proxies and the page see the connection alive. */
 export const heartbeatMs = 15_000;
@@ -55,6 +69,7 @@ export function registerUiRoutes(routes: Routes, services: AgentServices): void 
       hostname: hostname(),
       version,
       heartbeatMs,
+      runbooks: runbooks(),
     };
     // Function replacements: the inserted text is taken literally ('$' has no special meaning).
     const html = readUiFile('index.html')

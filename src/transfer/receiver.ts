@@ -8,7 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { isWithin } from '../validate.js';
-import { newNonce, proof, proofMatches } from './auth.js';
+import { transferStats } from './stats.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { fsyncDir, unlinkDurably, writeFileDurably } from './durable.js';
 import {
   MANIFEST_FILE,
@@ -20,11 +21,12 @@ import {
   type ManifestEntry,
   type VerifiedFile,
 } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorFrame, frameName, jsonFrame, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, MAX_DATA_BYTES, PROTOCOL_VERSION, errorBody, frameName, peerError } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
-import { ReceiverState } from './receiver-state.js';
+import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 
 export interface ReceiverOptions {
   /** Where the tree lands (the datadir). Created if missing. */
@@ -47,6 +49,11 @@ export interface ReceiverOptions {
   onRefused?: (reason: string) => void;
   /** How long to wait for an authenticated sender (SeedTransferConnectTimeoutSeconds). Default 600 s. */
   connectTimeoutMs?: number;
+  /**
+   * Resume granularity: the sender checksums every chunk of this size, and a partly received file resumes
+   * from its last verified chunk. Default 16 MiB.
+   */
+  resumeChunkBytes?: number;
   /** How long the sender may stay silent mid-transfer before the receive fails. Default 120 s. */
   idleTimeoutMs?: number;
   progressIntervalMs?: number;
@@ -84,10 +91,12 @@ const writeBatchBytes = 1024 * 1024;
 const writesInFlight = 3;
 /** Files being fsynced and renamed in the background while the next one streams in. */
 const maxFinalizing = 8;
+export const DEFAULT_RESUME_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
  * Prepares destDir and stateDir (removes any final manifest, so a partial copy never looks complete; loads
- * the verified list; clears the staging area), then listens. Resolves once listening.
+ * the verified files and chunks, checking partly received files on disk; clears the rest of the staging
+ * area), then listens. Resolves once listening.
  */
 export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const destDir = resolve(opts.destDir);
@@ -102,7 +111,6 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const staging = join(destDir, STAGING_DIR);
   try {
     await mkdir(destDir, { recursive: true });
-    await rm(staging, { recursive: true, force: true });
   } catch (err) {
     throw new AgentError('io', `cannot prepare ${destDir} to receive: ${(err as Error).message}`, { hint: 'check the datadir exists and is writable' });
   }
@@ -154,6 +162,7 @@ class ReceiveSession {
   private rejectDone!: (e: AgentError) => void;
   private socket: Socket | undefined;
   private reader: FrameReader | undefined;
+  private writer: FrameWriter | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private commitTimer: NodeJS.Timeout | undefined;
   private readonly refusals: string[] = [];
@@ -161,6 +170,9 @@ class ReceiveSession {
   private readonly openFiles = new Set<FileHandle>();
   private finalizing: Promise<void>[] = [];
   private pendingCommit: VerifiedFile[] = [];
+  /** Partly received files whose latest verified chunk is durable, to record in the state file. */
+  private pendingPartial = new Map<string, PartialFile>();
+  private readonly chunkBytes: number;
   private committing: Promise<void> = Promise.resolve();
   private syncing: Promise<void> = Promise.resolve();
   private where = 'waiting for the sender';
@@ -173,7 +185,9 @@ class ReceiveSession {
     private readonly opts: ReceiverOptions,
     private readonly server: Server,
     private readonly port: number,
-  ) {}
+  ) {
+    this.chunkBytes = Math.max(64 * 1024, Math.floor(opts.resumeChunkBytes ?? DEFAULT_RESUME_CHUNK_BYTES));
+  }
 
   run(): Promise<ReceiveResult> {
     const done = new Promise<ReceiveResult>((res, rej) => {
@@ -188,7 +202,7 @@ class ReceiveSession {
           hint: 'start the send on the source agent with this port and key',
         }),
       );
-    }, connectTimeoutMs);
+    }, clampDelay(connectTimeoutMs));
     const onAbort = () => this.fail(new AgentError('aborted', `receive into ${this.destDir} aborted (${this.where})`));
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
     done.finally(() => this.opts.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
@@ -203,6 +217,7 @@ class ReceiveSession {
 
   private refuse(reason: string): void {
     this.refusals.push(reason);
+    transferStats.refusedConnections++;
     log.warn('transfer: refused a connection', { port: this.port, reason });
     try {
       this.opts.onRefused?.(reason);
@@ -219,6 +234,7 @@ class ReceiveSession {
       return;
     }
     const reader = new FrameReader(socket);
+    const writer = new FrameWriter(socket);
     socket.on('error', () => undefined); // failures surface through the reader
     socket.setNoDelay(true);
     const timer = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
@@ -231,23 +247,35 @@ class ReceiveSession {
         );
       }
       const nonce = newNonce();
-      await writeAll(socket, [jsonFrame(FrameType.hello, { version: PROTOCOL_VERSION, nonce })]);
+      await writer.json(FrameType.hello, { version: PROTOCOL_VERSION, nonce });
       const auth = await reader.json([FrameType.auth], 'during the handshake');
       const body = auth.body as { mac?: unknown; nonce?: unknown };
       if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
         const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the receiving seed reported when it was created' });
-        await writeAll(socket, [errorFrame(refused)]).catch(() => undefined);
+        await writer.json(FrameType.error, errorBody(refused)).catch(() => undefined);
         throw refused;
       }
       if (this.socket || this.settled) throw new AgentError('conflict', 'another sender is already connected');
       clearTimeout(timer);
       this.socket = socket;
       this.reader = reader;
+      this.writer = writer;
+      if (!this.opts.tls) {
+        // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+        const keys = frameKeys(this.opts.authKey, nonce, body.nonce);
+        reader.authenticate(keys.senderToReceiver);
+        writer.authenticate(keys.receiverToSender);
+      }
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
       log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
       this.opts.onSenderAuthenticated?.(peer);
-      await writeAll(socket, [jsonFrame(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list() })]);
+      // Partly received files are offered from their last verified chunk, if they were chunked the same way.
+      const resume = this.state
+        .partialList()
+        .filter((p) => p.chunkBytes === this.chunkBytes)
+        .map((p) => ({ path: p.path, size: p.size, mtimeMs: p.mtimeMs, algorithm: p.algorithm, offset: p.chunks.length * p.chunkBytes }));
+      await writer.json(FrameType.welcome, { mac: proof(this.opts.authKey, 'receiver', body.nonce), have: this.state.list(), resume, chunkBytes: this.chunkBytes });
     } catch (err) {
       clearTimeout(timer);
       if (this.socket === socket) return this.fail(err);
@@ -257,14 +285,14 @@ class ReceiveSession {
       return;
     }
     try {
-      const result = await this.receive(socket, reader, peer);
+      const result = await this.receive(socket, reader, writer, peer);
       this.succeed(result);
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private async receive(socket: Socket, reader: FrameReader, peer: string): Promise<ReceiveResult> {
+  private async receive(socket: Socket, reader: FrameReader, writer: FrameWriter, peer: string): Promise<ReceiveResult> {
     const idleMs = this.opts.idleTimeoutMs ?? 120_000;
     socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s (${this.where})`)));
 
@@ -291,10 +319,18 @@ class ReceiveSession {
         this.state.forget(f.path);
       }
     }
+    // A partly received file resumes only as the same version of the file, chunked and checksummed the same way.
+    const listed = new Map(files.map((f) => [f.path, f]));
+    for (const p of this.state.partialList()) {
+      const f = listed.get(p.path);
+      if (!f || checksums.has(p.path) || f.size !== p.size || f.mtimeMs !== p.mtimeMs || p.algorithm !== algorithm || p.chunkBytes !== this.chunkBytes) {
+        this.state.forgetPartial(p.path);
+      }
+    }
     progress.alreadyDone(skipped, skippedBytes);
 
     this.where = 'creating directories';
-    await mkdir(this.staging, { mode: 0o700 });
+    await mkdir(this.staging, { recursive: true, mode: 0o700 });
     for (const e of entries) if (e.type === 'dir') await this.ensureDir(e.path);
 
     this.commitTimer = setInterval(() => this.scheduleCommit(), commitIntervalMs);
@@ -309,14 +345,20 @@ class ReceiveSession {
       }
       if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));
       if (h.type !== FrameType.fileBegin) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame ${this.where}`);
-      const begin = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown };
+      const begin = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; offset?: unknown };
       const entry = typeof begin.index === 'number' ? entries[begin.index] : undefined;
       if (!entry || entry.type !== 'file') throw new AgentError('bad_request', `file number ${String(begin.index)} is not a file of the manifest`);
+      const offset = begin.offset ?? 0;
+      const partial = this.state.partial(entry.path);
+      if (offset !== 0 && (!partial || offset !== partial.chunks.length * partial.chunkBytes)) {
+        throw new AgentError('bad_request', `the sender resumes ${entry.path} at byte ${String(offset)}, which this receiver did not offer`);
+      }
       this.where = `receiving ${entry.path}`;
       progress.fileStarted(entry.path);
-      const checksum = await this.receiveFile(reader, entry, begin.index as number, algorithm, progress);
+      if (offset > 0) progress.alreadyDone(0, offset as number);
+      const checksum = await this.receiveFile(reader, entry, begin.index as number, offset as number, algorithm, progress);
       checksums.set(entry.path, checksum);
-      bytesReceived += entry.size;
+      bytesReceived += entry.size - (offset as number);
       filesReceived++;
       progress.fileDone();
     }
@@ -359,20 +401,30 @@ class ReceiveSession {
       peer,
     };
     // The copy is complete and durable now; a sender gone before hearing so does not undo that.
-    await writeAll(socket, [jsonFrame(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped })]).catch((err: unknown) =>
+    await writer.json(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped }).catch((err: unknown) =>
       log.warn('transfer: could not confirm the completed copy to the sender', { destDir: this.destDir, error: String(err) }),
     );
     socket.end();
     return result;
   }
 
-  /** Streams one file into the staging area, returns its verified checksum and finalizes it in the background. */
-  private async receiveFile(reader: FrameReader, entry: FileEntry, index: number, algorithm: ChecksumAlgorithm, progress: ProgressTracker): Promise<string> {
-    const tmp = join(this.staging, String(index));
-    const fh = await open(tmp, 'w', 0o600);
+  /**
+   * Streams one file into the staging area from offset (0, or where an earlier session's verified chunks end),
+   * checks each chunk against the sender's checksum as it completes (recording it durably, so a restart
+   * resumes there), returns the whole file's checksum and finalizes the file in the background.
+   */
+  private async receiveFile(reader: FrameReader, entry: FileEntry, index: number, offset: number, algorithm: ChecksumAlgorithm, progress: ProgressTracker): Promise<string> {
+    const tmp = join(this.staging, stagingName(entry.path));
+    const prefix = offset > 0 ? this.state.takePrefixHash(entry.path) : undefined;
+    if (offset > 0 && !prefix) throw new AgentError('internal', `no checksum of the verified part of ${entry.path}`);
+    const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
     this.openFiles.add(fh);
-    const hash = createChecksum(algorithm);
-    let position = 0;
+    if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
+    const hash = prefix ?? createChecksum(algorithm);
+    const chunks = offset > 0 ? [...this.state.partial(entry.path)!.chunks] : [];
+    let chunkHash = createChecksum(algorithm);
+    let verifiedTo = offset;
+    let position = offset;
     let batch: Buffer[] = [];
     let batchBytes = 0;
     // Several positioned writes in flight, so a slow one (page cache pressure, a busy CPU) does not stall the socket.
@@ -387,6 +439,10 @@ class ReceiveSession {
       w.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
       inflight.push(w);
     };
+    const written = async () => {
+      if (batchBytes > 0) await flush();
+      await Promise.all(inflight.splice(0));
+    };
     for (;;) {
       const h = await reader.header();
       if (!h) throw new AgentError('io', `the sender closed the connection while sending ${entry.path} (${position} of ${entry.size} bytes)`);
@@ -398,6 +454,7 @@ class ReceiveSession {
         while (left > 0) {
           for (const slice of await reader.some(left)) {
             hash.update(slice);
+            chunkHash.update(slice);
             batch.push(slice);
             batchBytes += slice.length;
             position += slice.length;
@@ -409,14 +466,36 @@ class ReceiveSession {
         continue;
       }
       if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));
+      if (h.type === FrameType.chunk) {
+        const c = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; end?: unknown; checksum?: unknown };
+        if (c.index !== index || c.end !== position || position <= verifiedTo || (position % this.chunkBytes !== 0 && position !== entry.size)) {
+          throw new AgentError('bad_request', `chunk end ${String(c.end)} of ${entry.path} does not match the ${position} bytes received in chunks of ${this.chunkBytes}`);
+        }
+        const got = chunkHash.digest();
+        if (c.checksum !== got) {
+          throw new AgentError('io', `checksum mismatch on ${entry.path} bytes ${verifiedTo}-${position}: the sender read ${String(c.checksum)}, this receiver got ${got}`, {
+            hint: 'the data was corrupted on the way or on disk; run the seed again',
+          });
+        }
+        chunks.push(got);
+        verifiedTo = position;
+        chunkHash = createChecksum(algorithm);
+        // The last chunk is made durable with the whole file; an earlier one on its own, so a restart resumes after it.
+        if (position < entry.size) {
+          await written();
+          this.recordChunks(fh, { path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, algorithm, chunkBytes: this.chunkBytes, chunks: [...chunks] });
+        }
+        continue;
+      }
       if (h.type !== FrameType.fileEnd) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame while receiving ${entry.path}`);
       const end = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; checksum?: unknown };
-      if (batchBytes > 0) await flush();
-      await Promise.all(inflight);
+      await written();
       if (end.index !== index) throw new AgentError('bad_request', `file end for number ${String(end.index)} while receiving ${entry.path}`);
       if (position !== entry.size) throw new AgentError('io', `${entry.path}: received ${position} bytes, the manifest says ${entry.size}`);
+      if (verifiedTo !== entry.size) throw new AgentError('bad_request', `${entry.path}: the sender checksummed ${verifiedTo} of its ${entry.size} bytes`);
       const got = hash.digest();
-      if (end.checksum !== got) {
+      // A resumed file's sender did not read the part sent before: its chunks were checked then.
+      if (offset === 0 && end.checksum !== got) {
         throw new AgentError('io', `checksum mismatch on ${entry.path}: the sender read ${String(end.checksum)}, this receiver got ${got}`, {
           hint: 'the data was corrupted on the way or on disk; run the seed again',
         });
@@ -427,6 +506,19 @@ class ReceiveSession {
       this.finalizing.push(finalizing);
       return got;
     }
+  }
+
+  /** Once the file's data is on disk (one sync at a time, like the finalizing fsyncs), records its verified chunks. */
+  private recordChunks(fh: FileHandle, partial: PartialFile): void {
+    const synced = this.syncing.then(() => fh.datasync());
+    this.syncing = synced.catch(() => undefined);
+    synced.then(
+      () => {
+        this.pendingPartial.set(partial.path, partial);
+        this.scheduleCommit();
+      },
+      (err: unknown) => this.fail(new AgentError('io', `cannot make received data of ${partial.path} durable: ${(err as Error).message}`, { cause: err })),
+    );
   }
 
   /** Owner, mode and mtime, fsync, rename into place; then queued for the state file. */
@@ -452,13 +544,18 @@ class ReceiveSession {
 
   /** fsyncs the directories of renamed files, then records them in the state file; one commit at a time. */
   private scheduleCommit(): void {
-    if (this.pendingCommit.length === 0) return;
+    if (this.pendingCommit.length === 0 && this.pendingPartial.size === 0) return;
     const batch = this.pendingCommit;
+    const partials = [...this.pendingPartial.values()];
     this.pendingCommit = [];
+    this.pendingPartial.clear();
     this.committing = this.committing.then(async () => {
       if (this.settled) return;
       const dirs = new Set(batch.map((f) => dirname(join(this.destDir, f.path))));
       for (const d of dirs) await fsyncDir(d);
+      if (partials.length > 0) await fsyncDir(this.staging);
+      // Chunks first: a file verified whole in the same batch then replaces its partial entry.
+      for (const p of partials) this.state.setPartial(p);
       this.state.add(batch);
       await this.state.save();
     });
@@ -518,7 +615,7 @@ class ReceiveSession {
     this.server.close();
     this.reader?.fail(error);
     if (this.socket && !this.socket.destroyed) {
-      this.socket.write(errorFrame(error));
+      this.writer?.error(error);
       this.socket.end();
       const s = this.socket;
       setTimeout(() => s.destroy(), 1000).unref();
@@ -528,11 +625,12 @@ class ReceiveSession {
       await Promise.allSettled(this.finalizing);
       for (const fh of this.openFiles) await fh.close().catch(() => undefined);
       await this.committing.catch(() => undefined);
-      await rm(this.staging, { recursive: true, force: true }).catch(() => undefined);
+      // The staging area stays: the next receive resumes its files from their last verified chunk.
     })().finally(() => this.rejectDone(error));
   }
 }
 
+/** The sender's ERROR frame; a source that cannot be trusted (snapshot_invalid) keeps its code: resuming cannot help. */
 function peerFailure(body: unknown): AgentError {
   return peerError(body, 'the sender');
 }

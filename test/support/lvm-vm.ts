@@ -14,6 +14,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
+import { AgentClient } from './agent-client.js';
 import { repoRoot } from './agent-process.js';
 import { freePort } from './seed-hosts.js';
 
@@ -353,4 +354,58 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\/di
   console.log(`booted in ${vm.bootMs} ms`, await vm.exec('uname -a; lvm version | head -1; ls /dev/vda'));
   await vm.stop();
   rmSync(share, { recursive: true, force: true });
+}
+
+export interface GuestAgent {
+  client: AgentClient;
+  /** Milliseconds from starting node in the guest to the API answering. */
+  startMs: number;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts this checkout's agent (dist/src/main.js) inside the guest on port 3002 (forwarded to the host,
+ * see VmOptions.forwardPorts), with the given config keys; files go to `dir`, a directory inside the
+ * shared one. Node runs from the host's root over 9p, under software emulation: it starts slowly.
+ */
+export async function startGuestAgent(vm: LvmVm, dir: string, config: Record<string, unknown>): Promise<GuestAgent> {
+  mkdirSync(dir, { recursive: true });
+  const tokenFile = join(dir, 'token');
+  const logFile = join(dir, 'agent.log');
+  const pidFile = join(dir, 'agent.pid');
+  rmSync(tokenFile, { force: true });
+  const configFile = join(dir, 'agent.conf.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify(
+      { AgentsServer: 'http://127.0.0.1', AgentsServerPort: ':1', HTTPPort: 3002, HTTPBindAddress: '0.0.0.0', StateDir: '/run/oa-agent-state', TokenHintFile: tokenFile, ...config },
+      null,
+      2,
+    ),
+  );
+  const started = Date.now();
+  await vm.sh(
+    `cd ${shellQuote(repoRoot)} && setsid node dist/src/main.js --config ${shellQuote(configFile)} --debug > ${shellQuote(logFile)} 2>&1 < /dev/null & echo $! > ${shellQuote(pidFile)}`,
+  );
+  const baseUrl = `http://127.0.0.1:${vm.hostPort(3002)}`;
+  const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  for (;;) {
+    if (existsSync(tokenFile)) {
+      const token = readFileSync(tokenFile, 'utf8').trim();
+      const ok = await fetch(`${baseUrl}/api/hostname?token=${token}`).then((r) => r.ok, () => false);
+      if (ok) {
+        return {
+          client: new AgentClient(baseUrl, token),
+          startMs: Date.now() - started,
+          log,
+          async stop() {
+            await vm.exec(`pid=$(cat ${shellQuote(pidFile)}); kill "$pid"; for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done; kill -9 "$pid"`);
+          },
+        };
+      }
+    }
+    if (Date.now() - started > 120000) throw new Error(`the agent in the VM did not answer within 120 s:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -2,6 +2,7 @@
 // command) or while any process uses the datadir (seen by the agent itself).
 import { readdir } from 'node:fs/promises';
 import { AgentError } from '../../errors.js';
+import { log } from '../../log.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { StepFn } from './step-env.js';
 
@@ -26,6 +27,10 @@ export const ensureDatadirPurged: StepFn<TargetParams> = async (input, signal, e
   await env.datadir.ensureNotInUse(datadir);
   // From here on the datadir holds no live data: cleanup may remove a partial copy.
   env.seed.mark(PURGE_STARTED, new Date().toISOString());
-  if (!(await isEmpty(datadir))) await env.datadir.purge(datadir, signal);
+  if (!(await isEmpty(datadir))) {
+    log.info('seed is purging the datadir', { seed: env.seed.id, datadir });
+    await env.datadir.purge(datadir, signal);
+    log.info('seed purged the datadir', { seed: env.seed.id, datadir });
+  } else log.info('datadir already empty', { seed: env.seed.id, datadir });
   return {};
 };

@@ -8,13 +8,17 @@
 import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isPermanentFailure, isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import type { TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import type { StepInput } from '../../../machines/seed-common.js';
 import { clampDelay, sleep } from '../../timers.js';
+
+/** The built-in transfer (with its native checksum addon) loads with the first built-in receive or send. */
+const builtInTransfer = () => import('../../transfer/index.js');
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -148,7 +152,16 @@ function sessionWaitMs(input: StepInput<unknown>, until: number, what: string): 
   return clampDelay(Math.max(1000, Math.min(until - Date.now(), remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, what))));
 }
 
+/** Throws when the snapshot the source reads from (mounted at SnapshotMountPoint) can no longer be trusted. */
+function verifySnapshot(env: StepEnv, signal: AbortSignal): () => Promise<void> {
+  const mountPoint = env.config.SnapshotMountPoint.trim();
+  return async () => {
+    if (mountPoint !== '') await env.snapshots.verifyMounted(mountPoint, signal);
+  };
+}
+
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { isTransferComplete, startReceiver, transferTlsFromConfig } = await builtInTransfer();
   const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
   let last: unknown;
   for (;;) {
@@ -192,6 +205,7 @@ async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, s
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const { send, transferTlsFromConfig } = await builtInTransfer();
   let last: unknown;
   let receiverReason: AgentError | undefined;
   for (;;) {
@@ -206,6 +220,9 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         bandwidthMBps: env.config.SeedTransferBandwidthMBps,
+        // Our own mount is a read-only snapshot; a directory orchestrator mounted may be anything.
+        sourceIsSnapshot: !input.params.alreadyMounted,
+        onWarning: (message) => env.seed.warn(message),
         signal,
         connectTimeoutMs: sessionWaitMs(input, wait.until, 'sending'),
         onReceiverAuthenticated: () => {
@@ -213,6 +230,7 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
           peerAuthenticated(env, RECEIVER_MARKS, `${input.params.targetHost}:${input.params.targetPort}`);
         },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        verifySource: verifySnapshot(env, signal),
       });
       env.seed.setWaiting(null);
       return;
@@ -310,11 +328,17 @@ export const ensureSent: StepFn<SourceParams> = async (input, signal, env) => {
   const started = env.seed.marks()[SEND_STARTED];
   if (started) throw interrupted('send', started);
   env.seed.mark(SEND_STARTED, new Date().toISOString());
+  const verify = verifySnapshot(env, signal);
   await runShell(templateToScript(command, 3), [sourceDir, input.params.targetHost, String(input.params.targetPort)], {
     timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending'),
     signal,
     sudo: env.config.ExecWithSudo,
+  }).catch(async (err: unknown) => {
+    await verify();
+    throw err;
   });
+  // The command's receiver may already have what it sent: the source seed at least fails and says why.
+  await verify();
   env.seed.mark(TRANSFERRED, new Date().toISOString());
   return {};
 };

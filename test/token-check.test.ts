@@ -1,0 +1,115 @@
+// The process token guards every API route but the open ones (README, Safety and Web view): a missing or
+// wrong token is 401 on a route that exists, the right one passes from ?token= (GET only), TokenHttpHeader
+// or Authorization: Bearer. Runs the real Koa app in this process on real TCP, with real configured commands.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import { defaultConfig, type Config } from '../src/config.js';
+import { createApp } from '../src/http/app.js';
+import { createServer, listen } from '../src/http/server.js';
+import { LocalDatadir } from '../src/host/datadir.js';
+import { ConfiguredMySQLService } from '../src/host/mysql-service.js';
+import { registerAgentRoutes } from '../src/routes/agent-routes.js';
+import { registerMySQLRoutes } from '../src/routes/mysql-routes.js';
+import type { AgentServices } from '../src/services.js';
+import { newProcessToken } from '../src/token.js';
+
+interface Agent {
+  url: string;
+  token: string;
+  close(): Promise<void>;
+}
+
+async function startApp(overrides: Partial<Config>): Promise<Agent> {
+  const config: Config = { ...defaultConfig(), MySQLPortCommand: 'echo 3306', MySQLServiceStopCommand: 'true', ...overrides };
+  const token = newProcessToken();
+  const services = {
+    config,
+    token,
+    startedAt: Date.now(),
+    contact: { lastContactAt: () => Date.now() },
+    mysql: new ConfiguredMySQLService(config),
+    datadir: new LocalDatadir(config),
+  } as unknown as AgentServices; // snapshots and seeds: not used by these route modules
+  const server: Server = createServer(createApp(services, [registerAgentRoutes, registerMySQLRoutes]), config);
+  const port = await listen(server, 0, '127.0.0.1');
+  return {
+    url: `http://127.0.0.1:${port}`,
+    token,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+async function call(url: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) };
+}
+
+function expectRefused(reply: { status: number; body: unknown }, what: string): void {
+  expect([what, reply.status]).toEqual([what, 401]);
+  expect(reply.body).toEqual(expect.objectContaining({ Code: 'ERROR', Message: expect.stringMatching(/token/i) }));
+}
+
+describe('the token check, with TokenHttpHeader set', () => {
+  let agent: Agent;
+  beforeAll(async () => {
+    agent = await startApp({ TokenHttpHeader: 'X-Agent-Token' });
+  });
+  afterAll(async () => agent?.close());
+
+  test('a route that exists answers 401 without a token or with a wrong one', async () => {
+    const { url, token } = agent;
+    const wrong = token.slice(0, -1) + (token.endsWith('0') ? '1' : '0');
+    expectRefused(await call(`${url}/api/mysql-port`), 'no token');
+    expectRefused(await call(`${url}/api/mysql-port?token=`), 'empty ?token=');
+    expectRefused(await call(`${url}/api/mysql-port?token=${wrong}`), 'wrong ?token=');
+    expectRefused(await call(`${url}/api/mysql-port?token=${token}x`), 'token with a suffix');
+    expectRefused(await call(`${url}/api/mysql-port?token=${token.slice(0, 32)}`), 'a prefix of the token');
+    expectRefused(await call(`${url}/api/mysql-port`, { headers: { 'X-Agent-Token': wrong } }), 'wrong header');
+    expectRefused(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer ${wrong}` } }), 'wrong bearer');
+    expectRefused(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Basic ${token}` } }), 'not a bearer');
+    expectRefused(await call(`${url}/api/mysql-port`, { headers: { 'X-Other-Header': token } }), 'another header');
+  });
+
+  test('the right token passes with 200 from ?token=, from TokenHttpHeader and as a bearer', async () => {
+    const { url, token } = agent;
+    for (const [what, reply] of [
+      ['?token=', await call(`${url}/api/mysql-port?token=${token}`)],
+      ['TokenHttpHeader', await call(`${url}/api/mysql-port`, { headers: { 'X-Agent-Token': token } })],
+      ['bearer', await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer ${token}` } })],
+    ] as const) {
+      expect([what, reply.status, reply.body]).toEqual([what, 200, 3306]);
+    }
+  });
+
+  test('a POST takes the token only from a header, never from the query string', async () => {
+    const { url, token } = agent;
+    expectRefused(await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' }), 'POST with ?token=');
+    expectRefused(await call(`${url}/api/mysql-stop`, { method: 'POST' }), 'POST without token');
+    const viaHeader = await call(`${url}/api/mysql-stop`, { method: 'POST', headers: { 'X-Agent-Token': token } });
+    expect([viaHeader.status, viaHeader.body]).toEqual([200, true]);
+    const viaBearer = await call(`${url}/api/mysql-stop`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+    expect([viaBearer.status, viaBearer.body]).toEqual([200, true]);
+  });
+
+  test('the open routes need no token', async () => {
+    expect(await call(`${agent.url}/api/hostname`)).toEqual({ status: 200, body: hostname() });
+    expect(await call(`${agent.url}/api/status`)).toEqual({ status: 200, body: 'OK' });
+  });
+});
+
+describe('the token check, without TokenHttpHeader', () => {
+  let agent: Agent;
+  beforeAll(async () => {
+    agent = await startApp({ TokenHttpHeader: '' });
+  });
+  afterAll(async () => agent?.close());
+
+  test('a header of any name is not a token; ?token= and the bearer still pass', async () => {
+    const { url, token } = agent;
+    expectRefused(await call(`${url}/api/mysql-port`, { headers: { 'X-Agent-Token': token } }), 'unconfigured header');
+    expect(await call(`${url}/api/mysql-port?token=${token}`)).toEqual({ status: 200, body: 3306 });
+    expect(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer ${token}` } })).toEqual({ status: 200, body: 3306 });
+  });
+});
