@@ -30,10 +30,7 @@ describe('seed methods', () => {
         secrets: {},
         snapshot: {
           status: 'done', value: 'done', children: {}, historyValue: {},
-          context: {
-            seedId: 'old', params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1 },
-            deadlines: { seed: Date.parse(now) + 60_000, connect: null }, facts: {}, error: null, endReason: null, connectTimeoutMs: 600_000,
-          },
+          context: { seedId: 'old', params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1 }, deadlines: { seed: Date.now() + 60000, connect: null }, facts: {}, error: null, endReason: null, connectTimeoutMs: 1000 },
         },
         history: [], progress: null, pgids: [], marks: {}, createdAt: now, updatedAt: now,
       }),

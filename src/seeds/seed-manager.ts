@@ -545,8 +545,8 @@ const CONTEXT_KEYS = ['seedId', 'params', 'deadlines', 'facts', 'error', 'endRea
  * loaded, so a bad one is moved aside like an unparsable file instead of failing later (or at once).
  */
 export function checkSnapshot(record: SeedRecord): void {
-  const chart = chartOf(record.machine);
-  if (chart.role !== record.role) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
+  const chart = KNOWN_MACHINES[record.machine] === undefined ? undefined : chartOf(record.machine);
+  if (!chart || chart.role !== record.role) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
   const snap = record.snapshot as Record<string, unknown> | null;
   if (snap === null) return;
   const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
