@@ -2,21 +2,24 @@
 // 2 GiB datadir-like tree over 127.0.0.1, each followed by sync, in one run; prints both rates and the ratio.
 // Rounds alternate baseline and ours so a busy machine hurts both alike. BENCH_ROUNDS (default 3),
 // BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2),
-// BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64.
+// BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64; BENCH_PEER_CLI runs another
+// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
 import { newAuthKey } from '../src/transfer/index.js';
 
 const MiB = 1024 * 1024;
 const gib = Number(process.env.BENCH_GIB ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const dataDir = process.env.BENCH_DATADIR ?? '/tmp/oa-bench-datadir';
-const workDir = '/tmp/oa-bench-work';
+/** Per run, so two benches at once (other worktrees) do not write into each other's destinations. */
+const workDir = process.env.BENCH_WORKDIR ?? `/tmp/oa-bench-work-${process.pid}`;
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
-const peerCli = resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
+const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 
 /** 8 big files (ibdata-like) holding most of the bytes, plus 400 small .frm/.ibd-like files in 20 schemas. */
 function makeDatadir(): number {
@@ -75,6 +78,8 @@ function freshDest(name: string): string {
 }
 
 interface Timing {
+  /** CPU seconds (user + system) of our sender and receiver; undefined for the baseline. */
+  cpuSeconds?: number;
   seconds: number;
   secondsWithSync: number;
 }
@@ -130,18 +135,20 @@ function peer(args: string[], key: string): { exit: Promise<void>; line: (k: str
 /** Our receiver and sender, each in its own process as on two agents. */
 async function ours(): Promise<Timing> {
   const dest = freshDest('oa');
+  const stateDir = freshDest('oa-state');
   await run('sync', []);
   const key = newAuthKey();
-  const receiver = peer(['receive', dest], key);
+  const receiver = peer(['receive', dest, '0', stateDir], key);
   const { listening } = await receiver.line('listening');
   const t0 = performance.now();
   const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);
-  await Promise.all([receiver.line('result'), sender.line('result')]);
+  const results = await Promise.all([receiver.line('result'), sender.line('result')]);
   const seconds = (performance.now() - t0) / 1000;
   await run('sync', []);
   const secondsWithSync = (performance.now() - t0) / 1000;
   await Promise.all([receiver.exit, sender.exit]);
-  return { seconds, secondsWithSync };
+  const cpuSeconds = results.reduce((sum, r) => sum + (typeof r.cpuSeconds === 'number' ? r.cpuSeconds : NaN), 0);
+  return { seconds, secondsWithSync, cpuSeconds };
 }
 
 const rate = (bytes: number, s: number) => bytes / MiB / s;
@@ -160,7 +167,8 @@ async function main(): Promise<void> {
     mine.push(rate(bytes, o.secondsWithSync));
     process.stdout.write(
       `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
-        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync)\n`,
+        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
+        `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
     );
   }
   rmSync(workDir, { recursive: true, force: true });

@@ -6,6 +6,7 @@
 // re-entered (or a timer clamped to setTimeout's limit) never loses or shifts a deadline.
 // The work (HTTP calls) is in src/registration.ts, given by name; tests swap it with machine.provide().
 import { assign, fromPromise, setup } from 'xstate';
+import { MAX_TIMER_MS } from '../src/timers.js';
 
 export interface RegistrationOptions {
   /** ContinuousPollSeconds in ms; 0 never pings (as the original's zero ticker never fired). */
@@ -37,7 +38,7 @@ export interface RegistrationContext {
 export type RegistrationEvent = { type: 'STOP' };
 
 /** setTimeout fires at once for delays above 2^31-1 ms; longer waits are done in several timers. */
-const maxTimerMs = 2 ** 31 - 1;
+const maxTimerMs = MAX_TIMER_MS;
 
 function delayUntil(deadline: number | undefined): number {
   if (deadline === undefined) return maxTimerMs;

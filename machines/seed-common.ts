@@ -26,6 +26,20 @@ export interface SeedFacts {
   postCopied?: boolean;
   mountedBySeed?: boolean;
   transferPort?: number;
+  /** Backup seeds: the source's MySQL as its agent reported it (address: where its sender connected from). */
+  source?: { mysqlRunning: boolean; version: string; dataBytes: number; logBin: boolean; gtidMode: boolean; mysqlHost: string; mysqlPort: number; address?: string };
+  /** Backup seeds, target: owner of the datadir before the seed, given back to the copy. */
+  datadirOwner?: { uid: number; gid: number };
+  /** Where the copy is consistent (replication starts there), from the backup's own record. */
+  backupPosition?: BinlogCoordinates | null;
+  /** The source's binary log position when the copy ended: a new replica has caught up once it applied that far. */
+  positionAtEnd?: BinlogCoordinates | null;
+}
+
+export interface BinlogCoordinates {
+  file: string;
+  position: number;
+  gtid: string;
 }
 
 export interface SeedContext<P> {

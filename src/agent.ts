@@ -1,5 +1,4 @@
 // Wires one agent process together: config -> services -> HTTP API (+ registration, seeds).
-import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
@@ -22,7 +21,6 @@ export interface RunningAgent {
 }
 
 export async function startAgent(config: Config, opts: { token?: string } = {}): Promise<RunningAgent> {
-  mkdirSync(config.StateDir, { recursive: true, mode: 0o700 });
   const token = opts.token ?? newProcessToken();
   if (config.TokenHintFile) writeTokenHint(config.TokenHintFile, token);
 

@@ -1,7 +1,11 @@
 // Configuration: the original agent's keys, defaults and file search order, plus our own extension keys.
-// Unlike the original, an unknown or ill-typed key is an error naming the key and the file.
+// As the original (Go's encoding/json), an unknown key is ignored and a key differing only in case is
+// read; unlike it, each such key gets a loud warning naming the file and the closest known key. An
+// ill-typed value stays an error naming the key and the file.
 import { existsSync, readFileSync } from 'node:fs';
 import { AgentError } from './errors.js';
+import { log } from './log.js';
+import { MAX_DURATION_SECONDS } from './timers.js';
 
 type KeyType = 'string' | 'uint' | 'int' | 'bool' | 'string[]' | 'map' | 'number';
 
@@ -80,8 +84,22 @@ const extensionKeys = {
   SeedTransferBindAddress: ['string', '0.0.0.0'],
   /** Seconds a receiver waits for its sender before the seed fails. */
   SeedTransferConnectTimeoutSeconds: ['uint', 600],
+  /** Seconds either side of a built-in transfer waits for its peer to come back after a lost session. */
+  SeedTransferReconnectTimeoutSeconds: ['uint', 1800],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
+  /** Seeds by backup/dump: option file ([client] user, password, socket or host/port) of the account the agent uses on its own MySQL. */
+  SeedCredentialsFile: ['string', ''],
+  /** Seeds with replicate: option file ([client] user, password) of the account the new replica connects to its source with. */
+  ReplicationCredentialsFile: ['string', ''],
+  /** Seeds by backup: the hot-backup program (mariabackup; xtrabackup for MySQL/Percona). */
+  SeedBackupProgram: ['string', 'mariabackup'],
+  /** Seeds by backup: the program that extracts the backup stream on the target (mbstream; xbstream). */
+  SeedBackupExtractProgram: ['string', 'mbstream'],
+  /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */
+  LogLevel: ['string', ''],
+  /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */
+  StatusEndpointWithoutBasicAuth: ['bool', false],
 } as const satisfies Record<string, readonly [KeyType, unknown]>;
 
 const allKeys: Record<string, readonly [KeyType, unknown]> = { ...compatibleKeys, ...extensionKeys };
@@ -136,13 +154,41 @@ function checkValue(key: string, type: KeyType, value: unknown): string | undefi
   }
 }
 
-function closestKey(key: string): string | undefined {
+/** Edit distance (insert, delete, substitute one character), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** The known key an unknown one most likely meant, when one is close enough to be a typo. */
+export function closestKey(key: string): string | undefined {
+  const lower = key.toLowerCase();
+  let best: { key: string; distance: number } | undefined;
+  for (const known of Object.keys(allKeys)) {
+    const distance = editDistance(lower, known.toLowerCase());
+    if (!best || distance < best.distance) best = { key: known, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(key.length / 4)) ? best.key : undefined;
+}
+
+/** The known key equal to `key` but for case: Go's encoding/json, which read the original's files, took it. */
+function sameKeyOtherCase(key: string): string | undefined {
   const lower = key.toLowerCase();
   return Object.keys(allKeys).find((k) => k.toLowerCase() === lower);
 }
 
-/** Merges one JSON file into config; every key is checked against its declared type. */
-export function mergeConfigFile(config: Config, file: string): void {
+/**
+ * Merges one JSON file into config; every key is checked against its declared type. Returns a warning
+ * for each key that is not spelled as a known key (ignored, or read under its known spelling).
+ */
+export function mergeConfigFile(config: Config, file: string): string[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
@@ -155,25 +201,37 @@ export function mergeConfigFile(config: Config, file: string): void {
     throw new AgentError('config', `config file ${file} must hold a JSON object`);
   }
   const target = config as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(parsed)) {
-    const spec = allKeys[key];
-    if (!spec) {
-      const near = closestKey(key);
-      throw new AgentError('config', `unknown key "${key}" in config file ${file}`, {
-        hint: near ? `did you mean "${near}"?` : 'remove it; see README "Configuration" for the keys',
-      });
+  const warnings: string[] = [];
+  for (const [written, value] of Object.entries(parsed)) {
+    let key = written;
+    if (!Object.hasOwn(allKeys, written)) {
+      const other = sameKeyOtherCase(written);
+      if (!other) {
+        const near = closestKey(written);
+        warnings.push(
+          `unknown key "${written}" in config file ${file} is ignored (the original ignored it too): ` +
+            (near ? `did you mean "${near}"?` : 'remove it; README "Configuration" lists the keys'),
+        );
+        continue;
+      }
+      warnings.push(`key "${written}" in config file ${file} is read as "${other}" (as the original did): spell it "${other}"`);
+      key = other;
     }
+    const spec = allKeys[key]!;
     const expected = checkValue(key, spec[0], value);
     if (expected) {
-      throw new AgentError('config', `key "${key}" in config file ${file} must be ${expected}, got ${JSON.stringify(value)}`);
+      throw new AgentError('config', `key "${written}" in config file ${file} must be ${expected}, got ${JSON.stringify(value)}`);
     }
     target[key] = value;
   }
+  return warnings;
 }
 
 export interface LoadedConfig {
   config: Config;
   files: string[];
+  /** Keys not spelled as known keys (each also logged at WARN). */
+  warnings: string[];
 }
 
 /**
@@ -183,23 +241,38 @@ export interface LoadedConfig {
 export function loadConfig(explicitFile?: string, searchPaths: string[] = defaultConfigFiles): LoadedConfig {
   const config = defaultConfig();
   const files: string[] = [];
+  const warnings: string[] = [];
   if (explicitFile) {
     if (!existsSync(explicitFile)) {
       throw new AgentError('config', `config file ${explicitFile} does not exist`, { hint: 'check the --config path' });
     }
-    mergeConfigFile(config, explicitFile);
+    warnings.push(...mergeConfigFile(config, explicitFile));
     files.push(explicitFile);
   } else {
     for (const file of searchPaths) {
       if (existsSync(file)) {
-        mergeConfigFile(config, file);
+        warnings.push(...mergeConfigFile(config, file));
         files.push(file);
       }
     }
   }
+  // Before the cross-key checks: a misspelt key often explains why one of them fails.
+  for (const warning of warnings) log.warn(warning);
   validateConfig(config, files);
-  return { config, files };
+  return { config, files, warnings };
 }
+
+/**
+ * This agent's own duration keys, with their allowed range. The original's keys (ContinuousPollSeconds,
+ * ResubmitAgentIntervalMinutes, HttpTimeoutSeconds, StatusBadSeconds) accept what the original accepted;
+ * their timers hold for any length instead (src/timers.ts, machines/registration.ts).
+ */
+const durationRanges: ReadonlyArray<readonly [DurationKey, number, number]> = [
+  ['CommandTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+  ['SeedTransferConnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+  ['SeedTransferReconnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
+];
+type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds';
 
 /** Cross-key checks, done once at start so a bad combination fails before anything runs. */
 export function validateConfig(config: Config, files: string[]): void {
@@ -223,6 +296,17 @@ export function validateConfig(config: Config, files: string[]): void {
   }
   if (!config.StatusEndpoint.startsWith('/')) {
     throw new AgentError('config', `StatusEndpoint must start with "/", got "${config.StatusEndpoint}" (read: ${where})`);
+  }
+  for (const [key, min, max] of durationRanges) {
+    const value = config[key];
+    if (value < min || value > max) {
+      throw new AgentError('config', `${key} must be from ${min} to ${max}, got ${value} (read: ${where})`, {
+        hint: `timers in the agent hold at most ${MAX_DURATION_SECONDS} s (30 days)`,
+      });
+    }
+  }
+  if (config.LogLevel !== '' && !['debug', 'info', 'warn', 'error'].includes(config.LogLevel)) {
+    throw new AgentError('config', `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})`);
   }
   if (config.HTTPPort > 65535) {
     throw new AgentError('config', `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})`);

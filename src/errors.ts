@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'aborted'
   | 'io'
   | 'state_corrupt'
+  | 'snapshot_invalid'
   | 'unavailable'
   | 'internal';
 
@@ -26,6 +27,7 @@ const httpStatusOf: Record<ErrorCode, number> = {
   aborted: 409,
   io: 500,
   state_corrupt: 500,
+  snapshot_invalid: 409,
   unavailable: 503,
   internal: 500,
 };

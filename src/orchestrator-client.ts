@@ -2,9 +2,10 @@
 // Orchestrator's agents port has no basic auth; TLS follows the agent's SSL* keys as the original's buildTLS did.
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
-import fetch, { FetchError } from 'node-fetch';
+import type { FetchError } from 'node-fetch';
 import type { Config } from './config.js';
 import { AgentError } from './errors.js';
+import { clampDelay } from './timers.js';
 
 export interface OrchestratorClientOptions {
   /** AgentsServer + AgentsServerPort, concatenated as the original does ("http://orch" + ":3001"). */
@@ -91,11 +92,13 @@ export class OrchestratorClient {
 
   private async get(url: string, token: string, cancel?: AbortSignal): Promise<unknown> {
     const shown = redact(url, token);
-    const timeout = AbortSignal.timeout(this.options.timeoutMs);
+    const timeout = AbortSignal.timeout(clampDelay(this.options.timeoutMs));
     const signal = cancel ? AbortSignal.any([timeout, cancel]) : timeout;
     let text: string;
     let status: number;
     try {
+      // node-fetch loads with the first call, after the API already listens.
+      const { default: fetch } = await import('node-fetch');
       const res = await fetch(url, {
         signal,
         agent: (parsed: URL) => (parsed.protocol === 'https:' ? this.httpsAgent : undefined),

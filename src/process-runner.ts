@@ -3,9 +3,10 @@
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdirSync, readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import { AgentError } from './errors.js';
 import { log } from './log.js';
+import { longTimeout } from './timers.js';
 
 export interface RunOptions {
   /** Every process has an upper bound. */
@@ -51,6 +52,11 @@ export function withProcessScope<T>(scope: ProcessScope, fn: () => Promise<T>): 
   return processScope.run(scope, fn);
 }
 const stderrTailBytes = 2000;
+
+// execa (about a hundred modules) loads with the first process the agent runs, not at start.
+let execaFn: typeof Execa | undefined;
+let execaLoading: Promise<typeof Execa> | undefined;
+const loadExeca = () => (execaLoading ??= import('execa').then((m) => (execaFn = m.execa)));
 
 function tail(text: string): string {
   const trimmed = text.trim();
@@ -159,6 +165,11 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   if (tag) env[TAG_ENV] = tag;
   const onStart = opts.onStart ?? scope?.onStart;
 
+  let execa = execaFn;
+  if (!execa) {
+    execa = await loadExeca();
+    if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  }
   const child = execa(program, argv, {
     detached: true, // own process group: we kill the whole group, not just the direct child
     reject: false,
@@ -181,7 +192,8 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   const stop = () => {
     if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
   };
-  const timer = setTimeout(() => {
+  // Any length: a plain setTimeout above 2^31-1 ms would fire at once and kill the command.
+  const timer = longTimeout(() => {
     timedOut = true;
     stop();
   }, opts.timeoutMs);
@@ -208,7 +220,82 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     }
     return { command, exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr };
   } finally {
-    clearTimeout(timer);
+    timer.clear();
     opts.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** A running program whose stdin or stdout is a stream the caller feeds or reads (backup streams). */
+export interface PipedProcess {
+  stdin: NodeJS.WritableStream & import('node:stream').Writable;
+  stdout: import('node:stream').Readable;
+  /** Resolves when the program exited 0 (and the rest of its group is gone); rejects otherwise. */
+  done: Promise<RunResult>;
+  /** Kills the whole group (SIGTERM, then SIGKILL). */
+  kill(): Promise<void>;
+}
+
+/**
+ * As runProgram, but stdin and stdout are pipes the caller uses while it runs (stderr is captured for the
+ * error). Same process group, tag, timeout and abort handling.
+ */
+export async function runPiped(file: string, args: readonly string[], opts: RunOptions): Promise<PipedProcess> {
+  const command = [file, ...args].join(' ');
+  if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  const execa = execaFn ?? (await loadExeca());
+  if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  const env: Record<string, string> = { ...opts.env };
+  const scope = processScope.getStore();
+  const tag = opts.tag ?? scope?.tag;
+  if (tag) env[TAG_ENV] = tag;
+  const child = execa(file, [...args], {
+    detached: true,
+    reject: false,
+    cwd: opts.cwd,
+    env,
+    extendEnv: true,
+    stdin: 'pipe',
+    stdout: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    stripFinalNewline: false,
+    maxBuffer: 4 * 1024 * 1024,
+    cleanup: false,
+  });
+  const pgid = child.pid;
+  if (pgid !== undefined) (opts.onStart ?? scope?.onStart)?.(pgid);
+  let killing: Promise<void> | undefined;
+  let why: 'timeout' | 'aborted' | undefined;
+  const kill = () => {
+    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    return killing ?? Promise.resolve();
+  };
+  const timer = longTimeout(() => {
+    why = 'timeout';
+    void kill();
+  }, opts.timeoutMs);
+  const onAbort = () => {
+    why ??= 'aborted';
+    void kill();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  child.stdin?.on('error', () => undefined); // a program that exits early: its exit code tells why
+  const done = (async () => {
+    try {
+      const result = await child;
+      if (killing) await killing;
+      const stderr = String(result.stderr ?? '');
+      if (why === 'timeout') throw new AgentError('command_timeout', `${command} did not finish within ${Math.round(opts.timeoutMs / 1000)}s and was killed`, { details: { command, stderr: tail(stderr) } });
+      if (why === 'aborted') throw new AgentError('aborted', `${command} was aborted`, { details: { command } });
+      if (result.exitCode !== 0) {
+        const how = result.exitCode === undefined ? (result.signal ? `was killed by ${result.signal}` : `could not start: ${result.shortMessage ?? ''}`) : `exited with code ${result.exitCode}`;
+        throw new AgentError('command_failed', `${command} ${how}${stderr ? `: ${tail(stderr)}` : ''}`, { details: { command, exitCode: result.exitCode ?? -1, stderr: tail(stderr) } });
+      }
+      return { command, exitCode: 0, stdout: '', stderr };
+    } finally {
+      timer.clear();
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  })();
+  done.catch(() => undefined);
+  return { stdin: child.stdin!, stdout: child.stdout!, done, kill };
 }

@@ -35,12 +35,30 @@ export interface SeedView {
   progress: SeedProgress | null;
   error: { code: string; message: string; hint?: string | null } | null;
   transfer?: { port: number } | null;
+  /** True while a step-by-step seed waits for NEXT. */
+  paused?: boolean;
+  /** Events the seed accepts now (NEXT, ABORT). */
+  accepts?: string[];
+  /** snapshot, backup or dump. */
+  method?: string;
+  /** How the data moves: the built-in transfer or the configured commands. */
+  transport?: string;
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
+  marks?: string[];
+  /** While a step waits for the other side to come back: since when, until when, why. */
+  waiting?: { for: string; since: string; until: string; message: string } | null;
+  /** What the seed met without failing (refused senders...). */
+  warnings?: { at: string; message: string }[];
 }
 
 export interface SeedFeed {
   list(): SeedView[];
   /** Called with a seed's view on every change; returns the unsubscribe function. */
   subscribe(listener: (view: SeedView) => void): () => void;
+  /** What is wrong with StateDir now (cannot be created or written, full); empty when all is well. */
+  stateDirProblems?(): readonly unknown[];
+  /** State files found corrupt at start. */
+  corruptFiles?(): readonly unknown[];
 }
 
 /** The seed manager when this agent runs one (absent in tests that build an app alone). */

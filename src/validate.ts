@@ -68,6 +68,15 @@ export function nonNegativeInt(name: string, value: unknown): number {
   throw badRequest(`invalid ${name} ${JSON.stringify(value)}`, 'use a non-negative integer');
 }
 
+/** A duration in whole seconds within [min, max]; the 400 names the allowed range. */
+export function durationSeconds(name: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw badRequest(`invalid ${name} ${JSON.stringify(value)}: must be whole seconds from ${min} to ${max}`, `give ${name} in seconds, ${min}..${max} (${Math.round(max / 86400)} days at most)`);
+  }
+  return n;
+}
+
 export function commandName(value: unknown): string {
   if (typeof value !== 'string' || !patterns.commandName.test(value)) throw badRequest(`invalid command name ${JSON.stringify(value)}`);
   return value;

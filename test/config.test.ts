@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configKeys, defaultConfig, loadConfig } from '../src/config.js';
-import { runAgentExpectingExit, tempDir } from './support/agent-process.js';
+import { runAgentExpectingExit, startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
 
 function write(dir: string, name: string, value: unknown): string {
   const file = join(dir, name);
@@ -48,14 +48,38 @@ describe('configuration', () => {
     expect(config.HTTPPort).toBe(2222);
   });
 
-  test('an unknown key is an error naming the key, the file and the likely intended key', () => {
+  test('an unknown key is a warning naming the key, the file and the closest known key, and is ignored', () => {
     const dir = tempDir();
-    const f = write(dir, 'c.json', { AgentsServer: 'http://a', HttpPort: 1 });
-    expect(() => loadConfig(f)).toThrow(/unknown key "HttpPort" in config file .*c\.json/);
+    const f = write(dir, 'c.json', { AgentsServer: 'http://a', HTTPPrt: 1, ObsoleteSetting: true, StatusEndpiont: '/x' });
+    const { config, warnings } = loadConfig(f);
+    expect(config.HTTPPort).toBe(3002);
+    expect(config.StatusEndpoint).toBe('/api/status');
+    expect(warnings).toEqual([
+      `unknown key "HTTPPrt" in config file ${f} is ignored (the original ignored it too): did you mean "HTTPPort"?`,
+      `unknown key "ObsoleteSetting" in config file ${f} is ignored (the original ignored it too): remove it; README "Configuration" lists the keys`,
+      `unknown key "StatusEndpiont" in config file ${f} is ignored (the original ignored it too): did you mean "StatusEndpoint"?`,
+    ]);
+  });
+
+  test('a key differing from a known one only in case is read as that key, as Go JSON did for the original, with a warning', () => {
+    const dir = tempDir();
+    const f = write(dir, 'c2.json', { AgentsServer: 'http://a', HttpPort: 3010 });
+    const { config, warnings } = loadConfig(f);
+    expect(config.HTTPPort).toBe(3010);
+    expect(warnings).toEqual([`key "HttpPort" in config file ${f} is read as "HTTPPort" (as the original did): spell it "HTTPPort"`]);
+    const g = write(dir, 'c3.json', { AgentsServer: 'http://a', httpport: 'x' });
+    expect(() => loadConfig(g)).toThrow(/key "httpport" in config file .*c3\.json must be a non-negative integer/);
+  });
+
+  test('the agent starts with an unknown key and says so at WARN', async () => {
+    const dir = tempDir();
+    const agent = await startAgentProcess(writeConfig(dir, { ObsoleteSetting: 1, HTTPAuthUsr: 'x' }));
     try {
-      loadConfig(f);
-    } catch (err) {
-      expect((err as { hint?: string }).hint).toMatch(/HTTPPort/);
+      expect((await fetch(`${agent.baseUrl}/api/hostname`)).status).toBe(200);
+      expect(agent.output()).toContain(`WARN unknown key "ObsoleteSetting" in config file ${agent.configFile} is ignored`);
+      expect(agent.output()).toContain(`WARN unknown key "HTTPAuthUsr" in config file ${agent.configFile} is ignored (the original ignored it too): did you mean "HTTPAuthUser"?`);
+    } finally {
+      await agent.stop();
     }
   });
 

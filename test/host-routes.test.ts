@@ -5,6 +5,8 @@ import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './su
 import { AgentClient, errorMessage } from './support/agent-client.js';
 import { errorLogFromMyCnf, mysqlErrorLogTail, tailFile } from '../src/host/error-log.js';
 import { defaultConfig } from '../src/config.js';
+import { ensurePostCopied } from '../src/seeds/steps/post-copy.js';
+import type { StepEnv } from '../src/seeds/steps/step-env.js';
 
 describe('host routes on real files and configured commands', () => {
   const dir = tempDir('oa-host-');
@@ -14,11 +16,13 @@ describe('host routes on real files and configured commands', () => {
   const secret = join(dir, 'secret');
   const errorLog = join(dir, 'mysqld.err');
   const marks = join(dir, 'marks');
+  const postCopyInput = join(dir, 'post-copy-input');
   let agent: AgentProcess;
   let client: AgentClient;
 
   beforeAll(async () => {
     for (const d of [datadir, snapshotMount, extra, secret, marks]) mkdirSync(d);
+    writeFileSync(postCopyInput, 'input:');
     writeFileSync(join(datadir, 'ibdata1'), Buffer.alloc(1000));
     mkdirSync(join(datadir, 'db1'));
     writeFileSync(join(datadir, 'db1', 't.ibd'), Buffer.alloc(2345));
@@ -36,7 +40,8 @@ describe('host routes on real files and configured commands', () => {
         AvailableLocalSnapshotHostsCommand: 'printf "db-local-1\\ndb-local-2\\n"',
         AvailableSnapshotHostsCommand: 'echo db-remote-1; echo; echo db-remote-2',
         CreateSnapshotCommand: `touch ${join(marks, 'snapshot-created')}`,
-        PostCopyCommand: `printf '%s|' "$@" > ${join(marks, 'post-copy-args')}`,
+        // As configured, no argument: "cat FILE" must not be handed the source host as a second file.
+        PostCopyCommand: `cat ${postCopyInput} > ${join(marks, 'post-copy-args')}; printf '%s|' "$#" "\${ORCHESTRATOR_AGENT_SOURCE_HOST-unset}" >> ${join(marks, 'post-copy-args')}`,
         CustomCommands: { hello: 'echo "hello from $(basename $0)"', fails: 'echo partial; exit 3' },
       }),
     );
@@ -124,14 +129,14 @@ describe('host routes on real files and configured commands', () => {
     expect(errorMessage(fails)).toContain('exited with code 3');
   });
 
-  test('post-copy passes the source host as $1 in both the route and the query form orchestrator uses', async () => {
+  test('post-copy runs PostCopyCommand as configured with no argument, offering the source host in ORCHESTRATOR_AGENT_SOURCE_HOST', async () => {
     const argsFile = join(marks, 'post-copy-args');
     expect(await client.get('/api/post-copy/db-source-1.example.com')).toEqual({ status: 200, body: true });
-    expect(readFileSync(argsFile, 'utf8')).toBe('db-source-1.example.com|');
+    expect(readFileSync(argsFile, 'utf8')).toBe('input:0|db-source-1.example.com|');
     expect(await client.get('/api/post-copy/?sourceHost=10.0.0.7')).toEqual({ status: 200, body: true });
-    expect(readFileSync(argsFile, 'utf8')).toBe('10.0.0.7|');
+    expect(readFileSync(argsFile, 'utf8')).toBe('input:0|10.0.0.7|');
     expect(await client.post('/api/post-copy')).toEqual({ status: 200, body: true });
-    expect(readFileSync(argsFile, 'utf8')).toBe('|');
+    expect(readFileSync(argsFile, 'utf8')).toBe('input:0|unset|');
   });
 
   test('request values with shell metacharacters are refused with 400 and nothing runs', async () => {
@@ -232,10 +237,46 @@ describe('MySQL error log tail', () => {
     expect(await mysqlErrorLogTail(custom, { myCnf: cnf })).toEqual(['custom 1', 'custom 2']);
   });
 
-  test('says which key to set when no error log can be found', async () => {
-    await expect(mysqlErrorLogTail(defaultConfig(), { myCnf: join(dir, 'none.cnf') })).rejects.toThrow(/MySQLErrorLogFile is empty/);
+  test('without a log-error setting answers [""] as the original, and the log says which key to set', async () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      expect(await mysqlErrorLogTail(defaultConfig(), { myCnf: join(dir, 'none.cnf') })).toEqual(['']);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(written.join('')).toMatch(/WARN mysql-error-log-tail answers \[""\].*MySQLErrorLogFile is empty and .*none\.cnf has no log-error.*set MySQLErrorLogFile/);
+  });
+
+  test('a relative error log path names the key it came from', async () => {
     await expect(mysqlErrorLogTail({ ...defaultConfig(), MySQLErrorLogFile: 'mysqld.err' })).rejects.toThrow(
       /"mysqld.err" \(from MySQLErrorLogFile\) is relative/,
     );
+  });
+});
+
+describe('post-copy in a target seed', () => {
+  const dir = tempDir('oa-postcopy-step-');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('the seed step runs PostCopyCommand as configured, with no argument and no source host, once', async () => {
+    const out = join(dir, 'ran');
+    const input = join(dir, 'input');
+    writeFileSync(input, 'input:');
+    const config = { ...defaultConfig(), PostCopyCommand: `cat ${input} >> ${out}; printf '%s|' "$#" "\${ORCHESTRATOR_AGENT_SOURCE_HOST-unset}" >> ${out}` };
+    const marks: Record<string, string> = {};
+    const seed = { id: 's1', marks: () => marks, mark: (k: string, v: string) => void (marks[k] = v), secrets: () => ({}), setProgress: () => {} };
+    const env = { config, seed } as unknown as StepEnv;
+    const stepInput = {
+      seedId: 's1',
+      step: 'postCopy',
+      params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1 },
+      deadlines: { seed: Date.now() + 60_000, connect: null },
+      facts: {},
+    };
+    expect(await ensurePostCopied(stepInput, new AbortController().signal, env)).toEqual({ postCopied: true });
+    expect(await ensurePostCopied(stepInput, new AbortController().signal, env)).toEqual({ postCopied: true });
+    expect(readFileSync(out, 'utf8')).toBe('input:0|unset|');
   });
 });

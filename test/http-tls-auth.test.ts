@@ -63,6 +63,8 @@ describe('agent API over TLS', () => {
     const reg = await httpsGet(agent.port, `/api/registration?token=${submit.token}`);
     expect(reg.status).toBe(200);
     expect((reg.body as RegistrationStatus).httpPort).toBe(agent.port);
+    // BAD until the agent's first successful contact with orchestrator, OK from then on.
+    await waitFor('status OK', async () => (await httpsGet(agent.port, '/api/status')).status === 200);
     expect(await httpsGet(agent.port, '/api/status')).toEqual({ status: 200, body: 'OK' });
     await expect(fetch(`http://127.0.0.1:${agent.port}/api/status`, { signal: AbortSignal.timeout(10_000) })).rejects.toThrow(
       /socket hang up|ECONNRESET|Parse Error/,
@@ -99,6 +101,7 @@ describe('agent API over TLS', () => {
     });
 
     test('the status endpoint answers any valid client certificate when StatusOUVerify is false', async () => {
+      await waitFor('status OK', async () => (await httpsGet(agent.port, '/api/status', pki.clients.intruder)).status === 200);
       expect(await httpsGet(agent.port, '/api/status', pki.clients.intruder)).toEqual({ status: 200, body: 'OK' });
     });
 
@@ -113,6 +116,7 @@ describe('agent API over TLS', () => {
       ...o.agentConfig(), ...sslKeys(), UseMutualTLS: true, SSLValidOUs: ['orchestrator'], StatusOUVerify: true,
     });
     expect((await httpsGet(agent.port, '/api/status', pki.clients.intruder)).status).toBe(403);
+    await waitFor('status OK', async () => (await httpsGet(agent.port, '/api/status', pki.clients.orchestrator)).status === 200);
     expect(await httpsGet(agent.port, '/api/status', pki.clients.orchestrator)).toEqual({ status: 200, body: 'OK' });
   });
 });
@@ -181,9 +185,24 @@ describe('basic auth (HTTPAuthUser / HTTPAuthPassword)', () => {
     expect(((await res.json()) as RegistrationStatus).hostname).not.toBeNull();
   });
 
-  test('the status endpoint stays open without credentials', async () => {
-    const res = await fetch(`${agent.baseUrl}/api/status`);
+  test('the status endpoint asks for the credentials too, as the original', async () => {
+    await waitFor('status OK', async () => (await fetch(`${agent.baseUrl}/api/status`, { headers: basic('orc', 's3cret') })).status === 200);
+    const none = await fetch(`${agent.baseUrl}/api/status`);
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Basic /);
+    const res = await fetch(`${agent.baseUrl}/api/status`, { headers: basic('orc', 's3cret') });
     expect(res.status).toBe(200);
     expect(await res.json()).toBe('OK');
+  });
+
+  test('StatusEndpointWithoutBasicAuth opens the status endpoint alone to a load balancer', async () => {
+    const o = await orchestrator();
+    const open = await agentWith({ ...o.agentConfig(), HTTPAuthUser: 'orc', HTTPAuthPassword: 's3cret', StatusEndpointWithoutBasicAuth: true });
+    // BAD (500, not 401) until the first contact with orchestrator, then OK.
+    await waitFor('status OK', async () => (await fetch(`${open.baseUrl}/api/status`)).status === 200);
+    const res = await fetch(`${open.baseUrl}/api/status`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toBe('OK');
+    expect((await fetch(`${open.baseUrl}/api/hostname`)).status).toBe(401);
   });
 });

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -190,5 +191,22 @@ describe("LVM backend with the operator's own mount, umount and get-mount comman
     expect(calls().match(/^umount .*$/gm)).toEqual([`umount ${mountPoint}`]);
     expect(entriesAt(mountPoint)).toEqual([]);
   });
-});
 
+  test('a configured UnmountCommand that finds the mount busy is retried, then fails naming the process holding it', async () => {
+    await getJson('/api/mountlv?lv=snapy');
+    const holder = spawn('bash', ['-c', 'exec sleep 606'], { cwd: mountPoint, detached: true, stdio: 'ignore' });
+    const exited = new Promise((r) => holder.once('exit', r));
+    try {
+      const before = calls().match(/^umount .*$/gm)!.length;
+      const failed = await getJson<{ Message: string }>('/api/umount', 500);
+      expect(failed.Message).toContain('target is busy');
+      expect(failed.Message).toContain(`pid ${holder.pid} (sleep 606) works in ${mountPoint}`);
+      expect(calls().match(/^umount .*$/gm)!.length - before).toBeGreaterThan(1); // retried
+      expect(entriesAt(mountPoint)).toHaveLength(1);
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL');
+      await exited;
+    }
+    expect(await getJson('/api/umount')).toMatchObject({ IsMounted: false });
+  }, 30000);
+});

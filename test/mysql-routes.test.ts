@@ -5,6 +5,10 @@ import { startAgentProcess, tempDir, writeConfig, type AgentProcess } from './su
 import { AgentClient, errorMessage } from './support/agent-client.js';
 import { checkPurgeTarget, LocalDatadir } from '../src/host/datadir.js';
 import { defaultConfig } from '../src/config.js';
+import { ConfiguredMySQLService } from '../src/host/mysql-service.js';
+import { ensureDatadirPurged } from '../src/seeds/steps/datadir-steps.js';
+import { ensureMySQLStopped } from '../src/seeds/steps/mysql-steps.js';
+import type { StepEnv } from '../src/seeds/steps/step-env.js';
 
 // The "service" is a state file: the configured commands are small shell scripts that flip it and log calls.
 describe('MySQL service routes through configured commands', () => {
@@ -108,7 +112,6 @@ describe('MySQL routes without configured commands', () => {
   test('each route names the config key that is missing', async () => {
     const expectations: [string, string][] = [
       ['/api/mysql-port', 'MySQLPortCommand'],
-      ['/api/mysql-status', 'MySQLServiceStatusCommand'],
       ['/api/mysql-stop', 'MySQLServiceStopCommand'],
       ['/api/mysql-start', 'MySQLServiceStartCommand'],
       ['/api/mysql-du', 'MySQLDatadirCommand'],
@@ -120,6 +123,37 @@ describe('MySQL routes without configured commands', () => {
       expect((reply.body as { Code: string }).Code).toBe('ERROR');
       expect(errorMessage(reply)).toContain(`${key} is not configured`);
     }
+  });
+
+  test('mysql-status answers true as the original, so orchestrator will not seed onto a host whose state is unknown', async () => {
+    expect(await client.get('/api/mysql-status')).toEqual({ status: 200, body: true });
+    expect(agent.output()).toMatch(/WARN mysql-status answers true .*MySQLServiceStatusCommand is not configured/);
+  });
+
+  test("a seed's stop and purge steps refuse without a status command and leave the datadir alone", async () => {
+    const datadir = join(dir, 'data');
+    mkdirSync(datadir, { recursive: true });
+    writeFileSync(join(datadir, 'ibdata1'), 'live');
+    const config = { ...defaultConfig(), MySQLDatadirCommand: `echo ${datadir}`, MySQLServiceStopCommand: 'true' };
+    const marks: Record<string, string> = {};
+    const env = {
+      config,
+      mysql: new ConfiguredMySQLService(config),
+      datadir: new LocalDatadir(config),
+      seed: { id: 's', marks: () => marks, mark: (k: string, v: string) => void (marks[k] = v) },
+    } as unknown as StepEnv;
+    const input = {
+      seedId: 's',
+      step: 'x',
+      params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1 },
+      deadlines: { seed: Date.now() + 60_000, connect: null },
+      facts: { datadir },
+    };
+    const signal = new AbortController().signal;
+    await expect(ensureMySQLStopped(input, signal, env)).rejects.toThrow(/MySQLServiceStatusCommand is not configured/);
+    await expect(ensureDatadirPurged(input, signal, env)).rejects.toThrow(/MySQLServiceStatusCommand is not configured/);
+    expect(readdirSync(datadir)).toEqual(['ibdata1']);
+    expect(marks).toEqual({});
   });
 });
 

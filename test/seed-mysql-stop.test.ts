@@ -35,6 +35,8 @@ function envFor(config: Config): StepEnv {
       mark: (k, v) => void (marks[k] = v),
       secrets: () => ({}),
       setProgress: () => undefined,
+      setWaiting: () => undefined,
+      warn: () => undefined,
     },
     daemonStarter: (fn) => fn(),
     killSeedProcesses: async () => undefined,

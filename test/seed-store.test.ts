@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SEED_FORMAT_VERSION, SeedStore, type SeedRecord } from '../src/seeds/seed-store.js';
+import { SEED_FORMAT_VERSION, SeedStore, stateDirError, type SeedRecord } from '../src/seeds/seed-store.js';
 import { tempDir } from './support/agent-process.js';
 
 const machines = { 'seed-target': 1, 'seed-source': 1 };
@@ -68,10 +68,23 @@ describe('seed store', () => {
     expect(corrupt.map((c) => c.file).sort()).toEqual(['broken.json', 'old.json', 'renamed.json'].map((n) => join(store.dir, n)));
     for (const c of corrupt) {
       expect(existsSync(c.file)).toBe(false);
-      expect(c.movedTo.startsWith(join(store.dir, 'corrupt') + '/')).toBe(true);
-      expect(existsSync(c.movedTo)).toBe(true);
+      expect(c.movedTo!.startsWith(join(store.dir, 'corrupt') + '/')).toBe(true);
+      expect(existsSync(c.movedTo!)).toBe(true);
     }
     expect(corrupt.find((c) => c.file.endsWith('old.json'))!.error).toContain('version 99');
-    expect(readFileSync(corrupt.find((c) => c.file.endsWith('broken.json'))!.movedTo, 'utf8')).toContain('"bro');
+    expect(readFileSync(corrupt.find((c) => c.file.endsWith('broken.json'))!.movedTo!, 'utf8')).toContain('"bro');
+  });
+
+  test.each([
+    ['EROFS', 'read-only filesystem: remount it read-write'],
+    ['ENOSPC', 'is full: free space'],
+    ['EACCES', 'may not write in StateDir /srv/oa: make it the owner (chown)'],
+    ['ENOENT', 'does not exist and could not be created'],
+  ])('a StateDir failure with %s names StateDir and says what to do', (errno, hint) => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const e = stateDirError('/srv/oa', 'persist seed s1 to /srv/oa/seeds/s1.json', Object.assign(new Error(`${errno}: failed`), { code: errno }), dir);
+    expect(e.message).toBe(`StateDir /srv/oa: cannot persist seed s1 to /srv/oa/seeds/s1.json: ${errno}: failed`);
+    expect(e.hint).toContain(hint);
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { launchBrowser, type Browser } from './support/browser.js';
@@ -52,6 +52,8 @@ describe('web view during real seeds (headless Chromium)', () => {
 
     const card = page.locator('[data-seed-id="ui-seed-1"]');
     await card.waitFor();
+    // The full diagram is behind the toggle; the person opens it.
+    await card.locator('details.detail > summary').click();
     await card.locator('svg').waitFor();
     // The highlighted state follows the seed: stopping MySQL first, then receiving.
     await card.locator('[id^="state:stoppingMySQL"].current').waitFor();
@@ -76,11 +78,20 @@ describe('web view during real seeds (headless Chromium)', () => {
       expect(steps.some((s) => s.startsWith(step))).toBe(true);
     }
     expect(await card.locator('.error').isHidden()).toBe(true);
+    // The stepper: every runbook step done, each with the time it took.
+    const stepper = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => [li.getAttribute('data-step'), li.getAttribute('data-step-status'), li.querySelector('.took')?.textContent]));
+    expect(stepper.map(([step, status]) => [step, status])).toEqual([
+      ['stoppingMySQL', 'done'], ['purgingDatadir', 'done'], ['receiving', 'done'], ['postCopy', 'done'], ['startingMySQL', 'done'],
+    ]);
+    for (const [, , took] of stepper) expect(took).toMatch(/^\d+(s|m \d+s)$/);
+    expect(await card.locator('[data-fact="MySQL afterwards"]').textContent()).toBe('started after the post-copy command');
+    expect(await card.locator('.aftermath').isHidden()).toBe(true);
 
     // A second seed whose receive command fails: the page shows the seed failed and why.
     host.receiveExit(3);
     await target.call('POST', '/api/seeds', { id: 'ui-seed-2', role: 'target' });
     const failing = page.locator('[data-seed-id="ui-seed-2"]');
+    await failing.locator('details.detail > summary').click();
     await failing.locator('[id^="state:receiving"].current').waitFor();
     expect(await sendTo(transferPort, source)).toBe(0);
     await failing.locator('.badge', { hasText: 'failed' }).waitFor();
@@ -90,6 +101,10 @@ describe('web view during real seeds (headless Chromium)', () => {
     const shown = await failing.locator('.error').textContent();
     expect(shown).toContain(view.error!.message);
     expect(await failing.locator('table.history td.err').count()).toBeGreaterThan(0);
+    // What the failure left on this host, and what to do.
+    expect(await failing.locator('[data-step="receiving"]').getAttribute('data-step-status')).toBe('failed');
+    expect(await failing.locator('.aftermath').textContent()).toContain('MySQL is stopped and the datadir is empty');
+    expect(await failing.locator('.aftermath').textContent()).toContain('Seed again, or restore the datadir before starting MySQL');
     // the page lists the running/failed seed above the finished one
     const order = await page.locator('article.seed').evaluateAll((cards) => cards.map((c) => c.getAttribute('data-seed-id')));
     expect(order.indexOf('ui-seed-2')).toBeLessThan(order.indexOf('ui-seed-1'));
@@ -166,6 +181,76 @@ describe('web view during a built-in transfer with a bandwidth limit (headless C
     expect(await bar.getAttribute('aria-valuenow')).toBe('100.0');
     const kib = `${((await target.seed('ui-builtin')).progress!.bytesDone / 1024).toFixed(1)} KiB`;
     expect(await card.locator('.progress .numbers').textContent()).toContain(`${kib} of ${kib} (100%)`);
+    expect(await card.locator('[data-fact="transport"]').textContent()).toBe('built-in transfer');
+    await page.close();
+  });
+});
+
+describe('NEXT and ABORT from the web view (headless Chromium)', () => {
+  let dir: string;
+  let host: TargetHost;
+  let target: SeedAgent;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    dir = tempDir('oa-ui-buttons-');
+    host = makeTargetHost(join(dir, 'target'), await freePort());
+    target = await startSeedAgent(join(dir, 'target'), { ...host.config, TokenHttpHeader: 'X-Agent-Token' });
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await target?.agent.stop();
+    if (host) stopTargetMysqld(host);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a person steps a paused seed on with NEXT, is told what ABORT will do, cancels once, then aborts it', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${target.agent.baseUrl}/ui?token=${target.token}`);
+    await page.locator('#connection[data-state="live"]').waitFor();
+    const created = await target.call('POST', '/api/seeds', { id: 'ui-steps', role: 'target', stepByStep: true });
+    expect(created.status).toBe(201);
+    const card = page.locator('[data-seed-id="ui-steps"]');
+
+    // Paused before the first step: the page says it waits for NEXT, the stepper shows where.
+    await card.locator('.waiting', { hasText: 'waits for NEXT' }).waitFor();
+    expect(await card.locator('.waiting').textContent()).toContain('stop MySQL');
+    expect(await card.locator('.badge').textContent()).toBe('paused');
+    expect(await card.locator('[data-step="stoppingMySQL"]').getAttribute('data-step-status')).toBe('paused');
+    expect(await card.locator('[data-step="startingMySQL"]').getAttribute('data-step-status')).toBe('skipped');
+    expect(await card.locator('[data-fact="MySQL afterwards"]').textContent()).toContain('left stopped');
+    expect(await card.locator('[data-fact="started"]').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    expect(await card.locator('details.detail').getAttribute('open')).toBeNull();
+
+    await card.locator('button.next').click();
+    await card.locator('[data-step="purgingDatadir"][data-step-status="paused"]').waitFor();
+    expect(await card.locator('[data-step="stoppingMySQL"]').getAttribute('data-step-status')).toBe('done');
+    const stepped = await target.seed('ui-steps');
+    expect(stepped).toMatchObject({ state: 'purgingDatadir', paused: true, status: 'active' });
+    expect(host.mysqlRunning()).toBe(false);
+
+    // ABORT first asks, saying what cleanup will do here (the datadir is not purged yet).
+    await card.locator('button.abort').click();
+    const confirm = card.locator('.confirm');
+    await confirm.waitFor();
+    expect(await confirm.textContent()).toContain('The datadir has not been touched yet');
+    await card.locator('button.cancel-abort').click();
+    expect(await confirm.isHidden()).toBe(true);
+    expect((await target.seed('ui-steps')).status).toBe('active');
+
+    await card.locator('button.abort').click();
+    await card.locator('button.confirm-abort').click();
+    await card.locator('.badge', { hasText: 'aborted' }).waitFor();
+    expect((await target.seed('ui-steps')).status).toBe('aborted');
+    expect(await card.locator('[data-step="purgingDatadir"]').getAttribute('data-step-status')).toBe('aborted');
+    expect(await card.locator('[data-step="receiving"]').getAttribute('data-step-status')).toBe('skipped');
+    const after = await card.locator('.aftermath').textContent();
+    expect(after).toContain('MySQL is stopped (this seed stopped it); the datadir was not touched');
+    expect(after).toContain('What to do:');
+    expect(await card.locator('.actions').isHidden()).toBe(true);
+    // The datadir really was not touched.
+    expect(readFileSync(join(host.datadir, 'ibdata1'), 'utf8')).toBe('old target data');
     await page.close();
   });
 });

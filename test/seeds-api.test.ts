@@ -1,6 +1,8 @@
 // Seeds through a real agent process: real commands, real TCP, a real btrfs snapshot on the source.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { mountsUnder } from './support/btrfs-fixture.js';
@@ -226,9 +228,60 @@ describe('seeds with the built-in transfer', () => {
     expect([tv.status, tv.error, sv.status, sv.error]).toEqual(['done', null, 'done', null]);
     expect(tv.progress).toMatchObject({ bytesDone: 350000, bytesTotal: 350000, filesTotal: 3 });
     const copied = treeDigest(host.datadir);
-    for (const name of Object.keys(copied)) if (name.startsWith('.orchestrator-agent-transfer') || name === 'post-copied') delete copied[name];
+    delete copied['post-copied'];
+    // Exactly the source's files: the transfer's bookkeeping stays under StateDir (orchestrator's progress is the datadir's size).
     expect(copied).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+    expect(existsSync(join(t.stateDir, 'transfers', 'builtin', 'transfer-manifest.json'))).toBe(true);
     expect(mountsUnder(source.mountPoint)).toEqual([]);
+  });
+  test('a wrong transfer key fails the source at once with the receiver\'s reason; the target shows the refusal and still takes the right sender', async () => {
+    const { host, agent: t } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'wrongkey', role: 'target' });
+    const { port, authKey } = created.body.transfer;
+    const wrongKey = authKey.replace(/^./, (c) => (c === 'a' ? 'b' : 'a'));
+    const s1 = await sourceAgent({ SendSeedDataCommand: '' });
+    expect((await s1.call('POST', '/api/seeds', { id: 'wrongkey', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey: wrongKey, snapshot: source.snapshot })).status).toBe(201);
+    const sv = await s1.waitFor('wrongkey', isFinal, 'an end', 15000);
+    expect(sv.status).toBe('failed');
+    expect(sv.error!.message).toMatch(/refused this sender: wrong transfer key/);
+    expect(sv.history.map((h) => h.state)).toEqual(['mountingSnapshot', 'sending', 'cleanup', 'failed']);
+
+    const refused = await t.waitFor('wrongkey', (v) => v.warnings.length > 0, 'a refused sender in the view');
+    expect([refused.status, refused.state]).toEqual(['active', 'receiving']);
+    expect(refused.warnings[0]!.message).toMatch(new RegExp(`refused a connection on transfer port ${port}: .*wrong transfer key`));
+    // A retrying sender would come back after a second: one refusal means no retry loop.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await t.seed('wrongkey')).warnings).toHaveLength(1);
+
+    const s2 = await sourceAgent({ SendSeedDataCommand: '' });
+    expect((await s2.call('POST', '/api/seeds', { id: 'wrongkey', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot })).status).toBe(201);
+    const tv = await t.waitFor('wrongkey', isFinal, 'an end');
+    expect([tv.status, tv.error, (await s2.waitFor('wrongkey', isFinal, 'an end')).status]).toEqual(['done', null, 'done']);
+    const copied = treeDigest(host.datadir);
+    delete copied['post-copied'];
+    expect(copied).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+  });
+
+  test('a full target disk fails both seeds with the receiver\'s reason, and the target drops the partial copy and its bookkeeping', async () => {
+    const { host, agent: t } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'oa-seed-full', host.datadir]);
+    try {
+      const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'full', role: 'target' });
+      const { port, authKey } = created.body.transfer;
+      const s = await sourceAgent({ SendSeedDataCommand: '' });
+      expect((await s.call('POST', '/api/seeds', { id: 'full', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot })).status).toBe(201);
+      const tv = await t.waitFor('full', isFinal, 'an end', 20000);
+      const sv = await s.waitFor('full', isFinal, 'an end', 20000);
+      expect(tv.status).toBe('failed');
+      expect(tv.error!.message).toMatch(/ENOSPC/);
+      expect(sv.status).toBe('failed');
+      expect(sv.error!.message).toMatch(/stopped the transfer: .*ENOSPC/);
+      expect(sv.error!.message).not.toMatch(/ECONNREFUSED/);
+      expect(readdirSync(host.datadir)).toEqual([]);
+      expect(existsSync(join(t.stateDir, 'transfers', 'full'))).toBe(false);
+    } finally {
+      execFileSync('umount', ['-l', host.datadir]);
+    }
   });
 });
 
@@ -276,6 +329,39 @@ describe('the original seed routes', () => {
       await get(s, '/api/umount');
     }
     expect(mountsUnder(source.mountPoint)).toEqual([]);
+  });
+
+  test('a directory orchestrator mounted that changes while being sent fails both seeds, with the change in the source seed\'s warnings', async () => {
+    const secret = { SeedTransferSecret: 'orchestrator-shared-secret' };
+    const { agent: t, host } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', ...secret });
+    const s = await sourceAgent({ SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.5, SeedTransferPort: host.config.SeedTransferPort, ...secret });
+    // Not a snapshot: a writable directory, mounted (bound) where orchestrator would have mounted a snapshot.
+    const live = tempDir('oa-seed-live-');
+    dirs.push(live);
+    mkdirSync(join(live, 'mysql', 'db1'), { recursive: true });
+    writeFileSync(join(live, 'mysql', 'ibdata1'), randomBytes(3_000_000));
+    writeFileSync(join(live, 'mysql', 'db1', 't.ibd'), randomBytes(10_000));
+    execFileSync('mount', ['--bind', live, source.mountPoint]);
+    try {
+      const get = async (a: SeedAgent, path: string) => (await fetch(`${a.agent.baseUrl}${path}?token=${a.token}`)).json();
+      expect(await get(t, '/api/receive-mysql-seed-data/changing')).toBe(true);
+      expect(await get(s, '/api/send-mysql-seed-data/127.0.0.1/changing')).toBe(true);
+      await s.waitFor('changing', (v) => (v.progress?.bytesDone ?? 0) > 300_000, 'a first part sent');
+      appendFileSync(join(live, 'mysql', 'ibdata1'), 'written by a running server');
+      const sv = await s.waitFor('changing', isFinal, 'an end');
+      expect(sv.status).toBe('failed');
+      expect(sv.error!.message).toMatch(/mysql\/ibdata1 changed while being sent \(size 3000000 → 3000027 bytes.*not a consistent datadir/);
+      expect(sv.warnings.map((w) => w.message)).toEqual([expect.stringMatching(/mysql\/ibdata1 changed while being sent/)]);
+      const tv = await t.waitFor('changing', isFinal, 'an end');
+      expect(tv.status).toBe('failed');
+      expect(tv.error!.message).toMatch(/the sender stopped the transfer: .*changed while being sent/);
+      for (const a of [t, s]) {
+        expect(await get(a, '/api/seed-command-completed/changing')).toBe(true);
+        expect(await get(a, '/api/seed-command-succeeded/changing')).toBe(false);
+      }
+    } finally {
+      execFileSync('umount', ['-l', source.mountPoint]);
+    }
   });
 
   test('without transfer commands and without SeedTransferSecret the original routes say what to configure', async () => {

@@ -23,11 +23,12 @@ afterAll(() => {
 
 async function setUp(files: HandFile[]) {
   const dest = tempDir('oa-partial-');
-  dirs.push(dest);
+  const state = tempDir('oa-partial-state-');
+  dirs.push(dest, state);
   const authKey = newAuthKey();
   const c = new AbortController();
   controllers.push(c);
-  const receiver = await startReceiver({ destDir: dest, bindAddress: '127.0.0.1', authKey, signal: c.signal });
+  const receiver = await startReceiver({ destDir: dest, stateDir: state, bindAddress: '127.0.0.1', authKey, signal: c.signal });
   // Marks the outcome handled at once; each test awaits it.
   const outcome = receiver.done.then(
     (r) => ({ ok: true as const, r }),
@@ -35,7 +36,7 @@ async function setUp(files: HandFile[]) {
   );
   const sender = await HandSender.start(receiver.port, authKey, files);
   senders.push(sender);
-  return { dest, sender, outcome };
+  return { dest, state, sender, outcome };
 }
 
 const files: HandFile[] = [
@@ -46,19 +47,19 @@ const files: HandFile[] = [
 
 describe('the receiver never finishes on a partial copy', () => {
   test('a whole, correct sender is accepted (the hand-written sender speaks the protocol)', async () => {
-    const { dest, sender, outcome } = await setUp(files);
+    const { dest, state, sender, outcome } = await setUp(files);
     files.forEach((_, i) => sender.sendFile(i));
     sender.sendEnd();
     const answer = await sender.answer();
     expect(answer?.type).toBe(FrameType.result);
     const o = await outcome;
     expect(o.ok).toBe(true);
-    expect(await isTransferComplete(dest)).toBe(true);
+    expect(await isTransferComplete(state, dest)).toBe(true);
     for (const f of files) expect(readFileSync(join(dest, f.path)).equals(f.content)).toBe(true);
   });
 
   test('a connection closed cleanly between two frames, with files missing, fails the receive and writes no manifest', async () => {
-    const { dest, sender, outcome } = await setUp(files);
+    const { dest, state, sender, outcome } = await setUp(files);
     sender.sendFile(0);
     await sender.closeAtFrameBoundary();
     const o = await outcome;
@@ -66,21 +67,21 @@ describe('the receiver never finishes on a partial copy', () => {
     const err = (o as { err: unknown }).err as AgentError;
     expect(err).toBeInstanceOf(AgentError);
     expect(err.message).toMatch(/closed/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
-    expect(await isTransferComplete(dest)).toBe(false);
+    expect(existsSync(join(state, MANIFEST_FILE))).toBe(false);
+    expect(await isTransferComplete(state, dest)).toBe(false);
   });
 
   test('a connection closed cleanly after every file but before the end frame fails the receive and writes no manifest', async () => {
-    const { dest, sender, outcome } = await setUp(files);
+    const { dest, state, sender, outcome } = await setUp(files);
     files.forEach((_, i) => sender.sendFile(i));
     await sender.closeAtFrameBoundary();
     const o = await outcome;
     expect(o.ok).toBe(false);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
+    expect(existsSync(join(state, MANIFEST_FILE))).toBe(false);
   });
 
   test('an end frame while files are still missing fails the receive, names a missing file, tells the sender and writes no manifest', async () => {
-    const { dest, sender, outcome } = await setUp(files);
+    const { dest, state, sender, outcome } = await setUp(files);
     sender.sendFile(0);
     sender.sendFile(2);
     sender.sendEnd();
@@ -92,7 +93,7 @@ describe('the receiver never finishes on a partial copy', () => {
     const err = (o as { err: unknown }).err as AgentError;
     expect(err).toBeInstanceOf(AgentError);
     expect(err.message).toMatch(/ib_logfile0/);
-    expect(existsSync(join(dest, MANIFEST_FILE))).toBe(false);
-    expect(await isTransferComplete(dest)).toBe(false);
+    expect(existsSync(join(state, MANIFEST_FILE))).toBe(false);
+    expect(await isTransferComplete(state, dest)).toBe(false);
   });
 });

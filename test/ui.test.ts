@@ -9,7 +9,7 @@ import { launchBrowser, type Browser } from './support/browser.js';
 import { MemoryFeed, seedView } from './support/seed-views.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
+import { repoRoot, startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
 
 // The web view against a real HTTP server whose seed feed the test drives step by step, so every
 // change the page must show is known. The end-to-end test with a real seed is in seed-ui.e2e.test.ts.
@@ -117,6 +117,9 @@ describe('web view and seed stream', () => {
       await page.goto(`${server.baseUrl}/ui?token=${token}`);
       // the token leaves the address bar
       await page.waitForFunction(() => !location.search.includes('token'));
+      // the header names the agent's version
+      const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+      expect(await page.locator('#version').textContent()).toBe(`v${version}`);
       const card = page.locator('[data-seed-id="live-seed"]');
       const start = seedView({ id: 'live-seed', machine: 'registration', state: 'submitting', history: [{ state: 'submitting', enteredAt: Date.now(), leftAt: null, error: null }] });
       await page.locator('#connection[data-state="live"]').waitFor();
@@ -149,6 +152,111 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a finished seed shows its steps, skipped ones, its full duration in UTC and no transfer rate', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const t0 = Date.parse('2026-03-01T10:00:00Z');
+      const at = (s: number) => new Date(t0 + s * 1000).toISOString();
+      feed.emit(seedView({
+        id: 'finished-seed', machine: 'seed-target', state: 'done', status: 'done', createdAt: at(0), updatedAt: at(95),
+        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, method: 'snapshot', transport: 'built-in transfer',
+        marks: ['purgeStarted', 'transferred', 'postCopied'],
+        progress: { bytesDone: 2048, bytesTotal: 2048, rateBytesPerSec: 1024, etaSeconds: 0, filesDone: 2, filesTotal: 2, currentFile: null },
+        history: [
+          { state: 'stoppingMySQL', enteredAt: at(0), leftAt: at(5), error: null },
+          { state: 'purgingDatadir', enteredAt: at(5), leftAt: at(7), error: null },
+          { state: 'receiving', enteredAt: at(7), leftAt: at(90), error: null },
+          { state: 'postCopy', enteredAt: at(90), leftAt: at(95), error: null },
+          { state: 'done', enteredAt: at(95), leftAt: null, error: null },
+        ],
+      }));
+      const card = page.locator('[data-seed-id="finished-seed"]');
+      await card.locator('.badge', { hasText: 'done' }).waitFor();
+      const steps = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')} ${li.querySelector('.took')?.textContent}`));
+      expect(steps).toEqual(['stoppingMySQL done 5s', 'purgingDatadir done 2s', 'receiving done 1m 23s', 'postCopy done 5s', 'startingMySQL skipped ']);
+      expect(await card.locator('[data-fact="started"]').textContent()).toBe('2026-03-01 10:00:00 UTC');
+      expect(await card.locator('[data-fact="ended"]').textContent()).toBe('2026-03-01 10:01:35 UTC');
+      expect(await card.locator('[data-fact="took"]').textContent()).toBe('1m 35s');
+      expect(await card.locator('[data-fact="transport"]').textContent()).toBe('built-in transfer');
+      const numbers = await card.locator('.progress .numbers').textContent();
+      expect(numbers).toContain('2.0 KiB of 2.0 KiB (100%)');
+      expect(numbers).not.toContain('/s');
+      expect(await card.locator('.actions').isHidden()).toBe(true);
+      await page.close();
+    });
+
+    test('a failed source seed says MySQL was not touched and what to do; a peer and snapshot are shown', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      feed.emit(seedView({
+        id: 'failed-source', role: 'source', machine: 'seed-source', state: 'failed', status: 'failed',
+        params: { targetHost: 'db2.example.com', targetPort: 4000, snapshot: 'snap-1', alreadyMounted: false, sourceDir: '', stepByStep: false },
+        marks: ['mountedBySeed'],
+        error: { code: 'transfer_refused', message: 'the target refused the key', hint: 'create a new target seed' },
+        history: [
+          { state: 'mountingSnapshot', enteredAt: Date.now() - 3000, leftAt: Date.now() - 2000, error: null },
+          { state: 'sending', enteredAt: Date.now() - 2000, leftAt: Date.now() - 1000, error: 'the target refused the key' },
+          { state: 'cleanup', enteredAt: Date.now() - 1000, leftAt: Date.now(), error: null },
+          { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null },
+        ],
+      }));
+      const card = page.locator('[data-seed-id="failed-source"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      expect(await card.locator('[data-fact="peer"]').textContent()).toBe('target db2.example.com:4000');
+      expect(await card.locator('[data-fact="snapshot"]').textContent()).toBe('snap-1');
+      const steps = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')}`));
+      expect(steps).toEqual(['mountingSnapshot done', 'sending failed', 'unmounting skipped', 'cleanup done']);
+      const after = await card.locator('.aftermath').textContent();
+      expect(after).toContain('MySQL on this host was not touched, and the snapshot this seed mounted was unmounted');
+      expect(after).toContain('What to do:');
+      await page.close();
+    });
+
+    test('a target waiting for its sender says since when, and shows refused senders as warnings', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const view = seedView({
+        id: 'waiting-seed', machine: 'seed-target', state: 'receiving', createdAt: '2026-03-01T12:40:00Z',
+        history: [{ state: 'receiving', enteredAt: '2026-03-01T12:41:00Z', leftAt: null, error: null }],
+        warnings: [{ at: '2026-03-01T12:42:00Z', message: 'refused a sender from 10.0.0.9: wrong transfer key' }],
+      });
+      feed.emit(view);
+      const card = page.locator('[data-seed-id="waiting-seed"]');
+      await card.locator('.peer-wait').waitFor();
+      expect(await card.locator('.peer-wait').textContent()).toBe('Waiting for the sender since 2026-03-01 12:41:00 UTC · 1 warning, last: refused a sender from 10.0.0.9: wrong transfer key');
+      expect(await card.locator('ul.warnings li').allTextContents()).toEqual(['2026-03-01 12:42:00 UTC refused a sender from 10.0.0.9: wrong transfer key']);
+      // A lost sender the step waits for: since when, until when, why.
+      feed.emit({ ...view, waiting: { for: 'sender', since: '2026-03-01T12:50:00Z', until: '2026-03-01T13:00:00Z', message: 'the sender went away after 2 files' } });
+      await card.locator('.peer-wait', { hasText: 'gives up at' }).waitFor();
+      expect(await card.locator('.peer-wait').textContent()).toContain('Waiting for the sender since 2026-03-01 12:50:00 UTC (gives up at 2026-03-01 13:00:00 UTC): the sender went away after 2 files');
+      await page.close();
+    });
+
+    test('a backup seed shows its own runbook, that it will replicate, and what a replication failure left', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const steps = ['checking', 'stoppingMySQL', 'purgingDatadir', 'receiving', 'preparing', 'fixingOwner', 'startingMySQL', 'settingUpReplication', 'catchingUp'];
+      feed.emit(seedView({
+        id: 'backup-seed', machine: 'seed-backup-target', method: 'backup', state: 'failed', status: 'failed',
+        params: { method: 'backup', startMySQL: false, replicate: true, stepByStep: false, port: 4000 },
+        marks: ['purgeStarted', 'backupExtracted', 'backupPrepared'],
+        error: { code: 'replication_failed', message: 'the replica stopped: Error 1236', hint: null },
+        history: [...steps.map((state) => ({ state, enteredAt: Date.now() - 1000, leftAt: Date.now(), error: state === 'catchingUp' ? 'the replica stopped: Error 1236' : null })),
+          { state: 'cleanup', enteredAt: Date.now(), leftAt: Date.now(), error: null }, { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null }],
+      } as Parameters<typeof seedView>[0]));
+      const card = page.locator('[data-seed-id="backup-seed"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      const shown = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')}`));
+      expect(shown).toEqual([...steps.slice(0, -1).map((s) => `${s} done`), 'catchingUp failed', 'cleanup done']);
+      expect(await card.locator('[data-fact="MySQL afterwards"]').textContent()).toBe('started, then set up to replicate from the source until caught up');
+      expect(await card.locator('.aftermath').textContent()).toContain('MySQL runs on the complete copy, but replication is not caught up.');
+      await page.close();
+    });
+
     test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);
@@ -161,6 +269,32 @@ describe('web view and seed stream', () => {
       await page.locator('#connection[data-state="live"]').waitFor();
       await page.close();
     });
+  });
+});
+
+describe('web view with basic auth and no TokenHttpHeader (headless Chromium)', () => {
+  const feed = new MemoryFeed([seedView({ id: 'paused-seed', machine: 'seed-target', state: 'stoppingMySQL', paused: true, accepts: ['NEXT', 'ABORT'] })]);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let browser: Browser;
+  beforeAll(async () => {
+    server = await startServer({ HTTPAuthUser: basic.username, HTTPAuthPassword: basic.password }, feed);
+    browser = await launchBrowser({ httpCredentials: basic });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('NEXT and ABORT are shown but disabled, saying why: a POST takes the token only from a header basic auth already uses', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${server.baseUrl}/ui?token=${token}`);
+    const card = page.locator('[data-seed-id="paused-seed"]');
+    await card.locator('button.next').waitFor();
+    expect(await card.locator('button.next').isDisabled()).toBe(true);
+    expect(await card.locator('button.abort').isDisabled()).toBe(true);
+    expect(await card.locator('button.next').getAttribute('title')).toContain('TokenHttpHeader');
+    expect(await card.locator('.waiting').textContent()).toContain('waits for NEXT');
+    await page.close();
   });
 });
 

@@ -73,7 +73,8 @@ export function toDot(graph: MachineGraph): string {
   const out: string[] = [
     `digraph ${q(graph.id)} {`,
     `  graph [id=${q(`machine:${graph.id}`)}, label=${q(graph.id)}, labelloc=t, fontname="Helvetica", fontsize=14, rankdir=TB, compound=true, nodesep=0.4, ranksep=0.45];`,
-    '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#455a64", fontname="Helvetica", fontsize=11];',
+    // Wide margins: a browser without Helvetica draws the labels in a wider font than Graphviz measured.
+    '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#455a64", fontname="Helvetica", fontsize=11, margin="0.25,0.08"];',
     '  edge [fontname="Helvetica", fontsize=9, color="#607d8b", fontcolor="#37474f"];',
   ];
   const writeState = (state: StateInfo, indent: string): void => {

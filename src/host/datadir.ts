@@ -5,6 +5,7 @@ import { isAbsolute, join, normalize } from 'node:path';
 import type { Config } from '../config.js';
 import { AgentError } from '../errors.js';
 import { runShell } from '../process-runner.js';
+import { ensureNoHolders } from './datadir-holders.js';
 import { availableSpace, diskUsage } from './disk.js';
 import type { DatadirOps } from './interfaces.js';
 import { commandOptions } from './mysql-service.js';
@@ -50,6 +51,12 @@ export async function checkPurgeTarget(datadir: string): Promise<string> {
   return real;
 }
 
+/** Refuses (409) while any process has files open in the datadir, works in it, or locks ibdata1. */
+function ensureNotHeld(real: string): Promise<void> {
+  return ensureNoHolders(real, `purge the datadir ${real}`, 'a server still runs on this datadir although the status command may say it is stopped: ' +
+    'stop that process (and fix MySQLServiceStatusCommand if it said stopped), then retry');
+}
+
 export class LocalDatadir implements DatadirOps {
   constructor(private readonly config: Config) {}
 
@@ -61,12 +68,25 @@ export class LocalDatadir implements DatadirOps {
     return availableSpace(path);
   }
 
+  async ensureNotInUse(datadir: string): Promise<void> {
+    let real: string;
+    try {
+      real = await checkPurgeTarget(datadir);
+    } catch (err) {
+      if (err instanceof AgentError && err.code === 'not_found') return; // nothing there to use
+      throw err;
+    }
+    await ensureNotHeld(real);
+  }
+
   /**
-   * Deletes everything inside the datadir, not the directory itself (its ownership and mode stay).
-   * MySQLDeleteDatadirContentCommand, when set, runs instead, with the datadir as $1, after the same checks.
+   * Deletes everything inside the datadir, not the directory itself (its ownership and mode stay), once the
+   * agent has seen for itself that no process uses it. MySQLDeleteDatadirContentCommand, when set, runs
+   * instead, with the datadir as $1, after the same checks.
    */
   async purge(datadir: string, signal?: AbortSignal): Promise<void> {
     const real = await checkPurgeTarget(datadir);
+    await ensureNotHeld(real);
     const command = this.config.MySQLDeleteDatadirContentCommand.trim();
     if (command !== '') {
       await runShell(command, [real], commandOptions(this.config, signal));

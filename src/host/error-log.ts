@@ -5,6 +5,7 @@ import { isAbsolute } from 'node:path';
 import type { Config } from '../config.js';
 import { defaultConfig } from '../config.js';
 import { AgentError } from '../errors.js';
+import { log } from '../log.js';
 import { runShell } from '../process-runner.js';
 import { commandOptions } from './mysql-service.js';
 
@@ -84,9 +85,11 @@ export async function mysqlErrorLogTail(config: Config, opts: { myCnf?: string; 
   const file = configured || (await errorLogFromMyCnf(myCnf));
   const source = configured ? 'MySQLErrorLogFile' : myCnf;
   if (!file) {
-    throw new AgentError('config', `no MySQL error log configured: MySQLErrorLogFile is empty and ${myCnf} has no log-error`, {
+    // The original's default command then ran `tail -n 20` on empty input and answered [""]: so do we.
+    log.warn(`mysql-error-log-tail answers [""] (as the original): MySQLErrorLogFile is empty and ${myCnf} has no log-error`, {
       hint: 'set MySQLErrorLogFile to the path of the MySQL error log (SELECT @@log_error)',
     });
+    return [''];
   }
   if (!isAbsolute(file)) {
     throw new AgentError('config', `MySQL error log path "${file}" (from ${source}) is relative`, {

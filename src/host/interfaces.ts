@@ -45,6 +45,11 @@ export interface SnapshotBackend {
   unmount(mountPoint: string, signal?: AbortSignal): Promise<Mount>;
   remove(name: string, signal?: AbortSignal): Promise<void>;
   create(signal?: AbortSignal): Promise<void>;
+  /**
+   * Throws (snapshot_invalid) when what is mounted at the mount point is a snapshot that can no longer be
+   * trusted: an LVM snapshot whose copy-on-write space filled up, so device-mapper invalidated it.
+   */
+  verifyMounted(mountPoint: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** Datadir facts and the one destructive operation, behind guardrails. */
@@ -53,6 +58,9 @@ export interface DatadirOps {
   diskUsage(path: string, signal?: AbortSignal): Promise<number>;
   /** Bytes available to unprivileged users on the filesystem holding path (statfs). */
   availableSpace(path: string): Promise<number>;
+  /** Refuses (409, naming pid and command line) while any other process has files open in the datadir,
+   *  works in it, or holds a lock on its files (InnoDB's lock on ibdata1). Only reads. */
+  ensureNotInUse(datadir: string): Promise<void>;
   /** Delete everything inside the datadir (not the directory itself). Refuses "/", "" and non-directories. */
   purge(datadir: string, signal?: AbortSignal): Promise<void>;
 }

@@ -7,8 +7,9 @@ import { AgentError } from '../errors.js';
 import { runProgram, runShell, runShellStatus, templateToScript, type RunOptions } from '../process-runner.js';
 import type { LogicalVolume, Mount, SnapshotBackend } from './interfaces.js';
 import { createSnapshot } from './operator-commands.js';
+import { withoutWalks } from './disk.js';
 import { describeMount, type DatadirSource } from './mount-status.js';
-import { ensureMounted, ensureUnmounted, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
+import { ensureMounted, ensureUnmounted, unmountOnce, filesystemType, isSameSource, mountAt, parseBlkidType, readMounts, requireMountPoint, type MountEntry } from './mounts.js';
 
 // The original's defaults: a key still at its default runs our argv version, a changed one the operator's.
 const defaults = defaultConfig();
@@ -25,24 +26,46 @@ export const lvsArgs = [
   'lv_name,vg_name,lv_path,origin,snap_percent,lv_attr',
 ];
 
-/** Parses `lvs ${lvsArgs}` output into the original's LogicalVolume JSON. */
-export function parseLvsSeparated(stdout: string): LogicalVolume[] {
-  const volumes: LogicalVolume[] = [];
+/** One volume of `lvs ${lvsArgs}`: the original's JSON, plus what the snapshot check needs. */
+interface LvsRow {
+  volume: LogicalVolume;
+  origin: string;
+  /** lv_attr, e.g. "swi-a-s---"; its fifth character is "I" (or "S") for a snapshot device-mapper invalidated. */
+  attr: string;
+}
+
+function parseLvsRows(stdout: string): LvsRow[] {
+  const rows: LvsRow[] = [];
   for (const line of stdout.split('\n')) {
     const fields = line.trim().split('|');
     if (fields.length < 6 || fields[0] === '') continue;
     const [name, group, path, origin, percent, attr] = fields;
     const snapshotAttr = attr.startsWith('s') || attr.startsWith('S');
     const parsedPercent = percent.trim() === '' ? 0 : Number(percent);
-    volumes.push({
-      Name: name,
-      GroupName: group,
-      Path: path,
-      IsSnapshot: snapshotAttr || origin !== '',
-      SnapshotPercent: Number.isFinite(parsedPercent) ? parsedPercent : 0,
+    rows.push({
+      volume: {
+        Name: name,
+        GroupName: group,
+        Path: path,
+        IsSnapshot: snapshotAttr || origin !== '',
+        SnapshotPercent: Number.isFinite(parsedPercent) ? parsedPercent : 0,
+      },
+      origin,
+      attr,
     });
   }
-  return volumes;
+  return rows;
+}
+
+/** Parses `lvs ${lvsArgs}` output into the original's LogicalVolume JSON. */
+export function parseLvsSeparated(stdout: string): LogicalVolume[] {
+  return parseLvsRows(stdout).map((row) => row.volume);
+}
+
+/** A snapshot device-mapper has invalidated (lv_attr state I or S), or one whose space is used up. */
+export function isInvalidSnapshot(row: { volume: LogicalVolume; attr?: string }): boolean {
+  const state = row.attr?.[4];
+  return row.volume.IsSnapshot && (state === 'I' || state === 'S' || row.volume.SnapshotPercent >= 100);
 }
 
 /**
@@ -93,13 +116,18 @@ export class LvmSnapshots implements SnapshotBackend {
   }
 
   private async allVolumes(signal?: AbortSignal): Promise<LogicalVolume[]> {
+    return (await this.rows(signal)).map((row) => row.volume);
+  }
+
+  /** Every volume; lv_attr and origin only from our own lvs (an operator's command prints the original's four columns). */
+  private async rows(signal?: AbortSignal): Promise<{ volume: LogicalVolume; origin?: string; attr?: string }[]> {
     const custom = this.custom('LogicalVolumesCommand');
     if (custom !== undefined) {
       const result = await runShell(templateToScript(custom, 0), [], this.run(signal));
-      return parseLvsWhitespace(result.stdout);
+      return parseLvsWhitespace(result.stdout).map((volume) => ({ volume }));
     }
     const result = await runProgram('lvs', lvsArgs, this.run(signal));
-    return parseLvsSeparated(result.stdout);
+    return parseLvsRows(result.stdout);
   }
 
   async list(pattern = '', signal?: AbortSignal): Promise<LogicalVolume[]> {
@@ -196,7 +224,8 @@ export class LvmSnapshots implements SnapshotBackend {
     if (custom === undefined) {
       await ensureUnmounted(target, this.run(signal));
     } else if (await mountAt(target)) {
-      await runShell(templateToScript(custom, 1), [target], this.run(signal));
+      const run = this.run(signal);
+      await withoutWalks(target, () => unmountOnce(target, () => runShell(templateToScript(custom, 1), [target], run), run));
     }
     return this.getMount(target, signal);
   }
@@ -228,5 +257,36 @@ export class LvmSnapshots implements SnapshotBackend {
   async create(signal?: AbortSignal): Promise<void> {
     await createSnapshot(this.config, signal);
   }
-}
 
+  /**
+   * A snapshot whose copy-on-write space fills up is invalidated by device-mapper: its reads fail (or, from
+   * the page cache, still succeed with a mix of old blocks), so nothing copied from it can be trusted.
+   */
+  async verifyMounted(mountPoint: string, signal?: AbortSignal): Promise<void> {
+    const target = requireMountPoint(mountPoint);
+    const entry = await mountAt(target);
+    if (!entry) return;
+    const rows = await this.rows(signal).catch((err: unknown) => {
+      throw new AgentError('command_failed', `cannot check whether the snapshot mounted at ${target} is still valid: ${(err as Error).message}`, {
+        hint: 'a seed must not finish on a snapshot nobody checked: make lvs work for the agent (or fix LogicalVolumesCommand), then seed again',
+        cause: err,
+      });
+    });
+    const real = await realpath(entry.source).catch(() => entry.source);
+    let row: (typeof rows)[number] | undefined;
+    for (const r of rows) {
+      if (r.volume.Path === entry.source || (await realpath(r.volume.Path).catch(() => '')) === real) row = r;
+    }
+    if (!row || !isInvalidSnapshot(row)) return;
+    const { GroupName: vg, Name: name, SnapshotPercent: percent } = row.volume;
+    const origin = row.origin ? `${vg}/${row.origin}` : 'its origin volume';
+    throw new AgentError(
+      'snapshot_invalid',
+      `snapshot ${vg}/${name} mounted at ${target} is no longer valid: its copy-on-write space filled up (${percent}% used) while it was in use and device-mapper invalidated it, so what was read from it cannot be trusted`,
+      {
+        hint: `take a larger snapshot (lvcreate -s -L with room for everything written to ${origin} while a seed runs, or -l 100%ORIGIN) and seed again; unmount and remove this one (/api/umount, /api/removelv?lv=${vg}/${name})`,
+        details: { snapshot: `${vg}/${name}`, snapshotPercent: percent, attr: row.attr },
+      },
+    );
+  }
+}

@@ -3,8 +3,11 @@
 // mounting over a mount point that holds something else is refused.
 import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from '../errors.js';
 import { runProgram, type RunOptions } from '../process-runner.js';
+import { describeHolder, findHolders } from './datadir-holders.js';
+import { withoutWalks } from './disk.js';
 
 /** One line of /proc/self/mountinfo (proc(5)), with the octal escapes (\040 etc.) decoded. */
 export interface MountEntry {
@@ -134,18 +137,64 @@ export async function ensureMounted(req: MountRequest, run: RunOptions): Promise
   return mounted;
 }
 
-/** Unmount whatever is mounted at mountPoint; nothing mounted is fine. */
-export async function ensureUnmounted(mountPoint: string, run: RunOptions): Promise<void> {
-  const target = resolve(mountPoint);
-  // Stacked mounts come off one at a time.
-  while (await mountAt(target)) {
-    await runProgram('umount', [target], run).catch((err: unknown) => {
-      throw new AgentError('command_failed', `cannot unmount ${target}: ${(err as Error).message}`, {
-        hint: `if it is busy, find who uses it with: fuser -vm ${target}`,
+/** How long an umount that finds the mount busy is retried before it fails naming who holds it. */
+export const UNMOUNT_BUSY_RETRY_MS = 5000;
+
+function isBusy(err: unknown): boolean {
+  const details = err instanceof AgentError ? err.details : undefined;
+  const text = `${(err as Error).message} ${typeof details?.stderr === 'string' ? details.stderr : ''}`;
+  return /target is busy|device is busy|EBUSY/i.test(text);
+}
+
+/** "pid 123 (rsync -a /mnt/snap /x) has /mnt/snap/a open; pid 456 (bash) works in /mnt/snap". */
+async function holdersOf(target: string): Promise<string> {
+  const { holders } = await findHolders(target).catch(() => ({ holders: [] }));
+  if (holders.length === 0) return 'no process holds a file in it any more (try again)';
+  return holders
+    .slice(0, 5)
+    .map((h) => describeHolder(h.pid === process.pid ? { ...h, command: `this agent: ${h.command}` } : h))
+    .join('; ');
+}
+
+/**
+ * One unmount of target (once: `umount TARGET` or the operator's UnmountCommand), retried while the mount
+ * is busy for busyRetryMs; then the error names the processes that hold it.
+ */
+export async function unmountOnce(target: string, once: () => Promise<unknown>, run: RunOptions, busyRetryMs = UNMOUNT_BUSY_RETRY_MS): Promise<void> {
+  const deadline = Date.now() + busyRetryMs;
+  let pause = 50;
+  for (;;) {
+    try {
+      await once();
+      return;
+    } catch (err) {
+      const busy = isBusy(err);
+      if (busy && Date.now() < deadline) {
+        await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: run.signal }).catch(() => {
+          throw new AgentError('aborted', `unmounting ${target} was aborted while it was busy`);
+        });
+        pause = Math.min(pause * 2, 500);
+        continue;
+      }
+      throw new AgentError('command_failed', `cannot unmount ${target}: ${(err as Error).message}${busy ? `; still busy after ${busyRetryMs / 1000}s: ${await holdersOf(target)}` : ''}`, {
+        hint: busy ? 'stop those processes (or let them finish), then call /api/umount again' : undefined,
         details: err instanceof AgentError ? err.details : undefined,
       });
-    });
+    }
   }
+}
+
+/**
+ * Unmount whatever is mounted at mountPoint; nothing mounted is fine. Our own size walks of the mount
+ * point let go first (withoutWalks); a busy mount is retried for busyRetryMs, then the error names the
+ * processes that hold it.
+ */
+export async function ensureUnmounted(mountPoint: string, run: RunOptions, busyRetryMs = UNMOUNT_BUSY_RETRY_MS): Promise<void> {
+  const target = resolve(mountPoint);
+  await withoutWalks(target, async () => {
+    // Stacked mounts come off one at a time.
+    while (await mountAt(target)) await unmountOnce(target, () => runProgram('umount', [target], run), run, busyRetryMs);
+  });
 }
 
 /**

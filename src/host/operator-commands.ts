@@ -2,7 +2,7 @@
 // snapshot creation and post-copy. Request values reach them only as positional parameters ($1).
 import type { Config } from '../config.js';
 import { AgentError } from '../errors.js';
-import { runShell } from '../process-runner.js';
+import { runProgram, runShell, type RunResult } from '../process-runner.js';
 import { outputLines } from './error-log.js';
 import { commandOptions } from './mysql-service.js';
 
@@ -38,13 +38,25 @@ export async function createSnapshot(config: Config, signal?: AbortSignal): Prom
   await runShell(command, [], commandOptions(config, signal));
 }
 
+/** Where PostCopyCommand finds the validated source host (orchestrator's ?sourceHost=), when there is one. */
+export const SOURCE_HOST_ENV = 'ORCHESTRATOR_AGENT_SOURCE_HOST';
+
 /**
- * PostCopyCommand after a seed's copy, before MySQL starts. The source host (already validated) is $1, as
- * the original appended it to the command; an unset command is a no-op.
+ * PostCopyCommand after a seed's copy, before MySQL starts, exactly as configured and with no argument,
+ * as the original ran it. The source host (already validated) is offered in ORCHESTRATOR_AGENT_SOURCE_HOST;
+ * `env` sets it, so it also survives `sudo -n` (ExecWithSudo), which resets the environment. Unset: a no-op.
  */
-export async function postCopy(config: Config, sourceHost: string | undefined, signal?: AbortSignal): Promise<void> {
+export async function postCopy(
+  config: Config,
+  sourceHost: string | undefined,
+  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<RunResult | undefined> {
   const command = config.PostCopyCommand.trim();
-  if (command === '') return;
-  const script = /\$(1|@|\*|\{1\})/.test(command) ? command : `${command} "$@"`;
-  await runShell(script, sourceHost === undefined ? [] : [sourceHost], commandOptions(config, signal, true));
+  if (command === '') return undefined;
+  const options = { ...commandOptions(config, opts.signal, true), ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }) };
+  if (sourceHost === undefined) {
+    return await runShell(command, [], options);
+  } else {
+    return await runProgram('env', [`${SOURCE_HOST_ENV}=${sourceHost}`, 'bash', '-c', command, 'orchestrator-agent'], options);
+  }
 }

@@ -1,7 +1,7 @@
 // Picks the snapshot backend named by SnapshotBackend ("lvm", the original's, or "btrfs").
 import type { Config } from '../config.js';
 import { BtrfsSnapshots } from './btrfs.js';
-import type { SnapshotBackend } from './interfaces.js';
+import type { Mount, SnapshotBackend } from './interfaces.js';
 import { LvmSnapshots } from './lvm.js';
 import type { DatadirSource } from './mount-status.js';
 
@@ -15,7 +15,8 @@ export function createSnapshotBackend(config: Config, datadir: DatadirSource): S
 
 /**
  * Changes (mount, unmount, remove, create) run one at a time: two mountlv requests racing would both
- * see an empty mount point and stack two mounts on it.
+ * see an empty mount point and stack two mounts on it. A getMount overlapping an unmount answers what is
+ * there after it (its size walk gave way to the umount: see withoutWalks).
  */
 function serialized(backend: SnapshotBackend): SnapshotBackend {
   let tail: Promise<unknown> = Promise.resolve();
@@ -24,13 +25,32 @@ function serialized(backend: SnapshotBackend): SnapshotBackend {
     tail = result.catch(() => undefined);
     return result;
   };
+  let unmounts = 0;
+  let unmounting: Promise<unknown> = Promise.resolve();
+  const getMount = async (mountPoint: string, signal?: AbortSignal): Promise<Mount> => {
+    for (;;) {
+      await unmounting;
+      const seen = unmounts;
+      const mount = await backend.getMount(mountPoint, signal);
+      if (seen === unmounts) return mount;
+    }
+  };
+  const unmount = (mountPoint: string, signal?: AbortSignal): Promise<Mount> => {
+    const result = exclusive(() => {
+      unmounts++;
+      return backend.unmount(mountPoint, signal);
+    });
+    unmounting = result.catch(() => undefined);
+    return result;
+  };
   return {
     list: (pattern, signal) => backend.list(pattern, signal),
     get: (name, signal) => backend.get(name, signal),
-    getMount: (mountPoint, signal) => backend.getMount(mountPoint, signal),
+    getMount,
     mount: (name, mountPoint, signal) => exclusive(() => backend.mount(name, mountPoint, signal)),
-    unmount: (mountPoint, signal) => exclusive(() => backend.unmount(mountPoint, signal)),
+    unmount,
     remove: (name, signal) => exclusive(() => backend.remove(name, signal)),
     create: (signal) => exclusive(() => backend.create(signal)),
+    verifyMounted: (mountPoint, signal) => backend.verifyMounted(mountPoint, signal),
   };
 }

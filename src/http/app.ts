@@ -2,7 +2,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { AgentServices } from '../services.js';
-import { accessLog, basicAuth, errorHandler, requireClientOU } from './middleware.js';
+import { accessLog, basicAuth, errorHandler, markStateChanging, requireClientOU } from './middleware.js';
 import { createRoutes, type Routes } from './routes.js';
 import { registerAgentRoutes } from '../routes/agent-routes.js';
 import { registerHostRoutes } from '../routes/host-routes.js';
@@ -34,7 +34,11 @@ export function createApp(services: AgentServices, modules: RouteModule[] = rout
   const { config } = services;
   const app = new Koa();
   app.proxy = false;
-  app.use(errorHandler());
+  const router = new Router();
+  const routes = createRoutes(router, services.token, config.TokenHttpHeader);
+  for (const register of modules) register(routes, services);
+  app.use(errorHandler({ secrets: () => [services.token, config.HTTPAuthPassword, config.SeedTransferSecret] }));
+  app.use(markStateChanging(router));
   app.use(accessLog());
   if (config.UseSSL && config.UseMutualTLS) {
     const ous = requireClientOU(config.SSLValidOUs);
@@ -43,12 +47,9 @@ export function createApp(services: AgentServices, modules: RouteModule[] = rout
   }
   if (config.HTTPAuthUser !== '') {
     const auth = basicAuth(config.HTTPAuthUser, config.HTTPAuthPassword);
-    // Orchestrator polls the status endpoint without credentials.
-    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint ? next() : auth(ctx, next)));
+    // Everything, the status endpoint included, as the original; a load balancer's check may be let through.
+    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint && config.StatusEndpointWithoutBasicAuth ? next() : auth(ctx, next)));
   }
-  const router = new Router();
-  const routes = createRoutes(router, services.token, config.TokenHttpHeader);
-  for (const register of modules) register(routes, services);
   app.use(router.routes());
   app.use(router.allowedMethods());
   app.use(async (ctx) => {

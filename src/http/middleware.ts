@@ -1,33 +1,82 @@
 // Cross-cutting HTTP concerns as plain Koa middleware: error mapping, access log, basic auth, token, OUs.
 import type { Context, Middleware, Next } from 'koa';
 import type { TLSSocket } from 'node:tls';
+import type Router from '@koa/router';
 import auth from 'koa-basic-auth';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
 import { tokensEqual } from '../token.js';
 import { sendError } from './respond.js';
 
-export function errorHandler(): Middleware {
+/** Replaces every secret value in a log line (the process token, passwords) with "[redacted]". */
+function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (secret.length >= 4) out = out.split(secret).join('[redacted]');
+  return out;
+}
+
+/**
+ * A refused state-changing request (4xx): orchestrator discards the body, so the log is where an operator
+ * learns why. Method, route, path, status, reason and hint; never the query string (?token=) or a secret.
+ */
+function logRefusal(ctx: Context, status: number, err: AgentError | undefined, secrets: readonly string[]): void {
+  if (!ctx.state.stateChanging) return;
+  const clean = (text: string) => redact(text, secrets);
+  const reason = err ? err.message : `HTTP ${status}`;
+  log.warn(clean(`refused ${ctx.method} ${ctx.path}: ${reason}`), {
+    method: ctx.method,
+    route: ctx.state.route ?? null,
+    path: clean(ctx.path),
+    status,
+    hint: err?.hint === undefined ? null : clean(err.hint),
+  });
+}
+
+export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): Middleware {
+  const secrets = () => opts.secrets?.() ?? [];
   return async (ctx: Context, next: Next) => {
     try {
       await next();
+      // Refusals answered without a throw (the router's 405).
+      if (ctx.status >= 400 && ctx.status < 500) logRefusal(ctx, ctx.status, undefined, secrets());
     } catch (err) {
       const status = (err as { status?: number }).status;
       // koa-basic-auth and koa itself throw http-errors; keep their status, give them our shape.
       if (status === 401 && !(err instanceof AgentError)) {
         ctx.set('WWW-Authenticate', 'Basic realm="orchestrator-agent"');
-        sendError(ctx, new AgentError('unauthorized', 'basic authentication required'));
+        const e = new AgentError('unauthorized', 'basic authentication required', { hint: 'send the HTTPAuthUser / HTTPAuthPassword credentials' });
+        sendError(ctx, e);
+        logRefusal(ctx, 401, e, secrets());
         return;
       }
       if (!(err instanceof AgentError) && typeof status === 'number' && status >= 400 && status < 500) {
-        sendError(ctx, new AgentError('bad_request', (err as Error).message));
+        const e = new AgentError('bad_request', (err as Error).message);
+        sendError(ctx, e);
+        logRefusal(ctx, e.httpStatus, e, secrets());
         return;
       }
       if (!(err instanceof AgentError) || err.httpStatus >= 500) {
         log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
+      } else {
+        logRefusal(ctx, err.httpStatus, err, secrets());
       }
       sendError(ctx, err);
     }
+  };
+}
+
+/**
+ * Marks a request as state-changing (any method but GET/HEAD/OPTIONS, or a GET on a route that also takes
+ * POST: the original's GET actions) and notes its route pattern, for the refusal log.
+ */
+export function markStateChanging(router: Router): Middleware {
+  return async (ctx, next) => {
+    const safe = ['GET', 'HEAD', 'OPTIONS'].includes(ctx.method);
+    const asPost = router.match(ctx.path, 'POST');
+    const own = safe ? router.match(ctx.path, ctx.method) : asPost;
+    ctx.state.stateChanging = !safe || asPost.route;
+    ctx.state.route = (own.route ? own : asPost).pathAndMethod.find((layer) => layer.methods.length > 0)?.path;
+    await next();
   };
 }
 

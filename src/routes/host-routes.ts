@@ -9,6 +9,7 @@ import * as validate from '../validate.js';
 import { mysqlErrorLogTail } from '../host/error-log.js';
 import { availableSnapshotHosts, postCopy, runCustomCommand } from '../host/operator-commands.js';
 import { log } from '../log.js';
+import { sharedReads, singleFlight } from '../single-flight.js';
 
 async function realOrSelf(path: string): Promise<string> {
   try {
@@ -19,7 +20,12 @@ async function realOrSelf(path: string): Promise<string> {
 }
 
 export function registerHostRoutes(routes: Routes, services: AgentServices): void {
-  const { config, mysql, datadir } = services;
+  const { config, datadir } = services;
+  // Concurrent identical reports share one run (one datadir command, one walk); nothing is kept after it.
+  const mysql = sharedReads(services.mysql);
+  const mysqlDu = singleFlight(async () => datadir.diskUsage(await mysql.datadir()));
+  const snapshotHostsLocal = singleFlight(() => availableSnapshotHosts(config, true));
+  const snapshotHosts = singleFlight(() => availableSnapshotHosts(config, false));
 
   /** Where /api/du may look: the datadir, the snapshot mount point and DiskUsageAllowedPaths. */
   const duRoots = async (): Promise<string[]> => {
@@ -46,12 +52,12 @@ export function registerHostRoutes(routes: Routes, services: AgentServices): voi
     return datadir.diskUsage(real);
   });
 
-  routes.read('/api/mysql-du', async () => datadir.diskUsage(await mysql.datadir()));
+  routes.read('/api/mysql-du', () => mysqlDu());
   routes.read('/api/mysql-datadir-available-space', async () => datadir.availableSpace(await mysql.datadir()));
   routes.read('/api/mysql-error-log-tail', () => mysqlErrorLogTail(config));
 
-  routes.read('/api/available-snapshots-local', () => availableSnapshotHosts(config, true));
-  routes.read('/api/available-snapshots', () => availableSnapshotHosts(config, false));
+  routes.read('/api/available-snapshots-local', () => snapshotHostsLocal());
+  routes.read('/api/available-snapshots', () => snapshotHosts());
   // The snapshot backend runs CreateSnapshotCommand (btrfs: or snapshots BtrfsSnapshotSource itself).
   routes.action('/api/create-snapshot', async () => {
     await services.snapshots.create();

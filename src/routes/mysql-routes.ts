@@ -2,12 +2,26 @@
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
+import { log } from '../log.js';
+import { sharedReads } from '../single-flight.js';
 
 export function registerMySQLRoutes(routes: Routes, services: AgentServices): void {
   const { mysql, datadir } = services;
+  // Reports share one run among concurrent callers; the purge below reads for itself, always fresh.
+  const reads = sharedReads(mysql);
 
-  routes.read('/api/mysql-port', () => mysql.port());
-  routes.read('/api/mysql-status', () => mysql.isRunning());
+  routes.read('/api/mysql-port', () => reads.port());
+  // Without a status command the original answered true, so orchestrator refuses to seed onto a host
+  // whose state nobody can know. Our own purge and seed steps refuse outright (isRunning throws).
+  let warnedNoStatus = false;
+  routes.read('/api/mysql-status', () => {
+    if (services.config.MySQLServiceStatusCommand.trim() !== '') return reads.isRunning();
+    (warnedNoStatus ? log.debug : log.warn)('mysql-status answers true (as the original): MySQLServiceStatusCommand is not configured, so the agent cannot tell whether MySQL runs', {
+      hint: 'set MySQLServiceStatusCommand (exit code 0 = running)',
+    });
+    warnedNoStatus = true;
+    return true;
+  });
 
   routes.action('/api/mysql-stop', async () => {
     await mysql.stop();

@@ -9,7 +9,9 @@ import { sendJson } from '../http/respond.js';
 import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
-import { newAuthKey } from '../transfer/index.js';
+import { newAuthKey } from '../transfer/auth.js';
+import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
+import { MAX_DURATION_SECONDS } from '../timers.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -28,10 +30,28 @@ async function readJsonBody(ctx: Context): Promise<Record<string, unknown>> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw badRequest(`request body is not JSON: ${(err as Error).message}`);
+    // Not the parser's message: it quotes the body, which may hold an authKey, into the answer and the log.
+    const at = /position (\d+)/.exec((err as Error).message);
+    throw badRequest(`request body is not JSON${at ? ` (at byte ${at[1]})` : ''}`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw badRequest('request body must be a JSON object');
   return value as Record<string, unknown>;
+}
+
+/** "method" of POST /api/seeds: snapshot (the default, today's flow), backup or dump. */
+function methodOf(body: Record<string, unknown>): SeedMethod {
+  if (body.method === undefined) return 'snapshot';
+  if (!isSeedMethod(body.method)) throw badRequest(`method must be one of ${SEED_METHODS.map((m) => `"${m}"`).join(', ')}, got ${JSON.stringify(body.method)}`);
+  return body.method;
+}
+
+/** "sourceMySQL": {"host","port"}: where the new replica reaches the source (a separate replication network). */
+function sourceMySQLOf(body: Record<string, unknown>): { host: string; port: number } | null {
+  const v = body.sourceMySQL;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('sourceMySQL must be {"host": ..., "port": ...}');
+  const o = v as Record<string, unknown>;
+  return { host: validate.host(o.host), port: validate.port(o.port) };
 }
 
 function bool(body: Record<string, unknown>, key: string): boolean {
@@ -43,9 +63,7 @@ function bool(body: Record<string, unknown>, key: string): boolean {
 
 function timeoutSeconds(body: Record<string, unknown>): number {
   if (body.timeoutSeconds === undefined) return defaultTimeoutSeconds;
-  const n = validate.nonNegativeInt('timeoutSeconds', body.timeoutSeconds);
-  if (n === 0) throw badRequest('timeoutSeconds must be positive');
-  return n;
+  return validate.durationSeconds('timeoutSeconds', body.timeoutSeconds, 1, MAX_DURATION_SECONDS);
 }
 
 type TransferMode = { kind: 'command' } | { kind: 'builtin' };
@@ -93,18 +111,70 @@ function authKeyOf(body: Record<string, unknown>): string {
   return key;
 }
 
+/**
+ * Seed ids whose original route (receive/send-mysql-seed-data) was refused, in memory and bounded: so
+ * seed-command-completed answers true and seed-command-succeeded false at orchestrator's next poll,
+ * instead of "Copied 0 bytes" until its own timeout.
+ */
+export class RefusedSeedIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly limit = 1000) {}
+  add(id: string): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    // A Set iterates in insertion order: the first is the oldest.
+    while (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
+  }
+  delete(id: string): void {
+    this.ids.delete(id);
+  }
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+}
+
 export function registerSeedRoutes(routes: Routes, services: AgentServices): void {
   const seeds = services.seeds;
   if (!seeds) return;
   const { config } = services;
+  const refused = new RefusedSeedIds();
+  /** Runs an original seed route's creation, remembering the id when it is refused and no such seed exists. */
+  const remembering = async (id: string, create: () => Promise<void> | void): Promise<true> => {
+    try {
+      await create();
+    } catch (err) {
+      if (!seeds.get(id)) refused.add(id);
+      throw err;
+    }
+    refused.delete(id);
+    return true;
+  };
 
   routes.post('/api/seeds', async (ctx) => {
     const body = await readJsonBody(ctx);
     const id = validate.seedId(body.id);
     const role = body.role;
     const stepByStep = bool(body, 'stepByStep');
+    const method = methodOf(body);
+    if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     let result;
-    if (role === 'target') {
+    if (method === 'backup' && role === 'target') {
+      const existing = seeds.get(id);
+      const replicate = bool(body, 'replicate');
+      const params = {
+        method,
+        startMySQL: bool(body, 'startMySQL') || replicate,
+        replicate,
+        sourceMySQL: sourceMySQLOf(body),
+        force: bool(body, 'force'),
+        stepByStep,
+        port: typeof existing?.params.port === 'number' ? existing.params.port : await pickPort(config.SeedTransferBindAddress),
+      };
+      result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
+    } else if (method === 'backup' && role === 'source') {
+      const params = { method, targetHost: validate.host(body.targetHost), targetPort: validate.port(body.targetPort), stepByStep };
+      result = seeds.create(id, 'source', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: authKeyOf(body) } });
+    } else if (role === 'target') {
       const existing = seeds.get(id);
       const builtin = transferMode(config, 'target').kind === 'builtin';
       const port = !builtin
@@ -143,7 +213,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return seeds.send(id, { type: body.type });
   });
 
-  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles() }));
+  // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
+  routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles(), stateDir: { path: config.StateDir, problems: seeds.stateDirProblems() } }));
 
   routes.read('/api/seeds/:id', (ctx) => {
     const id = validate.seedId(ctx.params.id);
@@ -156,14 +227,17 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   // through their own routes; the target seed's ensure steps find those already done.
   routes.action('/api/receive-mysql-seed-data/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
-    const secrets = compatKey(config, 'target', id);
-    seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
-    return true;
+    return remembering(id, () => {
+      const secrets = compatKey(config, 'target', id);
+      seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
+    });
   });
 
   routes.action('/api/send-mysql-seed-data/:targetHost/:seedId', async (ctx) => {
-    const targetHost = validate.host(ctx.params.targetHost);
     const id = validate.seedId(ctx.params.seedId);
+    return remembering(id, () => sendSeedData(id, validate.host(ctx.params.targetHost)));
+  });
+  const sendSeedData = async (id: string, targetHost: string) => {
     const secrets = compatKey(config, 'source', id);
     const existing = seeds.get(id);
     let sourceDir = typeof existing?.params.sourceDir === 'string' ? existing.params.sourceDir : '';
@@ -178,8 +252,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     }
     const params = { targetHost, targetPort: config.SeedTransferPort, snapshot: '', alreadyMounted: true, sourceDir, stepByStep: false };
     seeds.create(id, 'source', params, { timeoutSeconds: defaultTimeoutSeconds, secrets });
-    return true;
-  });
+  };
 
   routes.action('/api/abort-seed/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
@@ -188,7 +261,14 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return true; // the original answers true whether or not there was anything to abort
   });
 
-  routes.read('/api/seed-command-completed/:seedId', (ctx) => seeds.transferCompleted(validate.seedId(ctx.params.seedId)));
-  routes.read('/api/seed-command-succeeded/:seedId', (ctx) => seeds.transferSucceeded(validate.seedId(ctx.params.seedId)));
+  // A refused id (no seed was made) is completed and failed: orchestrator fails it at its next poll.
+  routes.read('/api/seed-command-completed/:seedId', (ctx) => {
+    const id = validate.seedId(ctx.params.seedId);
+    return seeds.get(id) ? seeds.transferCompleted(id) : refused.has(id);
+  });
+  routes.read('/api/seed-command-succeeded/:seedId', (ctx) => {
+    const id = validate.seedId(ctx.params.seedId);
+    return seeds.get(id) ? seeds.transferSucceeded(id) : false;
+  });
 }
 

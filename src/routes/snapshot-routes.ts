@@ -5,6 +5,7 @@ import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import { badRequest } from '../errors.js';
 import { lvPattern, snapshotName } from '../validate.js';
+import { keyedSingleFlight, singleFlight } from '../single-flight.js';
 
 /** The volume from /route/:lv or ?lv= (the original read both). */
 function volumeParam(ctx: Context, snapshotsDir: string | undefined): string {
@@ -23,14 +24,17 @@ export function registerSnapshotRoutes(routes: Routes, services: AgentServices):
     return lv;
   };
 
-  routes.read('/api/lvs', () => snapshots.list(''));
-  routes.read('/api/lvs/:pattern', (ctx) => snapshots.list(lvPattern(ctx.params.pattern)));
+  // Reports that orchestrator polls share one run among concurrent callers (nothing kept after it).
+  const list = keyedSingleFlight((pattern: string) => snapshots.list(pattern));
+  const mount = singleFlight(() => snapshots.getMount(config.SnapshotMountPoint));
+  routes.read('/api/lvs', () => list(''));
+  routes.read('/api/lvs/:pattern', (ctx) => list(lvPattern(ctx.params.pattern)));
   // Orchestrator seeds from the first volume listed here, so only snapshots are listed (the original's
   // default lvs format dropped other volumes' lines, having no snap_percent for them).
-  routes.read('/api/lvs-snapshots', async () => (await snapshots.list(config.SnapshotVolumesFilter)).filter((v) => v.IsSnapshot));
+  routes.read('/api/lvs-snapshots', async () => (await list(config.SnapshotVolumesFilter)).filter((v) => v.IsSnapshot));
   routes.read('/api/lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
   routes.read('/api/lv/:lv', (ctx) => snapshots.get(volumeParam(ctx, snapshotsDir)));
-  routes.read('/api/mount', () => snapshots.getMount(config.SnapshotMountPoint));
+  routes.read('/api/mount', () => mount());
 
   routes.action('/api/mountlv', (ctx) => snapshots.mount(required(ctx), config.SnapshotMountPoint));
   routes.action('/api/mountlv/:lv', (ctx) => snapshots.mount(required(ctx), config.SnapshotMountPoint));

@@ -11,12 +11,35 @@ import { requestToken } from '../http/middleware.js';
 import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
 import { seedFeedOf, type SeedView } from '../seed-feed.js';
+import { version } from '../version.js';
+import { chartFor, SEED_METHODS } from '../seeds/seed-methods.js';
 
 /** Repository root (dist/src/routes/ -> ../../..): ui/ and diagrams/ are read from there. */
 const repoRoot = resolve(new URL('.', import.meta.url).pathname, '../../..');
 const uiDir = join(repoRoot, 'ui');
 const diagramsDir = join(repoRoot, 'diagrams');
 const machineName = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+/** The runbook steps of each seed chart, in order: its states built by runbookStep (they start at `gate`). */
+export function runbooks(): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const machines = SEED_METHODS.flatMap((method) =>
+    (['target', 'source'] as const).flatMap((role) => {
+      try {
+        return [chartFor(method, role).machine];
+      } catch {
+        return []; // a method without charts yet
+      }
+    }),
+  );
+  for (const machine of machines) {
+    const states = (machine.config.states ?? {}) as Record<string, { initial?: unknown }>;
+    out[machine.id] = Object.entries(states)
+      .filter(([, state]) => state.initial === 'gate')
+      .map(([name]) => name);
+  }
+  return out;
+}
 
 /** How often an idle stream sends a comment line, so proxies and the page see the connection alive. */
 export const heartbeatMs = 15_000;
@@ -52,7 +75,9 @@ export function registerUiRoutes(routes: Routes, services: AgentServices): void 
       tokenHeader: config.TokenHttpHeader,
       tokenVia,
       hostname: hostname(),
+      version,
       heartbeatMs,
+      runbooks: runbooks(),
     };
     // Function replacements: the inserted text is taken literally ('$' has no special meaning).
     const html = readUiFile('index.html')

@@ -8,25 +8,38 @@ import type { DatadirOps, MySQLService, SnapshotBackend } from '../host/interfac
 import { log } from '../log.js';
 import { withProcessScope } from '../process-runner.js';
 import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent, type SeedFacts, type StepInput } from '../../machines/seed-common.js';
-import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceMachine, type SourceParams } from '../../machines/seed-source.js';
-import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine, type TargetParams } from '../../machines/seed-target.js';
+import type { SourceParams } from '../../machines/seed-source.js';
+import type { TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
-import { SEED_FORMAT_VERSION, SeedStore, type CorruptFile, type SeedProgress, type SeedRecord, type SeedRole } from './seed-store.js';
-import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
-import { ensureDatadirPurged } from './steps/datadir-steps.js';
-import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
-import { ensurePostCopied } from './steps/post-copy.js';
-import { ensureSnapshotMounted, ensureUnmounted } from './steps/snapshot-steps.js';
+import { progressLogger } from './progress-log.js';
+import { chartFor, chartOf, KNOWN_MACHINES, type SeedMethod } from './seed-methods.js';
+import {
+  SEED_FORMAT_VERSION,
+  SeedStore,
+  type CorruptFile,
+  type SeedProgress,
+  type SeedRecord,
+  type SeedRole,
+  type SeedWaiting,
+  type SeedWarning,
+  type StateDirProblem,
+} from './seed-store.js';
+import type { CleanupFn } from './steps/cleanup.js';
 import type { SeedHandle, StepEnv, StepFn } from './steps/step-env.js';
-import { ensureReceived, ensureSent, TRANSFERRED } from './steps/transfer-steps.js';
+import { TRANSFERRED } from './steps/transfer-steps.js';
+import type { SeedCheck } from './pre-seed-checks.js';
+import { CHECKS } from './steps/backup-steps.js';
+import { REPLICATION, type ReplicationView } from './steps/replication-steps.js';
 
-export const KNOWN_MACHINES: Record<string, number> = { [TARGET_ID]: TARGET_VERSION, [SOURCE_ID]: SOURCE_VERSION };
+export { KNOWN_MACHINES };
 
 export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';
 
 export interface SeedView {
   id: string;
   role: SeedRole;
+  /** How the data is copied: "snapshot" (also every seed made before methods existed), "backup", "dump". */
+  method: SeedMethod;
   machine: string;
   machineVersion: number;
   state: string;
@@ -40,8 +53,28 @@ export interface SeedView {
   params: Record<string, unknown>;
   history: SeedRecord['history'];
   progress: SeedProgress | null;
+  /** While a step waits for the other side to come back (a lost sender): since when, until when, why. */
+  waiting: SeedWaiting | null;
+  /** What the seed met without failing: refused senders, a source that changed while being sent. */
+  warnings: SeedWarning[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
+  /** How the data moves: the built-in transfer (a key was handed over) or the configured commands. */
+  transport: 'built-in transfer' | 'configured commands';
+  /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied, mountedBySeed...). */
+  marks: string[];
+  /** Backup seeds, target: each pre-seed check with pass/fail and a sentence (null until they ran). */
+  checks: SeedCheck[] | null;
+  /** Seeds with replicate: the replica's threads, where it started from, how far it is (null until set up). */
+  replication: ReplicationView | null;
+}
+
+function markJson<T>(marks: Record<string, string>, key: string): T | null {
+  try {
+    return marks[key] ? (JSON.parse(marks[key]) as T) : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface CreatedSeed {
@@ -57,6 +90,7 @@ export interface SeedManagerDeps {
   snapshots: SnapshotBackend;
 }
 
+/** Params of the snapshot charts; other methods' charts name their own params types. */
 export type SeedParamsOf<R extends SeedRole> = R extends 'target' ? TargetParams : SourceParams;
 
 interface PersistedMachine {
@@ -68,14 +102,19 @@ interface PersistedMachine {
 interface LiveSeed {
   record: SeedRecord;
   actor: Actor<AnyStateMachine> | null;
-  /** Set when a persisted snapshot could not be restored: the seed shows as failed with this error. */
-  broken: string | null;
+  /**
+   * Set when the seed cannot go on in this process: its persisted snapshot could not be restored, or its
+   * state could not be saved (StateDir full or read-only). The seed shows as failed with this error; its
+   * actor and processes are stopped, and its file keeps the last state saved (a restart resumes there).
+   */
+  broken: { code: string; message: string; hint: string | null } | null;
   progressSavedAt: number;
   progressTimer: NodeJS.Timeout | null;
 }
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
 const PROGRESS_SAVE_INTERVAL_MS = 1000;
+const WARNINGS_KEPT = 20;
 
 function persisted(record: SeedRecord): PersistedMachine | null {
   return record.snapshot as PersistedMachine | null;
@@ -93,7 +132,7 @@ export class SeedManager {
 
   /** Reap what a predecessor left running, then restore every unfinished seed. */
   async start(): Promise<void> {
-    const records = this.store.loadAll();
+    const records = this.store.loadAll((record) => checkSnapshot(record));
     await reapSeedProcesses(this.deps.config.StateDir, undefined, records.flatMap((r) => r.pgids));
     for (const record of records) {
       const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
@@ -115,11 +154,17 @@ export class SeedManager {
     }
   }
 
-  create<R extends SeedRole>(id: string, role: R, params: SeedParamsOf<R>, opts: { timeoutSeconds: number; secrets?: Record<string, string> }): CreatedSeed {
+  create<R extends SeedRole>(
+    id: string,
+    role: R,
+    params: SeedParamsOf<R> | object,
+    opts: { timeoutSeconds: number; secrets?: Record<string, string>; method?: SeedMethod },
+  ): CreatedSeed {
+    const chart = chartFor(opts.method ?? 'snapshot', role);
     const wanted = { ...params, timeoutSeconds: opts.timeoutSeconds } as Record<string, unknown>;
     const existing = this.seeds.get(id);
     if (existing) {
-      if (existing.record.role === role && JSON.stringify(existing.record.params) === JSON.stringify(wanted)) {
+      if (existing.record.role === role && existing.record.machine === chart.machineId && JSON.stringify(existing.record.params) === JSON.stringify(wanted)) {
         return { view: this.view(existing), created: false, secrets: existing.record.secrets };
       }
       throw new AgentError('conflict', `seed ${id} already exists as a ${existing.record.role} seed with other parameters`, {
@@ -138,8 +183,8 @@ export class SeedManager {
       formatVersion: SEED_FORMAT_VERSION,
       id,
       role,
-      machine: role === 'target' ? TARGET_ID : SOURCE_ID,
-      machineVersion: role === 'target' ? TARGET_VERSION : SOURCE_VERSION,
+      machine: chart.machineId,
+      machineVersion: chart.machineVersion,
       params: wanted,
       secrets: opts.secrets ?? {},
       snapshot: null,
@@ -189,6 +234,11 @@ export class SeedManager {
     return this.store.corruptFiles();
   }
 
+  /** What is wrong with StateDir (at start, or the last failed save); empty when all is well. */
+  stateDirProblems(): StateDirProblem[] {
+    return this.store.problems();
+  }
+
   subscribe(listener: (view: SeedView) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -230,8 +280,8 @@ export class SeedManager {
         });
       }
     } catch (err) {
-      live.broken = `cannot restore seed ${record.id} from ${this.store.fileOf(record.id)}: ${(err as Error).message}`;
-      log.error(live.broken);
+      live.broken = { code: 'state_corrupt', message: `cannot restore seed ${record.id} from ${this.store.fileOf(record.id)}: ${(err as Error).message}`, hint: null };
+      log.error(live.broken.message);
       return;
     }
     live.actor = actor;
@@ -261,12 +311,65 @@ export class SeedManager {
     }
     record.snapshot = live.actor.getPersistedSnapshot();
     record.updatedAt = now;
-    this.store.save(record);
+    if (FINAL_STATES.has(top)) record.waiting = null;
+    if (!this.save(live)) return;
     if (FINAL_STATES.has(top)) {
       log.info(`seed ${top}`, { id: record.id, error: error?.message });
       if (live.progressTimer) clearTimeout(live.progressTimer);
       live.actor = null;
     }
+    this.emit(live);
+  }
+
+  /**
+   * Saves the record; on failure holds the seed (see hold) and answers false. Never throws: it runs inside
+   * the actor's subscription and in timers, where a throw would take the whole agent down.
+   */
+  private save(live: LiveSeed): boolean {
+    // A held seed's steps may still call in before they see their abort: its file keeps the last state saved.
+    if (live.broken) return false;
+    try {
+      this.store.save(live.record);
+      return true;
+    } catch (err) {
+      this.hold(live, err);
+      return false;
+    }
+  }
+
+  /** For steps (mark, setWaiting): holds the seed, then throws so the step stops where it is. */
+  private saveOrThrow(live: LiveSeed): void {
+    if (!this.save(live)) throw new AgentError('io', live.broken!.message, { hint: live.broken!.hint ?? undefined });
+  }
+
+  /**
+   * The seed's state cannot be saved: stop its actor (its steps see their abort signal before they act) and
+   * kill its processes, and show it failed with the reason. Its file keeps the last state saved, so an agent
+   * restarted once StateDir is writable again resumes it there. Other seeds and every route go on.
+   */
+  private hold(live: LiveSeed, err: unknown): void {
+    if (live.broken || this.stopping) return;
+    const e = err instanceof AgentError ? err : new AgentError('io', (err as Error).message);
+    const lastSaved = this.store.fileOf(live.record.id);
+    live.broken = {
+      code: 'state_unwritable',
+      message: `seed ${live.record.id} stopped: its state could not be saved (${e.message})`,
+      hint: `${e.hint ?? 'make StateDir writable'}; the seed resumes from the last state saved in ${lastSaved}, or abort it after the restart`,
+    };
+    log.error('seed held: its state cannot be saved; its steps and processes are stopped, the agent goes on', {
+      id: live.record.id,
+      error: e.message,
+      hint: e.hint,
+    });
+    if (live.progressTimer) clearTimeout(live.progressTimer);
+    live.progressTimer = null;
+    const actor = live.actor;
+    live.actor = null;
+    // Stopped after the notification that is running now, still before any step passes its first await.
+    queueMicrotask(() => actor?.stop());
+    void reapSeedProcesses(this.deps.config.StateDir, live.record.id, live.record.pgids).catch((reapErr: unknown) =>
+      log.warn('could not kill the processes of a held seed', { id: live.record.id, error: (reapErr as Error).message }),
+    );
     this.emit(live);
   }
 
@@ -283,6 +386,7 @@ export class SeedManager {
 
   private handle(live: LiveSeed): SeedHandle {
     const { record } = live;
+    const logProgress = progressLogger(record.id, record.role);
     return {
       id: record.id,
       marks: () => record.marks,
@@ -290,20 +394,36 @@ export class SeedManager {
       mark: (key, value) => {
         record.marks[key] = value;
         record.updatedAt = new Date().toISOString();
-        this.store.save(record);
+        this.saveOrThrow(live);
+      },
+      setWaiting: (waiting) => {
+        if (JSON.stringify(record.waiting ?? null) === JSON.stringify(waiting)) return;
+        record.waiting = waiting;
+        record.updatedAt = new Date().toISOString();
+        this.saveOrThrow(live);
+        this.emit(live);
+      },
+      warn: (message) => {
+        log.warn('seed warning', { id: record.id, warning: message });
+        const now = new Date().toISOString();
+        record.warnings = [...(record.warnings ?? []), { at: now, message }].slice(-WARNINGS_KEPT);
+        record.updatedAt = now;
+        if (!this.stopping) this.save(live);
+        this.emit(live);
       },
       setProgress: (progress) => {
         record.progress = progress;
+        if (progress) logProgress(progress);
         this.emit(live);
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {
           live.progressSavedAt = Date.now();
-          if (!this.stopping) this.store.save(record);
+          if (!this.stopping) this.save(live);
         } else if (!live.progressTimer) {
           live.progressTimer = setTimeout(() => {
             live.progressTimer = null;
             live.progressSavedAt = Date.now();
-            if (!this.stopping) this.store.save(record);
+            if (!this.stopping && !live.broken) this.save(live);
           }, wait);
         }
       },
@@ -337,6 +457,8 @@ export class SeedManager {
   private cleanup<P>(live: LiveSeed, fn: CleanupFn<P>) {
     return fromPromise<SeedFacts, CleanupInput<P>>(async ({ input, signal }) => {
       await nextMacrotask();
+      // A stopped actor (agent stopping, seed held) must not clean up: the next start resumes the cleanup.
+      signal.throwIfAborted();
       return this.scoped(live, () => fn(input, signal, this.env(live)));
     });
   }
@@ -349,39 +471,25 @@ export class SeedManager {
         onStart: (pgid) => {
           if (this.stopping) return;
           record.pgids.push(pgid);
-          this.store.save(record);
+          // A failed save holds the seed (and kills this process with its others); runCommand goes on.
+          this.save(live);
         },
       },
       fn,
     );
   }
 
+  /** The seed's chart with its steps, each run inside the seed's process scope after its transition is on disk. */
   private machineFor(live: LiveSeed): AnyStateMachine {
-    if (live.record.role === 'target') {
-      return seedTargetMachine.provide({
-        actors: {
-          ensureMySQLStopped: this.step(live, ensureMySQLStopped),
-          ensureDatadirPurged: this.step(live, ensureDatadirPurged),
-          ensureReceived: this.step(live, ensureReceived),
-          ensurePostCopied: this.step(live, ensurePostCopied),
-          ensureMySQLStarted: this.step(live, ensureMySQLStarted),
-          cleanup: this.cleanup(live, cleanupTarget),
-        },
-      });
-    }
-    return seedSourceMachine.provide({
-      actors: {
-        ensureSnapshotMounted: this.step(live, ensureSnapshotMounted),
-        ensureSent: this.step(live, ensureSent),
-        ensureUnmounted: this.step(live, ensureUnmounted),
-        cleanup: this.cleanup(live, cleanupSource),
-      },
-    });
+    const chart = chartOf(live.record.machine);
+    const actors: Record<string, unknown> = { cleanup: this.cleanup(live, chart.cleanup) };
+    for (const [name, fn] of Object.entries(chart.steps)) actors[name] = this.step(live, fn);
+    return chart.machine.provide({ actors } as never);
   }
 
   private stateOf(live: LiveSeed): string {
     const snap = persisted(live.record);
-    if (!snap) return live.record.role === 'target' ? 'stoppingMySQL' : 'created';
+    if (!snap) return chartOf(live.record.machine).firstState;
     return topState(snap.value);
   }
 
@@ -400,12 +508,13 @@ export class SeedManager {
   view(live: LiveSeed): SeedView {
     const { record } = live;
     const snap = persisted(record);
-    const error = live.broken ? { code: 'state_corrupt', message: live.broken, hint: null } : (snap?.context.error ?? null);
+    const error = live.broken ?? snap?.context.error ?? null;
     const isTarget = record.role === 'target';
     const port = isTarget && typeof record.params.port === 'number' ? record.params.port : undefined;
     return {
       id: record.id,
       role: record.role,
+      method: chartOf(record.machine).method,
       machine: record.machine,
       machineVersion: record.machineVersion,
       state: this.stateOf(live),
@@ -417,8 +526,50 @@ export class SeedManager {
       params: record.params,
       history: record.history,
       progress: record.progress,
+      waiting: this.statusOf(live) === 'active' ? (record.waiting ?? null) : null,
+      warnings: record.warnings ?? [],
       error: error ? { code: error.code, message: error.message, hint: error.hint ?? null } : null,
       transfer: port !== undefined ? { port } : null,
+      transport: record.secrets.authKey ? 'built-in transfer' : 'configured commands',
+      marks: Object.keys(record.marks),
+      checks: markJson<SeedCheck[]>(record.marks, CHECKS),
+      replication: markJson<ReplicationView>(record.marks, REPLICATION),
     };
+  }
+}
+
+const CONTEXT_KEYS = ['seedId', 'params', 'deadlines', 'facts', 'error', 'endReason', 'connectTimeoutMs'] as const;
+
+/**
+ * A persisted snapshot must be a state of its seed's chart with the context the steps read: checked when
+ * loaded, so a bad one is moved aside like an unparsable file instead of failing later (or at once).
+ */
+export function checkSnapshot(record: SeedRecord): void {
+  const chart = KNOWN_MACHINES[record.machine] === undefined ? undefined : chartOf(record.machine);
+  if (!chart || chart.role !== record.role) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
+  const snap = record.snapshot as Record<string, unknown> | null;
+  if (snap === null) return;
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!['active', 'done', 'error', 'stopped'].includes(snap.status as string)) throw new Error(`snapshot.status ${JSON.stringify(snap.status)} is not an actor status`);
+  const ctx = snap.context;
+  if (!isObject(ctx)) throw new Error('snapshot.context is not an object');
+  if (ctx.error !== null && !(isObject(ctx.error) && typeof ctx.error.message === 'string')) throw new Error('snapshot.context.error is neither null nor an error');
+  // A finished seed is only shown (state, error); an unfinished one runs again and needs all its steps read.
+  if (snap.status === 'done' && typeof snap.value === 'string' && FINAL_STATES.has(snap.value)) return;
+  for (const key of CONTEXT_KEYS) if (!(key in ctx)) throw new Error(`snapshot.context has no ${key}`);
+  if (ctx.seedId !== record.id) throw new Error(`snapshot.context.seedId ${JSON.stringify(ctx.seedId)} is not the seed's id ${record.id}`);
+  const d = ctx.deadlines;
+  if (!isObject(d) || typeof d.seed !== 'number' || !(d.connect === null || typeof d.connect === 'number')) throw new Error('snapshot.context.deadlines is not {seed, connect}');
+  if (!isObject(ctx.params) || !isObject(ctx.facts)) throw new Error('snapshot.context.params or facts is not an object');
+  if (snap.children !== undefined && !isObject(snap.children)) throw new Error('snapshot.children is not an object');
+  const machine: AnyStateMachine = chart.machine;
+  const restored = createActor(machine, { snapshot: snap as unknown as Snapshot<unknown> }).getSnapshot() as unknown as {
+    status: string;
+    error?: unknown;
+    can?: unknown;
+  };
+  if (restored.status === 'error' || typeof restored.can !== 'function') {
+    const why = restored.error instanceof Error ? restored.error.message : `value ${JSON.stringify(snap.value)}`;
+    throw new Error(`snapshot is not a state of ${record.machine}: ${why}`);
   }
 }

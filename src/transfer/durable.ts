@@ -15,14 +15,20 @@ export async function fsyncDir(dir: string): Promise<void> {
 /** Replaces file with data atomically: a reader (or a crash) sees the old content or the new, never half. */
 export async function writeFileDurably(file: string, data: string | Buffer): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    // A full or read-only disk leaves no temp file behind.
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, file);
   await fsyncDir(dirname(file));
 }
 

@@ -6,11 +6,13 @@ import { AgentError } from '../errors.js';
 import { isWithin } from '../validate.js';
 import { log } from '../log.js';
 
-/** Files the transfer keeps in the destination's top directory; never sent, never overwritten by a sender. */
-export const STATE_FILE = '.orchestrator-agent-transfer.json';
-export const MANIFEST_FILE = '.orchestrator-agent-transfer-manifest.json';
+/** The receiver's bookkeeping, in its state directory (outside the datadir): resume state and final manifest. */
+export const STATE_FILE = 'transfer-state.json';
+export const MANIFEST_FILE = 'transfer-manifest.json';
+/** The one name the transfer uses inside the destination: files being received, removed before the end. */
 export const STAGING_DIR = '.orchestrator-agent-transfer.tmp';
-const reservedNames = new Set([STATE_FILE, MANIFEST_FILE, STAGING_DIR]);
+/** Never sent, never written by a sender: the staging area, and the bookkeeping earlier versions kept in the datadir. */
+const reservedNames = new Set([STAGING_DIR, '.orchestrator-agent-transfer.json', '.orchestrator-agent-transfer-manifest.json']);
 
 export interface FileEntry {
   type: 'file';
@@ -49,6 +51,8 @@ export interface VerifiedFile {
 /** The final manifest, written last in the destination: its presence means the copy is complete. */
 export interface FinalManifest {
   version: 1;
+  /** The directory the copy landed in. */
+  destDir: string;
   algorithm: string;
   completedAt: string;
   bytesTotal: number;

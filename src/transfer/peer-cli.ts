@@ -1,8 +1,9 @@
 // One end of the built-in transfer as a process: used by the resume tests (killed with SIGKILL mid-transfer),
 // by bench/run.ts, and by an operator moving a datadir by hand.
-//   node dist/src/transfer/peer-cli.js receive <destDir> [port]          (key in ORCHESTRATOR_AGENT_TRANSFER_KEY)
+//   node dist/src/transfer/peer-cli.js receive <destDir> [port] [stateDir]   (key in ORCHESTRATOR_AGENT_TRANSFER_KEY;
+//                                                                         stateDir defaults to <destDir>.transfer-state)
 //   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
-// Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...} or {"error":...}.
+// Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...,"cpuSeconds":n} or {"error":...}.
 // TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256.
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
@@ -12,6 +13,12 @@ function tlsFromEnv(): TransferTls | undefined {
   const { ORCHESTRATOR_AGENT_TRANSFER_TLS_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_TLS_CERT: cert, ORCHESTRATOR_AGENT_TRANSFER_TLS_CA: ca } = process.env;
   if (!key || !cert) return undefined;
   return { key: readFileSync(key), cert: readFileSync(cert), ca: ca ? readFileSync(ca) : undefined };
+}
+
+/** User + system CPU of this process so far (bench/run.ts reports it: less sensitive to a busy machine than rates). */
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 function emit(obj: unknown): void {
@@ -24,17 +31,17 @@ async function main(argv: string[]): Promise<number> {
   const onProgress = (p: unknown) => emit({ progress: p });
   const [mode, ...args] = argv;
   if (mode === 'receive' && args[0]) {
-    const r = await startReceiver({ destDir: args[0], port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ listening: r.port });
-    emit({ result: await r.done });
+    emit({ result: await r.done, cpuSeconds: cpuSeconds() });
     return 0;
   }
   if (mode === 'send' && args.length >= 3) {
     const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), checksum: process.env.ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM === 'sha256' ? 'sha256' : undefined, authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
-    emit({ result });
+    emit({ result, cpuSeconds: cpuSeconds() });
     return 0;
   }
-  process.stderr.write('usage: peer-cli receive <destDir> [port] | send <sourceDir> <host> <port> [MBps]\n');
+  process.stderr.write('usage: peer-cli receive <destDir> [port] [stateDir] | send <sourceDir> <host> <port> [MBps]\n');
   return 2;
 }
 

@@ -1,33 +1,43 @@
 // Wire format of the built-in transfer: a magic line from the sender, then length-prefixed frames both ways.
 // A frame is [type u8][length u32 BE][payload]; control frames carry JSON, DATA frames carry file bytes.
+// Without TLS, every frame after the handshake (from WELCOME on) ends with a 16-byte tag: AES-256-GCM over an
+// empty plaintext with the frame's header and payload as additional data (GMAC), keyed per direction from the
+// seed's key and both handshake nonces (auth.ts frameKeys), with the frame's sequence number as the IV. So a
+// changed, dropped, replayed or reordered frame fails its tag and the transfer; the payload stays readable
+// (confidentiality is TLS's job), and GMAC runs at several GB/s where HMAC-SHA256 runs at ~1.3.
+import { createCipheriv, createDecipheriv, type DecipherGCM } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { AgentError } from '../errors.js';
 
 /** Sent first by the sender, so a TLS/plaintext mismatch fails at once instead of both sides waiting. */
 export const MAGIC = Buffer.from('OATRANSFER/1\n', 'ascii');
-export const PROTOCOL_VERSION = 1;
+/** 2: frames after the handshake carry a tag when the channel is not TLS. 3: per-chunk checksums and resume. */
+export const PROTOCOL_VERSION = 3;
+export const TAG_BYTES = 16;
 
 export const FrameType = {
   /** R→S: { version, nonce } */
   hello: 1,
   /** S→R: { mac, nonce } */
   auth: 2,
-  /** R→S: { mac, have: VerifiedFile[] } */
+  /** R→S: { mac, have: VerifiedFile[], resume: [{ path, size, mtimeMs, algorithm, offset }], chunkBytes } */
   welcome: 3,
   /** S→R: { entries: ManifestEntry[], sendCount, sendBytes } */
   manifest: 4,
-  /** S→R: { index } */
+  /** S→R: { index, offset } (offset: where a partly received file resumes, 0 otherwise) */
   fileBegin: 5,
   /** S→R: raw bytes of the current file */
   data: 6,
-  /** S→R: { index, checksum } */
+  /** S→R: { index, checksum } (checksum null for a file resumed past its start) */
   fileEnd: 7,
   /** S→R: {} every file was sent */
   end: 8,
   /** R→S: ReceiveSummary, after the final manifest is durable */
   result: 9,
-  /** either way: { code, message } then the connection closes */
+  /** either way: { code, message, hint, permanent } then the connection closes */
   error: 10,
+  /** S→R: { index, end, checksum } after each chunk of a file (welcome's chunkBytes; the last may be shorter) */
+  chunk: 11,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -48,6 +58,63 @@ export function jsonFrame(type: FrameTypeValue, body: unknown): Buffer {
   return Buffer.concat([frameHeader(type, payload.length), payload]);
 }
 
+function frameIv(seq: bigint): Buffer {
+  const iv = Buffer.alloc(12);
+  iv.writeBigUInt64BE(seq, 4);
+  return iv;
+}
+
+/** Tags the frames one side sends, numbering them; the other side's FrameReader checks them in order. */
+export class FrameSealer {
+  private seq = 0n;
+  constructor(private readonly key: Buffer) {}
+
+  tag(header: Buffer, payload: readonly Buffer[]): Buffer {
+    const gmac = createCipheriv('aes-256-gcm', this.key, frameIv(this.seq++));
+    gmac.setAAD(header);
+    for (const p of payload) gmac.setAAD(p);
+    gmac.final();
+    return gmac.getAuthTag();
+  }
+}
+
+/**
+ * Writes frames to a socket, tagged once authenticate() gave it a key. Encoding is synchronous, so the frames
+ * leave in the order they were encoded (the sequence numbers the peer expects).
+ */
+export class FrameWriter {
+  private sealer: FrameSealer | undefined;
+  constructor(private readonly socket: Duplex) {}
+
+  authenticate(key: Buffer): void {
+    this.sealer = new FrameSealer(key);
+  }
+
+  encode(type: FrameTypeValue, payload: readonly Buffer[]): Buffer[] {
+    const length = payload.reduce((n, p) => n + p.length, 0);
+    const header = frameHeader(type, length);
+    return this.sealer ? [header, ...payload, this.sealer.tag(header, payload)] : [header, ...payload];
+  }
+
+  encodeJson(type: FrameTypeValue, body: unknown): Buffer[] {
+    return this.encode(type, [Buffer.from(JSON.stringify(body), 'utf8')]);
+  }
+
+  json(type: FrameTypeValue, body: unknown): Promise<void> {
+    return writeAll(this.socket, this.encodeJson(type, body));
+  }
+
+  data(buf: Buffer): Promise<void> {
+    return writeAll(this.socket, this.encode(FrameType.data, [buf]));
+  }
+
+  /** For failure paths: queues the ERROR frame without waiting (the connection closes next). */
+  error(err: AgentError): void {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    for (const b of this.encodeJson(FrameType.error, errorBody(err))) this.socket.write(b);
+  }
+}
+
 export function frameName(type: number): string {
   return Object.entries(FrameType).find(([, v]) => v === type)?.[0] ?? `unknown(${type})`;
 }
@@ -62,6 +129,10 @@ export class FrameReader {
   private ended = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
+  private openKey: Buffer | undefined;
+  private openSeq = 0n;
+  /** The frame being read when authenticated: its GMAC so far and the payload bytes still to come. */
+  private open: { gmac: DecipherGCM; left: number; type: number } | undefined;
   private static readonly high = 8 * 1024 * 1024;
   private static readonly low = 2 * 1024 * 1024;
 
@@ -84,6 +155,11 @@ export class FrameReader {
       this.failure ??= err;
       this.notify();
     });
+  }
+
+  /** From now on every frame must carry a valid tag made with key (see FrameSealer). */
+  authenticate(key: Buffer): void {
+    this.openKey = key;
   }
 
   /** Makes every pending and later read fail with err (abort, timeout). */
@@ -132,32 +208,74 @@ export class FrameReader {
     return out;
   }
 
-  /** The next frame header, or null when the peer closed cleanly between frames. */
-  async header(): Promise<{ type: number; length: number } | null> {
+  /**
+   * The next frame header, or null when the peer closed cleanly between frames. plainError: an ERROR frame
+   * here may come untagged (a receiver refusing the key cannot tag with a key it does not share).
+   */
+  async header(opts: { plainError?: boolean } = {}): Promise<{ type: number; length: number } | null> {
+    if (this.open) throw new AgentError('internal', `the previous ${frameName(this.open.type)} frame was not read to its end`);
     if (!(await this.waitFor(HEADER_BYTES))) {
       if (this.buffered === 0) return null;
       throw new AgentError('io', 'connection closed in the middle of a frame header');
     }
     const h = Buffer.concat(this.take(HEADER_BYTES));
-    return { type: h.readUInt8(0), length: h.readUInt32BE(1) };
+    const type = h.readUInt8(0);
+    const length = h.readUInt32BE(1);
+    if (this.openKey && !(opts.plainError && type === FrameType.error)) {
+      const gmac = createDecipheriv('aes-256-gcm', this.openKey, frameIv(this.openSeq++));
+      gmac.setAAD(h);
+      this.open = { gmac, left: length, type };
+      if (length === 0) await this.closeFrame();
+    }
+    return { type, length };
+  }
+
+  /** Feeds payload bytes to the frame's GMAC; at the frame's end reads its tag and checks it. */
+  private async authenticated(parts: Buffer[]): Promise<void> {
+    const open = this.open;
+    if (!open) return;
+    for (const p of parts) {
+      open.gmac.setAAD(p);
+      open.left -= p.length;
+    }
+    if (open.left <= 0) await this.closeFrame();
+  }
+
+  private async closeFrame(): Promise<void> {
+    const open = this.open!;
+    if (!(await this.waitFor(TAG_BYTES))) throw new AgentError('io', `connection closed before the tag of a ${frameName(open.type)} frame`);
+    const tag = Buffer.concat(this.take(TAG_BYTES));
+    this.open = undefined;
+    try {
+      open.gmac.setAuthTag(tag);
+      open.gmac.final();
+    } catch {
+      throw new AgentError('io', `a ${frameName(open.type)} frame failed authentication: it was changed on the way`, {
+        hint: 'something between the agents alters the transfer; use SeedTransferUseSSL or check the network path',
+        details: { permanent: true },
+      });
+    }
   }
 
   async exact(n: number): Promise<Buffer> {
     if (n === 0) return Buffer.alloc(0);
     if (!(await this.waitFor(n))) throw new AgentError('io', `connection closed while ${n} bytes were expected`);
     const parts = this.take(n);
+    await this.authenticated(parts);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Whatever is buffered, at least one byte and at most max, as slices (no copy). */
+  /** Whatever is buffered, at least one byte and at most max, as slices (no copy); a frame's last bytes only once its tag checked out. */
   async some(max: number): Promise<Buffer[]> {
     if (!(await this.waitFor(1))) throw new AgentError('io', 'connection closed in the middle of file data');
-    return this.take(Math.min(max, this.buffered));
+    const parts = this.take(Math.min(max, this.buffered));
+    await this.authenticated(parts);
+    return parts;
   }
 
   /** Reads one control frame and parses its JSON. */
-  async json(expected: readonly number[], stage: string): Promise<{ type: number; body: unknown }> {
-    const h = await this.header();
+  async json(expected: readonly number[], stage: string, opts: { plainError?: boolean } = {}): Promise<{ type: number; body: unknown }> {
+    const h = await this.header(opts);
     if (!h) throw new AgentError('io', `peer closed the connection ${stage}`);
     if (h.type === FrameType.data) throw new AgentError('bad_request', `unexpected file data ${stage}`);
     if (h.length > MAX_CONTROL_BYTES) throw new AgentError('bad_request', `control frame of ${h.length} bytes ${stage} is too large`);
@@ -175,13 +293,45 @@ export class FrameReader {
   }
 }
 
-/** The peer's ERROR frame as an AgentError, keeping its code when it is one we know. */
+/** errno codes that no retry fixes: the disk or the permissions on the receiving side must change first. */
+const permanentErrnos = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG']);
+
+/**
+ * True when trying the transfer again cannot help: a refused key or manifest, a full or read-only disk, an
+ * aborted peer, an invalidated source snapshot, or the peer said so in its ERROR frame. A dropped
+ * connection, a timeout or a checksum mismatch may go well the next time. Both sides' retry loops and the receiver's ERROR frame use this.
+ */
+export function isPermanentFailure(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof AgentError) {
+      if (e.details?.permanent === true) return true;
+      if (['unauthorized', 'forbidden', 'bad_request', 'config', 'aborted', 'snapshot_invalid'].includes(e.code)) return true;
+    } else {
+      const errno = (e as NodeJS.ErrnoException).code;
+      if (typeof errno === 'string' && permanentErrnos.has(errno)) return true;
+    }
+  }
+  return false;
+}
+
+/** The ERROR frame's body for err: what the peer shows as its failure, and whether retrying could help. */
+export function errorBody(err: AgentError): { code: string; message: string; hint: string | null; permanent: boolean } {
+  return { code: err.code, message: err.message, hint: err.hint ?? null, permanent: isPermanentFailure(err) };
+}
+
+/**
+ * The peer's ERROR frame as an AgentError, keeping its code when it is one we know; details.fromPeer marks
+ * it as the other side's own reason (which a later "connection refused" must not hide).
+ */
 export function peerError(body: unknown, peer: string): AgentError {
-  const b = (body ?? {}) as { code?: unknown; message?: unknown };
-  const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable'];
+  const b = (body ?? {}) as { code?: unknown; message?: unknown; hint?: unknown; permanent?: unknown };
+  const known = ['unauthorized', 'forbidden', 'bad_request', 'io', 'aborted', 'conflict', 'unavailable', 'snapshot_invalid'];
   const code = typeof b.code === 'string' && known.includes(b.code) ? (b.code as 'io') : 'io';
   const message = typeof b.message === 'string' ? b.message : 'no reason given';
-  return new AgentError(code, `${peer} stopped the transfer: ${message}`);
+  return new AgentError(code, `${peer} stopped the transfer: ${message}`, {
+    hint: typeof b.hint === 'string' ? b.hint : undefined,
+    details: { fromPeer: true, permanent: b.permanent === true },
+  });
 }
 
 const queueBytes = 4 * 1024 * 1024;

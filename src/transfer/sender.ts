@@ -6,12 +6,13 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
-import { newNonce, proof, proofMatches } from './auth.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
-import { FrameReader, FrameType, MAGIC, PROTOCOL_VERSION, frameHeader, jsonFrame, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
+import { clampDelay } from '../timers.js';
 import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
 
 export interface SendOptions {
@@ -26,6 +27,8 @@ export interface SendOptions {
   bandwidthMBps?: number;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Called once the receiver proved the key, before any data is sent (the seed records it durably). */
+  onReceiverAuthenticated?: () => void;
   connectTimeoutMs?: number;
   /** How long the receiver may stay silent (e.g. while it makes the last files durable). Default 120 s. */
   idleTimeoutMs?: number;
@@ -34,6 +37,20 @@ export interface SendOptions {
   checksum?: ChecksumAlgorithm;
   /** Read size; 1 MiB by default (measured in bench/run.ts). */
   chunkBytes?: number;
+  /**
+   * Runs after the last file was read, before the final frame lets the receiver finish, and after a read
+   * fails: throwing stops the transfer (e.g. the snapshot being read was invalidated meanwhile). Its error
+   * is sent to the receiver and replaces the read error.
+   */
+  verifySource?: () => Promise<void>;
+  /**
+   * The source is a read-only snapshot (the seed mounted it itself). A file that changes while being sent is
+   * then a warning and the session fails so a new one sends it again; otherwise (a live or already-mounted
+   * directory) it is fatal: the copy would not be a consistent datadir.
+   */
+  sourceIsSnapshot?: boolean;
+  /** Told of a source file that changed while being sent (always, fatal or not). */
+  onWarning?: (message: string) => void;
 }
 
 export interface SendResult {
@@ -58,8 +75,10 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   let where = 'connecting';
   let firstError: AgentError | undefined;
   let peerFailure: AgentError | undefined;
+  let authenticated = false;
   const socket = await connect(opts, peer);
   const reader = new FrameReader(socket);
+  const writer = new FrameWriter(socket);
   socket.on('error', () => undefined); // surfaces through the reader and writeAll
   socket.setNoDelay(true); // a frame's tail must not wait for a delayed ACK
   const fail = (err: unknown) => {
@@ -84,29 +103,51 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
     }
     const myNonce = newNonce();
-    await writeAll(socket, [jsonFrame(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce })]);
-    const welcome = await reader.json([FrameType.welcome], where);
+    await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
+    if (!opts.tls) {
+      // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+      reader.authenticate(keys.receiverToSender);
+      writer.authenticate(keys.senderToReceiver);
+    }
+    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+    const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
     if (welcome.type === FrameType.error) {
       const e = peerError(welcome.body, peer);
       throw e.code === 'unauthorized'
         ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
         : e;
     }
-    const wb = welcome.body as { mac?: unknown; have?: unknown };
+    const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
     if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
     }
+    opts.onReceiverAuthenticated?.();
+    authenticated = true;
+    const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
     const have = new Map<string, VerifiedFile>();
     if (Array.isArray(wb.have)) for (const v of wb.have as VerifiedFile[]) if (v && typeof v.path === 'string') have.set(v.path, v);
+    const chunkBytes = typeof wb.chunkBytes === 'number' && Number.isInteger(wb.chunkBytes) && wb.chunkBytes > 0 ? wb.chunkBytes : undefined;
+    if (!chunkBytes) throw new AgentError('bad_request', `${peer} did not say how it checks chunks`, { hint: 'run the same agent version on both hosts' });
 
     const toSend = files.filter((f) => !alreadyVerified(f.e, have.get(f.e.path)));
+    // Where partly received files resume: the receiver verified their first chunks of this same version.
+    const resumeAt = new Map<string, number>();
+    const offered = Array.isArray(wb.resume) ? (wb.resume as Array<Record<string, unknown>>) : [];
+    for (const { e } of toSend) {
+      const r = offered.find((o) => o && o.path === e.path);
+      const offset = r?.offset;
+      if (r && r.size === e.size && r.mtimeMs === e.mtimeMs && r.algorithm === algorithm && typeof offset === 'number' && offset > 0 && offset < e.size && offset % chunkBytes === 0) {
+        resumeAt.set(e.path, offset);
+      }
+    }
     const bytesTotal = files.reduce((s, f) => s + f.e.size, 0);
     const progress = new ProgressTracker(bytesTotal, files.length, opts.onProgress, opts.progressIntervalMs);
     const skipped = files.length - toSend.length;
     progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
 
     where = 'sending the manifest';
-    await writeAll(socket, [jsonFrame(FrameType.manifest, { algorithm: opts.checksum ?? DEFAULT_CHECKSUM, entries })]);
+    await writer.json(FrameType.manifest, { algorithm, entries });
     // From here the receiver speaks only to end the transfer: RESULT, or ERROR at any moment.
     let result: unknown;
     const answer = reader.json([FrameType.result], 'before the transfer finished').then(
@@ -124,47 +165,73 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     let bytesSent = 0;
     for (const { e, index } of toSend) {
       where = `sending ${e.path}`;
+      const offset = resumeAt.get(e.path) ?? 0;
       progress.fileStarted(e.path);
-      await writeAll(socket, [jsonFrame(FrameType.fileBegin, { index })]);
-      const hash = createChecksum(opts.checksum ?? DEFAULT_CHECKSUM);
+      progress.alreadyDone(0, offset);
+      await writer.json(FrameType.fileBegin, { index, offset });
+      // The whole file's checksum only when it is read whole; a resumed file is checked chunk by chunk.
+      const hash = offset === 0 ? createChecksum(algorithm) : undefined;
+      let chunkHash = createChecksum(algorithm);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
       });
-      // Reads run a few chunks ahead of the socket (read-ahead), each at its own position.
-      const ahead: Promise<Buffer>[] = [];
-      let readPos = 0;
+      const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
+      // Reads run a few chunks ahead of the socket (read-ahead), each at its own position, never across a
+      // chunk boundary (the receiver checks each chunk as it completes).
+      const ahead: Array<{ read: Promise<Buffer>; length: number }> = [];
+      let readPos = offset;
       const readAhead = () => {
         while (ahead.length < readsAhead && readPos < e.size) {
-          const r = readChunk(fh, readPos, Math.min(chunk, e.size - readPos));
-          r.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
-          ahead.push(r);
-          readPos += Math.min(chunk, e.size - readPos);
+          const length = Math.min(chunk, e.size - readPos, chunkBytes - (readPos % chunkBytes));
+          const read = readChunk(fh, readPos, length);
+          read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+          ahead.push({ read, length });
+          readPos += length;
         }
       };
       try {
-        let pos = 0;
+        const before = await fh.stat();
+        if (before.size !== e.size || before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, before));
+        let pos = offset;
         readAhead();
         while (pos < e.size) {
-          const buf = await ahead.shift()!;
-          if (buf.length < Math.min(chunk, e.size - pos)) throw new AgentError('io', `${join(root, e.path)} shrank while being sent (${pos + buf.length} of ${e.size} bytes)`, { hint: 'send from a snapshot or a stopped server' });
+          const next = ahead.shift()!;
+          const buf = await next.read;
+          if (buf.length < next.length) throw changed(`it shrank: only ${pos + buf.length} of its ${e.size} bytes could be read`);
           pos += buf.length;
           readAhead();
-          hash.update(buf);
+          hash?.update(buf);
+          chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
-          await writeAll(socket, [frameHeader(FrameType.data, buf.length), buf]);
+          await writer.data(buf);
           progress.bytes(buf.length);
           bytesSent += buf.length;
+          if (pos === e.size) {
+            // Written to while we read it: what was sent is no consistent version of the file.
+            const after = await fh.stat();
+            if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, after));
+          }
+          if (pos % chunkBytes === 0 || pos === e.size) {
+            await writer.json(FrameType.chunk, { index, end: pos, checksum: chunkHash.digest() });
+            chunkHash = createChecksum(algorithm);
+          }
+        }
+        if (e.size === 0) {
+          const after = await fh.stat();
+          if (after.size !== 0 || after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, after));
         }
       } finally {
-        await Promise.allSettled(ahead);
+        await Promise.allSettled(ahead.map((a) => a.read));
         await fh.close();
       }
-      await writeAll(socket, [jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest() })]);
+      await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
       progress.fileDone();
     }
+    where = 'checking the source after reading it';
+    await opts.verifySource?.();
     where = 'waiting for the receiver to verify and write its manifest';
-    await writeAll(socket, [jsonFrame(FrameType.end, {})]);
+    await writer.json(FrameType.end, {});
     await answer;
     if (firstError) throw firstError;
     if (result === undefined) throw new AgentError('io', `${peer} closed without confirming the transfer`);
@@ -174,7 +241,16 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
     log.info('transfer: send complete', { peer, ...r });
     return r;
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    // Our side failed (a read, the source check), not the connection: a source that can no longer be
+    // trusted (a snapshot invalidated meanwhile) explains a read error better than the read error does.
+    if (opts.verifySource && authenticated && !firstError && !peerFailure && where !== 'checking the source after reading it') {
+      await opts.verifySource().catch((e: unknown) => (err = e));
+    }
+    // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
+    const own = asAgentError(err);
+    if (authenticated && !peerFailure && own.details?.fromPeer !== true) writer.error(own);
     fail(err);
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));
@@ -189,6 +265,30 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 }
 
 const readsAhead = 3;
+
+function describeChange(e: FileEntry, now: { size: number; mtimeMs: number }): string {
+  const parts: string[] = [];
+  if (now.size !== e.size) parts.push(`size ${e.size} → ${now.size} bytes`);
+  if (now.mtimeMs !== e.mtimeMs) parts.push(`mtime ${new Date(e.mtimeMs).toISOString()} → ${new Date(now.mtimeMs).toISOString()}`);
+  return parts.join(', ');
+}
+
+/** A source file changed under the sender: reported as a warning, and fatal unless the source is a snapshot. */
+function sourceChanged(file: string, what: string, opts: SendOptions): AgentError {
+  const message = `${file} changed while being sent (${what})`;
+  try {
+    opts.onWarning?.(message);
+  } catch (err) {
+    log.warn('transfer: onWarning listener failed', { error: String(err) });
+  }
+  if (opts.sourceIsSnapshot) {
+    return new AgentError('conflict', `${message}; the snapshot is sent again with a new manifest`, { hint: 'a read-only snapshot should not change: check what writes to it' });
+  }
+  return new AgentError('conflict', `${message}; a copy of a changing directory is not a consistent datadir`, {
+    hint: 'send from a read-only snapshot, or stop MySQL on the source first',
+    details: { permanent: true },
+  });
+}
 
 async function readChunk(fh: FileHandle, position: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
@@ -228,7 +328,7 @@ function connect(opts: SendOptions, peer: string): Promise<Socket> {
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(timeoutMs / 1000)} s`));
-    }, timeoutMs);
+    }, clampDelay(timeoutMs));
     const onAbort = () => {
       socket.destroy();
       reject(new AgentError('aborted', `send to ${peer} aborted while connecting`));

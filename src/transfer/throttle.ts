@@ -1,5 +1,7 @@
 // Bandwidth limit: a token bucket refilled at the configured rate. The clock and sleep are injectable so the
 // limiter is tested without timing.
+import { clampDelay } from '../timers.js';
+
 export interface Clock {
   /** Milliseconds, monotonic. */
   now(): number;
@@ -14,7 +16,7 @@ export const realClock: Clock = {
       const t = setTimeout(() => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
-      }, ms);
+      }, clampDelay(ms));
       const onAbort = () => {
         clearTimeout(t);
         reject(signal!.reason);

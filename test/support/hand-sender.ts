@@ -2,9 +2,9 @@
 // sender never does: stop between two frames, end early, or lie. It uses the protocol module's own framing
 // and the key proof, so it follows the wire format; what it sends is up to the test.
 import { connect, type Socket } from 'node:net';
-import { proof } from '../../src/transfer/auth.js';
+import { frameKeys, proof } from '../../src/transfer/auth.js';
 import { createChecksum } from '../../src/transfer/checksum.js';
-import { FrameReader, FrameType, MAGIC, frameHeader, jsonFrame } from '../../src/transfer/protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, type FrameTypeValue } from '../../src/transfer/protocol.js';
 
 export interface HandFile {
   path: string;
@@ -15,8 +15,18 @@ export class HandSender {
   private constructor(
     readonly socket: Socket,
     readonly reader: FrameReader,
+    private readonly writer: FrameWriter,
     private readonly files: HandFile[],
   ) {}
+
+  /** Queues one frame, tagged as the protocol requires after the handshake. */
+  private frame(type: FrameTypeValue, payload: Buffer): void {
+    for (const b of this.writer.encode(type, [payload])) this.socket.write(b);
+  }
+
+  private json(type: FrameTypeValue, body: unknown): void {
+    this.frame(type, Buffer.from(JSON.stringify(body), 'utf8'));
+  }
 
   /** Connects, proves the key and sends a manifest listing files (all regular files at the top level). */
   static async start(port: number, authKey: string, files: HandFile[]): Promise<HandSender> {
@@ -24,13 +34,19 @@ export class HandSender {
     socket.on('error', () => undefined); // a receiver that refuses closes the connection; the reader reports it
     await new Promise((r) => socket.once('connect', r));
     const reader = new FrameReader(socket);
+    const writer = new FrameWriter(socket);
     socket.write(MAGIC);
     const hello = (await reader.json([FrameType.hello], 'hello')).body as { nonce: string };
-    socket.write(jsonFrame(FrameType.auth, { mac: proof(authKey, 'sender', hello.nonce), nonce: 'n'.repeat(48) }));
+    const nonce = 'n'.repeat(48);
+    await writer.json(FrameType.auth, { mac: proof(authKey, 'sender', hello.nonce), nonce, version: PROTOCOL_VERSION });
+    const keys = frameKeys(authKey, hello.nonce, nonce);
+    reader.authenticate(keys.receiverToSender);
+    writer.authenticate(keys.senderToReceiver);
     await reader.json([FrameType.welcome], 'welcome');
     const entries = files.map((f) => ({ type: 'file', path: f.path, size: f.content.length, mode: 0o640, uid: 0, gid: 0, mtimeMs: 1_700_000_000_000 }));
-    socket.write(jsonFrame(FrameType.manifest, { algorithm: 'xxh3-64', entries }));
-    return new HandSender(socket, reader, files);
+    const sender = new HandSender(socket, reader, writer, files);
+    sender.json(FrameType.manifest, { algorithm: 'xxh3-64', entries });
+    return sender;
   }
 
   /** Sends file number index whole and correct: begin, data, end with its true checksum. */
@@ -38,14 +54,17 @@ export class HandSender {
     const f = this.files[index]!;
     const hash = createChecksum('xxh3-64');
     hash.update(f.content);
-    this.socket.write(jsonFrame(FrameType.fileBegin, { index }));
-    if (f.content.length > 0) this.socket.write(Buffer.concat([frameHeader(FrameType.data, f.content.length), f.content]));
-    this.socket.write(jsonFrame(FrameType.fileEnd, { index, checksum: hash.digest() }));
+    const digest = hash.digest();
+    this.json(FrameType.fileBegin, { index, offset: 0 });
+    if (f.content.length > 0) this.frame(FrameType.data, f.content);
+    // Files here are smaller than one resume chunk: the chunk ends with the file.
+    this.json(FrameType.chunk, { index, end: f.content.length, checksum: digest });
+    this.json(FrameType.fileEnd, { index, checksum: digest });
   }
 
   /** The final frame that says every file was sent. */
   sendEnd(): void {
-    this.socket.write(jsonFrame(FrameType.end, {}));
+    this.json(FrameType.end, {});
   }
 
   /** Closes the sending direction cleanly, right after the last whole frame. */

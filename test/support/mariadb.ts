@@ -30,7 +30,7 @@ export interface MariaDBInstance {
 }
 
 /** Scripts and helpers for a server on `datadir`; files live in `dir`. Does not start it. */
-export async function mariadbInstance(dir: string, datadir: string, name: string): Promise<MariaDBInstance> {
+export async function mariadbInstance(dir: string, datadir: string, name: string, serverArgs: string[] = []): Promise<MariaDBInstance> {
   const port = await freePort();
   const socket = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
@@ -45,7 +45,7 @@ export async function mariadbInstance(dir: string, datadir: string, name: string
       `${ping} && exit 0`,
       `setsid ${which('mariadbd')} --no-defaults --user=root --datadir=${datadir} --bind-address=127.0.0.1 --port=${port} \\`,
       `  --socket=${socket} --pid-file=${pidFile} --log-error=${errorLog} --skip-name-resolve \\`,
-      `  --innodb-buffer-pool-size=16M </dev/null >/dev/null 2>&1 &`,
+      `  --innodb-buffer-pool-size=16M ${serverArgs.join(' ')} </dev/null >/dev/null 2>&1 &`,
       `for i in $(seq 1 600); do ${ping} && exit 0; sleep 0.1; done`,
       `echo "mariadbd on ${datadir} did not answer ping within 60s; see ${errorLog}" >&2; exit 1`,
     ].join('\n'),

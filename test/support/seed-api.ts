@@ -6,6 +6,7 @@ import { startAgentProcess, writeConfig, type AgentProcess } from './agent-proce
 export interface SeedViewJson {
   id: string;
   role: string;
+  method: string;
   state: string;
   paused: boolean;
   status: string;
@@ -13,6 +14,7 @@ export interface SeedViewJson {
   params: Record<string, unknown>;
   history: { state: string; enteredAt: string; leftAt: string | null; error: string | null }[];
   progress: { bytesDone: number; bytesTotal: number | null } | null;
+  warnings: { at: string; message: string }[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;
 }

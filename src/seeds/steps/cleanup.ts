@@ -1,7 +1,7 @@
 // What runs on every way into `failed` or `aborted`: kill the seed's process groups, then undo what the
 // seed did that must not stay (a partial copy on the target, our mount on the source). Idempotent: it may
 // run again after a restart.
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { AgentError } from '../../errors.js';
 import type { CleanupInput } from '../../../machines/seed-common.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
@@ -9,7 +9,7 @@ import type { TargetParams } from '../../../machines/seed-target.js';
 import type { SeedFacts } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
-import { TRANSFERRED } from './transfer-steps.js';
+import { TRANSFERRED, transferStateDir } from './transfer-steps.js';
 import type { StepEnv } from './step-env.js';
 
 export type CleanupFn<P> = (input: CleanupInput<P>, signal: AbortSignal, env: StepEnv) => Promise<SeedFacts>;
@@ -27,6 +27,8 @@ export const cleanupTarget: CleanupFn<TargetParams> = async (input, signal, env)
     }
     const entries = await readdir(datadir).catch(() => []);
     if (entries.length > 0) await env.datadir.purge(datadir, signal);
+    // The built-in receiver's bookkeeping describes the copy just removed: a later seed starts clean.
+    await rm(transferStateDir(env.config.StateDir, env.seed.id), { recursive: true, force: true });
   }
   return {};
 };

@@ -1,6 +1,8 @@
-// Ensure the target datadir is empty before the copy arrives. Refuses while MySQL runs.
+// Ensure the target datadir is empty before the copy arrives. Refuses while MySQL runs (by the status
+// command) or while any process uses the datadir (seen by the agent itself).
 import { readdir } from 'node:fs/promises';
 import { AgentError } from '../../errors.js';
+import { log } from '../../log.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { StepFn } from './step-env.js';
 
@@ -21,8 +23,14 @@ export const ensureDatadirPurged: StepFn<TargetParams> = async (input, signal, e
   if (await env.mysql.isRunning(signal)) {
     throw new AgentError('conflict', `MySQL is running; refusing to purge ${datadir}`, { hint: 'stop MySQL first' });
   }
+  // The status command is the operator's word; the agent also looks for itself (open files, InnoDB's lock).
+  await env.datadir.ensureNotInUse(datadir);
   // From here on the datadir holds no live data: cleanup may remove a partial copy.
   env.seed.mark(PURGE_STARTED, new Date().toISOString());
-  if (!(await isEmpty(datadir))) await env.datadir.purge(datadir, signal);
+  if (!(await isEmpty(datadir))) {
+    log.info('seed is purging the datadir', { seed: env.seed.id, datadir });
+    await env.datadir.purge(datadir, signal);
+    log.info('seed purged the datadir', { seed: env.seed.id, datadir });
+  } else log.info('datadir already empty', { seed: env.seed.id, datadir });
   return {};
 };

@@ -4,7 +4,7 @@ import type { Config } from '../../config.js';
 import { AgentError } from '../../errors.js';
 import type { DatadirOps, MySQLService, SnapshotBackend } from '../../host/interfaces.js';
 import type { SeedDeadlines, SeedFacts, StepInput } from '../../../machines/seed-common.js';
-import type { SeedProgress } from '../seed-store.js';
+import type { SeedProgress, SeedWaiting } from '../seed-store.js';
 
 export interface SeedHandle {
   readonly id: string;
@@ -16,6 +16,10 @@ export interface SeedHandle {
   secrets(): Readonly<Record<string, string>>;
   /** Throttled to disk, immediate to subscribers. */
   setProgress(progress: SeedProgress | null): void;
+  /** What the step waits for (shown in the view), or null when it no longer waits. Written to disk before it returns. */
+  setWaiting(waiting: SeedWaiting | null): void;
+  /** Shown in the seed view's warnings (the most recent few kept) and logged; written to disk. */
+  warn(message: string): void;
 }
 
 export interface StepEnv {

@@ -5,14 +5,20 @@
 // stream is gone): the step then fails with a message that says so. Without the commands the built-in
 // transfer runs: it verifies every file and the final manifest (the receiver succeeds only when the
 // sender's last frame checks out) and resumes after a restart, keeping files verified before.
+import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import { isTransferComplete, send, startReceiver, transferTlsFromConfig, type TransferProgress } from '../../transfer/index.js';
+import type { TransferProgress } from '../../transfer/index.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import type { StepInput } from '../../../machines/seed-common.js';
+import { clampDelay, sleep } from '../../timers.js';
+
+/** The built-in transfer (with its native checksum addon) loads with the first built-in receive or send. */
+const builtInTransfer = () => import('../../transfer/index.js');
 
 export const RECEIVE_STARTED = 'receiveStarted';
 export const SEND_STARTED = 'sendStarted';
@@ -31,48 +37,181 @@ function transferKey(env: StepEnv): string {
   return key;
 }
 
+/** The built-in receiver's bookkeeping for one seed (resume state, final manifest), outside the datadir. */
+export function transferStateDir(stateDir: string, seedId: string): string {
+  return join(stateDir, 'transfers', seedId);
+}
+
 function progressOf(p: TransferProgress) {
   return { ...p };
 }
 
-/** Sessions per transfer step: a peer that crashed and came back (resuming) gets a new session. */
-const builtinAttempts = 5;
-/** A sender retries this often while the receiver is not (yet, again) listening. */
-const senderAttempts = 60;
+/**
+ * Durable notes of the built-in transfer's peer, per side. Until the peer first authenticated, the step waits
+ * for it until the connect deadline (SeedTransferConnectTimeoutSeconds, a timestamp in the context). Once it
+ * did, a lost session (peer killed and restarted, a network cut, this agent restarted) opens a reconnect
+ * window measured from the loss (SeedTransferReconnectTimeoutSeconds, persisted as `until`).
+ */
+interface PeerMarks {
+  peer: 'sender' | 'receiver';
+  authenticated: string;
+  /** ISO time of the latest loss; '' once the peer authenticated again. */
+  lost: string;
+  until: string;
+}
+export const SENDER_MARKS: PeerMarks = { peer: 'sender', authenticated: 'senderAuthenticatedAt', lost: 'senderLostAt', until: 'senderWaitUntil' };
+export const RECEIVER_MARKS: PeerMarks = { peer: 'receiver', authenticated: 'receiverAuthenticatedAt', lost: 'receiverLostAt', until: 'receiverWaitUntil' };
 
+interface PeerWait {
+  until: number;
+  /** null: waiting for the first contact (connect deadline); else when the peer was lost. */
+  lostAt: string | null;
+}
+
+function peerAuthenticated(env: StepEnv, m: PeerMarks, peer: string): void {
+  const marks = env.seed.marks();
+  if (marks[m.lost]) env.seed.mark(m.lost, '');
+  env.seed.mark(m.authenticated, new Date().toISOString());
+  env.seed.setWaiting(null);
+  if (marks[m.lost]) log.info(`transfer: the ${m.peer} is back`, { seed: env.seed.id, peer, lostAt: marks[m.lost] });
+}
+
+function peerLost(env: StepEnv, m: PeerMarks, why: string): PeerWait {
+  const now = Date.now();
+  const since = new Date(now).toISOString();
+  const until = new Date(now + env.config.SeedTransferReconnectTimeoutSeconds * 1000).toISOString();
+  env.seed.mark(m.until, until);
+  env.seed.mark(m.lost, since);
+  const message = `${m.peer} lost at ${since} (${why}); waiting for it to come back until ${until}`;
+  env.seed.setWaiting({ for: m.peer, since, until, message });
+  log.warn(`transfer: ${message}`, { seed: env.seed.id });
+  return { until: Date.parse(until), lostAt: since };
+}
+
+/** Until when the step waits for its peer now (see PeerMarks). */
+function peerWait(input: StepInput<unknown>, env: StepEnv, m: PeerMarks): PeerWait {
+  const marks = env.seed.marks();
+  if (!marks[m.authenticated]) {
+    return { until: input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000, lostAt: null };
+  }
+  const lost = marks[m.lost];
+  const until = Date.parse(marks[m.until] ?? '');
+  if (lost && Number.isFinite(until)) return { until, lostAt: lost };
+  // The peer had authenticated and no loss was recorded since: this agent restarted mid-session.
+  return peerLost(env, m, 'this agent restarted during the transfer');
+}
+
+function gaveUp(m: PeerMarks, wait: PeerWait, env: StepEnv, last: unknown): AgentError {
+  const lastError = last === undefined ? '' : `; last: ${(last as Error).message}`;
+  const until = new Date(wait.until).toISOString();
+  if (wait.lostAt === null) {
+    return new AgentError('unavailable', `no ${m.peer} connected by the connect deadline ${until} (SeedTransferConnectTimeoutSeconds=${env.config.SeedTransferConnectTimeoutSeconds})${lastError}`, {
+      hint: m.peer === 'sender' ? 'start the send on the source agent with this port and key' : 'start the receiving seed on the target first and use the port and key it reports',
+    });
+  }
+  return new AgentError('unavailable', `the ${m.peer} was lost at ${wait.lostAt} and did not come back by ${until} (SeedTransferReconnectTimeoutSeconds=${env.config.SeedTransferReconnectTimeoutSeconds})${lastError}`, {
+    hint: `check the ${m.peer === 'sender' ? 'source' : 'target'} agent and its seed (GET /api/seeds/${env.seed.id} there); raise SeedTransferReconnectTimeoutSeconds for longer outages`,
+  });
+}
+
+/** Local storage failures: another session would fail the same way. */
+const storageErrnos = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+function isStorageError(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && storageErrnos.has(code)) return true;
+  }
+  return false;
+}
+
+/** A refused key, a full or read-only disk, a refused manifest, an abort: no new session can fix those. */
 function retryable(err: unknown, signal: AbortSignal): boolean {
-  return !signal.aborted && !(err instanceof AgentError && (err.code === 'aborted' || err.code === 'config'));
+  return !signal.aborted && !isPermanentFailure(err) && !isStorageError(err);
+}
+
+/** The receiver's own reason (its ERROR frame), when it sent one. */
+function fromReceiver(err: unknown): AgentError | undefined {
+  return err instanceof AgentError && err.details?.fromPeer === true ? err : undefined;
+}
+
+/**
+ * The error the source seed ends with: the receiver's reason when it gave one, not what the last retry met
+ * (a receiver that failed stops listening, so later attempts only say "connection refused").
+ */
+function sendFailure(err: unknown, receiverReason: AgentError | undefined): unknown {
+  if (!receiverReason || fromReceiver(err) || !(err instanceof AgentError)) return err;
+  return new AgentError(receiverReason.code, `${receiverReason.message} (sending again then failed: ${err.message})`, {
+    hint: receiverReason.hint,
+    details: receiverReason.details,
+    cause: err,
+  });
+}
+
+/** How long one session may wait for its peer: until `until`, within the seed's deadline, in one timer. */
+function sessionWaitMs(input: StepInput<unknown>, until: number, what: string): number {
+  return clampDelay(Math.max(1000, Math.min(until - Date.now(), remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, what))));
+}
+
+/** Throws when the snapshot the source reads from (mounted at SnapshotMountPoint) can no longer be trusted. */
+function verifySnapshot(env: StepEnv, signal: AbortSignal): () => Promise<void> {
+  const mountPoint = env.config.SnapshotMountPoint.trim();
+  return async () => {
+    if (mountPoint !== '') await env.snapshots.verifyMounted(mountPoint, signal);
+  };
 }
 
 async function receiveBuiltIn(input: StepInput<TargetParams>, datadir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    if (await isTransferComplete(datadir)) return;
-    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
-    // The first sender must come by the connect deadline; a sender that dropped out gets a fresh wait.
-    const connectTimeoutMs = attempt === 1 ? Math.max(1000, connectDeadline - Date.now()) : env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  const { isTransferComplete, startReceiver, transferTlsFromConfig } = await builtInTransfer();
+  const stateDir = transferStateDir(env.config.StateDir, env.seed.id);
+  let last: unknown;
+  for (;;) {
+    if (await isTransferComplete(stateDir, datadir)) return;
+    const wait = peerWait(input, env, SENDER_MARKS);
+    if (Date.now() >= wait.until) throw gaveUp(SENDER_MARKS, wait, env, last);
+    let authenticated = false;
     try {
       const receiver = await startReceiver({
         destDir: datadir,
+        stateDir,
         bindAddress: env.config.SeedTransferBindAddress,
         port: input.params.port,
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         signal,
-        connectTimeoutMs: Math.min(connectTimeoutMs, remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving')),
+        connectTimeoutMs: sessionWaitMs(input, wait.until, 'receiving'),
+        onSenderAuthenticated: (peer) => {
+          authenticated = true;
+          peerAuthenticated(env, SENDER_MARKS, peer);
+        },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
       });
       await receiver.done;
+      env.seed.setWaiting(null);
       return;
     } catch (err) {
-      if (attempt >= builtinAttempts || !retryable(err, signal) || (attempt === 1 && Date.now() >= connectDeadline)) throw err;
-      log.warn('receive session failed; waiting for the sender to resume', { seed: env.seed.id, attempt, error: (err as Error).message });
+      if (!retryable(err, signal)) throw err;
+      last = err;
+      if (authenticated) {
+        // Every verified file stays; the next session tells the sender which ones it has.
+        peerLost(env, SENDER_MARKS, (err as Error).message);
+      } else {
+        if (Date.now() >= wait.until) throw gaveUp(SENDER_MARKS, wait, env, err);
+        log.warn('transfer: no sender in this session; listening again', { seed: env.seed.id, until: new Date(wait.until).toISOString(), error: (err as Error).message });
+        await sleep(1000, signal);
+      }
     }
   }
 }
 
 async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, signal: AbortSignal, env: StepEnv): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const connectDeadline = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  const { send, transferTlsFromConfig } = await builtInTransfer();
+  let last: unknown;
+  let receiverReason: AgentError | undefined;
+  for (;;) {
+    const wait = peerWait(input, env, RECEIVER_MARKS);
+    if (Date.now() >= wait.until) throw sendFailure(gaveUp(RECEIVER_MARKS, wait, env, last), receiverReason);
+    let authenticated = false;
     try {
       await send({
         sourceDir,
@@ -81,16 +220,28 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         bandwidthMBps: env.config.SeedTransferBandwidthMBps,
+        // Our own mount is a read-only snapshot; a directory orchestrator mounted may be anything.
+        sourceIsSnapshot: !input.params.alreadyMounted,
+        onWarning: (message) => env.seed.warn(message),
         signal,
-        connectTimeoutMs: Math.max(1000, attempt === 1 ? connectDeadline - Date.now() : env.config.SeedTransferConnectTimeoutSeconds * 1000),
+        connectTimeoutMs: sessionWaitMs(input, wait.until, 'sending'),
+        onReceiverAuthenticated: () => {
+          authenticated = true;
+          peerAuthenticated(env, RECEIVER_MARKS, `${input.params.targetHost}:${input.params.targetPort}`);
+        },
         onProgress: (p) => env.seed.setProgress(progressOf(p)),
+        verifySource: verifySnapshot(env, signal),
       });
+      env.seed.setWaiting(null);
       return;
     } catch (err) {
-      if (attempt >= senderAttempts || !retryable(err, signal)) throw err;
-      log.warn('send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, attempt, error: (err as Error).message });
-      await new Promise((r) => setTimeout(r, 1000));
-      remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending');
+      receiverReason = fromReceiver(err) ?? receiverReason;
+      // A refused key, a full disk on the target: no new session can fix those.
+      if (!retryable(err, signal)) throw sendFailure(err, receiverReason);
+      last = err;
+      if (authenticated) peerLost(env, RECEIVER_MARKS, (err as Error).message);
+      else log.warn('transfer: send session failed; sending again (the receiver keeps verified files)', { seed: env.seed.id, error: (err as Error).message });
+      await sleep(1000, signal);
     }
   }
 }
@@ -177,11 +328,17 @@ export const ensureSent: StepFn<SourceParams> = async (input, signal, env) => {
   const started = env.seed.marks()[SEND_STARTED];
   if (started) throw interrupted('send', started);
   env.seed.mark(SEND_STARTED, new Date().toISOString());
+  const verify = verifySnapshot(env, signal);
   await runShell(templateToScript(command, 3), [sourceDir, input.params.targetHost, String(input.params.targetPort)], {
     timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'sending'),
     signal,
     sudo: env.config.ExecWithSudo,
+  }).catch(async (err: unknown) => {
+    await verify();
+    throw err;
   });
+  // The command's receiver may already have what it sent: the source seed at least fails and says why.
+  await verify();
   env.seed.mark(TRANSFERRED, new Date().toISOString());
   return {};
 };

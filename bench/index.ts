@@ -1,0 +1,37 @@
+// npm run bench [-- PART...]: runs the named parts (default: all), each in its own node process, one after
+// the other so they never compete for the CPU. Parts:
+//   transfer  built-in transfer against tar | socat on a 2 GiB datadir-like tree (bench/run.ts; minutes)
+//   start     start to first answer against a bare node http server, idle and peak RSS (bench/start.ts)
+//   bursts    req/s under 100 connections on a command route: single flight against one process per request
+//   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
+//             the datadir once, minutes)
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+const here = new URL('.', import.meta.url).pathname;
+const parts: Record<string, string> = {
+  transfer: 'run.js',
+  start: 'start.js',
+  bursts: 'bursts.js',
+  datadir: 'datadir.js',
+};
+
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2);
+  const unknown = asked.filter((p) => !(p in parts));
+  if (unknown.length > 0) throw new Error(`unknown bench part ${unknown.join(', ')}: choose from ${Object.keys(parts).join(', ')}`);
+  for (const part of asked.length > 0 ? asked : Object.keys(parts)) {
+    process.stdout.write(`== bench ${part}\n`);
+    const code = await new Promise<number | null>((res, rej) => {
+      const child = spawn(process.execPath, [resolve(here, parts[part]!)], { stdio: 'inherit' });
+      child.once('error', rej);
+      child.once('exit', (c) => res(c));
+    });
+    if (code !== 0) throw new Error(`bench ${part} exited ${code}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,366 @@
+// The steps of a seed by hot backup. Target: the pre-seed checks (with the facts from the sender's first
+// message), receiving the stream into the extractor, preparing the copy exactly once, giving the datadir
+// its owner back. Source: the facts, then streaming a hot backup of the running server. Each is an ensure
+// step: a restarted agent runs the current one again, and durable marks say what is already done.
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AgentError, asAgentError } from '../../errors.js';
+import { log } from '../../log.js';
+import { MySQLClient } from '../../host/mysql-client.js';
+import { runPiped, runProgram } from '../../process-runner.js';
+import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
+import type { SeedCheck } from '../pre-seed-checks.js';
+import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
+import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
+import type { BinlogCoordinates, CleanupInput, SeedFacts, StepInput } from '../../../machines/seed-common.js';
+import { PURGE_STARTED } from './datadir-steps.js';
+import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
+import { sleep } from '../../timers.js';
+
+// The stream, TLS and checks load with the first backup seed, not when the agent starts.
+const stream = () => import('../../transfer/stream.js');
+const transferTls = async (env: StepEnv) => (await import('../../transfer/tls.js')).transferTlsFromConfig(env.config);
+
+export const CHECKS = 'checks';
+export const STREAM_ATTEMPTS = 'streamAttempts';
+export const EXTRACTED = 'backupExtracted';
+export const PREPARE_STARTED = 'prepareStarted';
+export const PREPARED = 'backupPrepared';
+
+export function seedClient(env: StepEnv): MySQLClient {
+  return new MySQLClient(env.config.MySQLClientCommand || 'mysql', 'SeedCredentialsFile', env.config.SeedCredentialsFile);
+}
+
+export function replicationClient(env: StepEnv): MySQLClient {
+  return new MySQLClient(env.config.MySQLClientCommand || 'mysql', 'ReplicationCredentialsFile', env.config.ReplicationCredentialsFile);
+}
+
+function transferKey(env: StepEnv): string {
+  const key = env.seed.secrets().authKey;
+  if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
+  return key;
+}
+
+/** Where the replica reaches the source: the seed's sourceMySQL, else the sender's address and reported port. */
+export function sourceMySQLOf(params: BackupTargetParams, facts: SeedFacts): { host: string; port: number } {
+  if (params.sourceMySQL) return params.sourceMySQL;
+  const s = facts.source;
+  if (!s) throw new AgentError('internal', 'the source facts are unknown at this step');
+  return { host: s.mysqlHost || s.address || '', port: s.mysqlPort };
+}
+
+function progress(env: StepEnv, total: number | null) {
+  return (p: StreamProgress) => {
+    const rate = p.seconds > 0 ? Math.round(p.bytesDone / p.seconds) : null;
+    env.seed.setProgress({
+      bytesDone: p.bytesDone,
+      bytesTotal: total,
+      filesDone: null,
+      filesTotal: null,
+      currentFile: null,
+      rateBytesPerSec: rate,
+      etaSeconds: rate && total && total > p.bytesDone ? Math.round((total - p.bytesDone) / rate) : null,
+    });
+  };
+}
+
+/** How long to wait for the peer now: the connect deadline first, then a reconnect window from now. */
+function peerDeadline(input: StepInput<unknown>, env: StepEnv, seen: boolean): number {
+  const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  const until = seen ? Math.max(connect, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000) : connect;
+  return Math.min(until, input.deadlines.seed);
+}
+
+// ------------------------------------------------------------------ target
+
+export const ensurePreSeedChecked: StepFn<BackupTargetParams> = async (input, signal, env) => {
+  const datadirPath = input.facts.datadir ?? (await env.mysql.datadir(signal));
+  const st = await stat(datadirPath).catch(() => undefined);
+  const datadirOwner = input.facts.datadirOwner ?? (st ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+  env.seed.setWaiting({ for: 'sender', since: new Date().toISOString(), until: new Date(input.deadlines.connect ?? Date.now()).toISOString(), message: 'waiting for the source seed to connect and tell its facts' });
+  const { acceptStream } = await stream();
+  const session = await acceptStream({
+    port: input.params.port,
+    bindAddress: env.config.SeedTransferBindAddress,
+    tls: await transferTls(env),
+    authKey: transferKey(env),
+    signal,
+    connectTimeoutMs: Math.max(1000, peerDeadline(input, env, false) - Date.now()),
+    onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
+  });
+  env.seed.setWaiting(null);
+  const source = { ...session.facts, address: session.peerAddress };
+  let checks: SeedCheck[];
+  try {
+    const { inspectBackupTarget } = await import('../pre-seed-checks.js');
+    checks = await inspectBackupTarget({
+      config: env.config,
+      mysql: env.mysql,
+      datadir: env.datadir,
+      client: seedClient(env),
+      replication: replicationClient(env),
+      datadirPath,
+      source: session.facts,
+      sourceMySQL: sourceMySQLOf(input.params, { source }),
+      replicate: input.params.replicate,
+      force: input.params.force,
+      signal,
+    });
+  } catch (err) {
+    session.close();
+    throw err;
+  }
+  env.seed.mark(CHECKS, JSON.stringify(checks));
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length > 0) {
+    const err = new AgentError('conflict', `pre-seed checks failed, nothing was changed on this host: ${failed.map((c) => c.message).join('; ')}`, {
+      hint: 'fix what the failed checks name (GET /api/seeds/:id shows every check) and create a new seed',
+    });
+    await session.refuse(err);
+    throw err;
+  }
+  await session.later('pre-seed checks passed; come back for the data');
+  return { datadir: datadirPath, datadirOwner, source };
+};
+
+async function emptyDatadir(env: StepEnv, datadir: string, signal: AbortSignal): Promise<void> {
+  if (await env.mysql.isRunning(signal)) {
+    throw new AgentError('conflict', `MySQL runs on ${datadir}; refusing to empty it for the backup`, { hint: 'stop MySQL and abort the seed' });
+  }
+  if ((await readdir(datadir).catch(() => [])).length > 0) await env.datadir.purge(datadir, signal);
+}
+
+export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, signal, env) => {
+  const datadir = input.facts.datadir;
+  if (!datadir) throw new AgentError('internal', 'receiving reached without a known datadir');
+  const marks = env.seed.marks();
+  if (marks[EXTRACTED]) return { positionAtEnd: JSON.parse(marks[EXTRACTED]) as BinlogCoordinates | null };
+  let seen = false;
+  for (;;) {
+    const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
+    if (attempts > 0) {
+      // A stream has no middle to resume from: what arrived is thrown away and the backup starts over.
+      await emptyDatadir(env, datadir, signal);
+    }
+    const until = peerDeadline(input, env, seen || attempts > 0);
+    if (Date.now() >= until) {
+      throw new AgentError('unavailable', `no source streamed the backup by ${new Date(until).toISOString()}`, {
+        hint: 'check the source seed (GET /api/seeds/:id on the source agent); raise SeedTransferConnectTimeoutSeconds / SeedTransferReconnectTimeoutSeconds for slow hosts',
+      });
+    }
+    const { acceptStream } = await stream();
+    const session = await acceptStream({
+      port: input.params.port,
+      bindAddress: env.config.SeedTransferBindAddress,
+      tls: await transferTls(env),
+      authKey: transferKey(env),
+      signal,
+      connectTimeoutMs: Math.max(1000, until - Date.now()),
+      onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
+    });
+    seen = true;
+    env.seed.setWaiting(null);
+    env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
+    const extractor = await runPiped(env.config.SeedBackupExtractProgram, ['-x', '-C', datadir], {
+      timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'),
+      signal,
+    });
+    try {
+      const end = await session.receive(
+        extractor.stdin,
+        async () => {
+          await extractor.done;
+          await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
+        },
+        progress(env, session.facts.dataBytes),
+      );
+      env.seed.mark(EXTRACTED, JSON.stringify(end.positionAtEnd));
+      log.info('backup stream extracted', { seed: env.seed.id, bytes: end.bytes });
+      return { positionAtEnd: end.positionAtEnd };
+    } catch (err) {
+      await extractor.kill();
+      const e = asAgentError(err);
+      if (signal.aborted || isPermanentFailure(e)) throw e;
+      env.seed.warn(`the backup stream was cut (${e.message}); the received part is removed and the backup restarts from the beginning`);
+      await sleep(1000, signal);
+    }
+  }
+};
+
+/** The binary log position the backup recorded (where a replica of the copy starts). */
+async function backupPosition(datadir: string): Promise<BinlogCoordinates | null> {
+  for (const name of ['mariadb_backup_binlog_info', 'xtrabackup_binlog_info']) {
+    const text = await readFile(join(datadir, name), 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const [file, position, gtid] = text.trim().split(/\s+/);
+    if (file && position && /^\d+$/.test(position)) return { file, position: Number(position), gtid: gtid ?? '' };
+  }
+  return null;
+}
+
+export const ensureBackupPrepared: StepFn<BackupTargetParams> = async (input, signal, env) => {
+  const datadir = input.facts.datadir;
+  if (!datadir) throw new AgentError('internal', 'preparing reached without a known datadir');
+  const marks = env.seed.marks();
+  if (!marks[PREPARED]) {
+    if (marks[PREPARE_STARTED]) {
+      throw new AgentError('conflict', `the prepare of the backup in ${datadir} started at ${marks[PREPARE_STARTED]} was interrupted; a backup is never prepared twice, so this copy cannot be trusted`, {
+        hint: 'the seed removes the copy; create a new seed',
+      });
+    }
+    env.seed.mark(PREPARE_STARTED, new Date().toISOString());
+    await runProgram(env.config.SeedBackupProgram, ['--prepare', `--target-dir=${datadir}`], {
+      timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'preparing'),
+      signal,
+    });
+    await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
+    env.seed.mark(PREPARED, new Date().toISOString());
+  }
+  return { backupPosition: await backupPosition(datadir) };
+};
+
+export const ensureOwnerFixed: StepFn<BackupTargetParams> = async (input, signal, env) => {
+  const datadir = input.facts.datadir;
+  const owner = input.facts.datadirOwner;
+  if (!datadir || !owner) throw new AgentError('internal', 'fixingOwner reached without a known datadir and owner');
+  await runProgram('chown', ['-R', `${owner.uid}:${owner.gid}`, '--', datadir], { timeoutMs: remainingMs(input.deadlines, 3_600_000, 'fixingOwner'), signal });
+  return {};
+};
+
+export async function cleanupBackupTarget(input: CleanupInput<BackupTargetParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
+  await env.killSeedProcesses();
+  const marks = env.seed.marks();
+  const datadir = input.facts.datadir;
+  // Once purged and before the copy is prepared, what is there is no database: nobody may start MySQL on it.
+  if (datadir && marks[PURGE_STARTED] && !marks[PREPARED]) await emptyDatadir(env, datadir, signal);
+  return {};
+}
+
+// ------------------------------------------------------------------ source
+
+/** Scratch directory mariabackup wants even when streaming (it holds no data). */
+function backupScratch(env: StepEnv): string {
+  return join(env.config.StateDir, 'backup-scratch', env.seed.id);
+}
+
+export const ensureSourceChecked: StepFn<BackupSourceParams> = async (_input, signal, env) => {
+  const opts = { signal, timeoutMs: 30_000 };
+  const client = seedClient(env);
+  client.options(); // a missing or readable-by-others credentials file fails here, before the target waits on it
+  await runProgram(env.config.SeedBackupProgram, ['--version'], opts).catch((err: Error) => {
+    throw new AgentError('config', `the backup program ${env.config.SeedBackupProgram} does not run here: ${err.message}`, { hint: 'install mariadb-backup (or set SeedBackupProgram)' });
+  });
+  const sourceDir = await env.mysql.datadir(signal);
+  if (!(await env.mysql.isRunning(signal))) {
+    // The target's checks report it and fail the seed there too.
+    const source: SourceFacts = { mysqlRunning: false, version: '', dataBytes: 0, logBin: false, gtidMode: false, mysqlHost: '', mysqlPort: 0 };
+    return { sourceDir, source };
+  }
+  const rows = await client.query('SELECT VERSION() AS version, @@log_bin AS log_bin, @@port AS port', opts);
+  const r = rows[0] ?? {};
+  const version = r.version ?? '';
+  // MariaDB always records GTIDs but replicas use them only when asked; MySQL's gtid_mode says it.
+  const gtidMode = /mariadb/i.test(version) ? false : ((await client.value("SELECT @@gtid_mode", opts).catch(() => 'OFF')) ?? 'OFF').toUpperCase() === 'ON';
+  const source: SourceFacts = {
+    mysqlRunning: true,
+    version,
+    dataBytes: await env.datadir.diskUsage(sourceDir, signal),
+    logBin: r.log_bin === '1' || r.log_bin?.toUpperCase() === 'ON',
+    gtidMode,
+    mysqlHost: '',
+    mysqlPort: Number(r.port ?? 3306),
+  };
+  return { sourceDir, source };
+};
+
+async function sourcePosition(env: StepEnv, signal: AbortSignal): Promise<BinlogCoordinates | null> {
+  const client = seedClient(env);
+  const rows = await client.query('SHOW MASTER STATUS', { signal, timeoutMs: 30_000 });
+  const r = rows[0];
+  if (!r || !r.File) return null;
+  const gtid = (await client.value('SELECT @@gtid_binlog_pos', { signal, timeoutMs: 30_000 }).catch(() => '')) ?? '';
+  return { file: r.File, position: Number(r.Position ?? 0), gtid };
+}
+
+export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, signal, env) => {
+  const source = input.facts.source as SourceFacts | undefined;
+  const sourceDir = input.facts.sourceDir;
+  if (!source || !sourceDir) throw new AgentError('internal', 'streaming reached without the source facts');
+  let seen = false;
+  let last: unknown;
+  for (;;) {
+    const until = peerDeadline(input, env, seen);
+    if (Date.now() >= until) {
+      throw new AgentError('unavailable', `the target did not take the backup stream by ${new Date(until).toISOString()}${last ? `; last: ${(last as Error).message}` : ''}`, {
+        hint: 'create the target seed first (method "backup") and pass its port and key; check it with GET /api/seeds/:id on the target agent',
+      });
+    }
+    let answer;
+    try {
+      const { offerStream } = await stream();
+      answer = await offerStream({
+        host: input.params.targetHost,
+        port: input.params.targetPort,
+        tls: await transferTls(env),
+        authKey: transferKey(env),
+        signal,
+        connectTimeoutMs: Math.max(1000, Math.min(30_000, until - Date.now())),
+        facts: source,
+      });
+    } catch (err) {
+      if (signal.aborted || isPermanentFailure(err)) throw err;
+      last = err;
+      await sleep(1000, signal);
+      continue;
+    }
+    seen = true;
+    if (answer.kind === 'later') {
+      env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until: new Date(peerDeadline(input, env, true)).toISOString(), message: `the target is getting ready (${answer.message})` });
+      await sleep(1000, signal);
+      continue;
+    }
+    env.seed.setWaiting(null);
+    const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
+    if (attempts > 0) env.seed.warn('the backup stream restarts from the beginning (an earlier stream was cut or an agent restarted)');
+    env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
+    const scratch = backupScratch(env);
+    await rm(scratch, { recursive: true, force: true });
+    const backup = await runPiped(
+      env.config.SeedBackupProgram,
+      // Credentials only through the option file, which must come first.
+      [`--defaults-extra-file=${env.config.SeedCredentialsFile}`, '--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--datadir=${sourceDir}`],
+      { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'streaming'), signal },
+    );
+    try {
+      const end = await answer.send(
+        backup.stdout,
+        async () => {
+          await backup.done.catch((e: AgentError) => {
+            // The backup program's own failure (privileges, disk) would fail again: the target must not wait.
+            throw new AgentError(e.code, e.message, { hint: 'see the backup program\'s message; check the grants of the SeedCredentialsFile account (README: seeds by backup)', details: { ...e.details, permanent: true } });
+          });
+          return sourcePosition(env, signal);
+        },
+        (await import('../../transfer/throttle.js')).bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
+        progress(env, source.dataBytes),
+      );
+      log.info('backup streamed', { seed: env.seed.id, bytes: end.bytes });
+      await rm(scratch, { recursive: true, force: true });
+      return {};
+    } catch (err) {
+      await backup.kill();
+      // A cut stream starts over; the backup program's own failure came back permanent.
+      if (signal.aborted || isPermanentFailure(err)) throw err;
+      last = err;
+      env.seed.warn(`the backup stream was cut (${(err as Error).message}); the backup restarts from the beginning`);
+      await sleep(1000, signal);
+    }
+  }
+};
+
+export async function cleanupBackupSource(_input: CleanupInput<BackupSourceParams>, _signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
+  await env.killSeedProcesses();
+  await rm(backupScratch(env), { recursive: true, force: true });
+  return {};
+}

@@ -1,0 +1,422 @@
+// One authenticated byte stream between two agents (every frame after the handshake tagged, as protocol.ts does), for seeds whose copy is a program's output (a hot
+// backup's mbstream, later a dump) rather than a directory of files. Same handshake proofs (auth.ts), same
+// framing (protocol.ts), same TLS as the datadir transfer, its own magic so neither side mistakes the other.
+//
+//   sender  → MAGIC                receiver → HELLO {version, nonce}
+//   sender  → AUTH {mac, nonce}     receiver → WELCOME {mac}
+//   sender  → FACTS (the source's MySQL facts)
+//   receiver → LATER (facts noted, come back for the data) | GO | ERROR (a failed check: permanent)
+//   after GO: sender → DATA* then END {bytes, checksum, positionAtEnd}; receiver → RESULT once the sink is done.
+//
+// There is no resume inside a stream: a cut stream is restarted from its beginning by both sides' steps.
+import { connect as tcpConnect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import type { Readable, Writable } from 'node:stream';
+import { AgentError, asAgentError } from '../errors.js';
+import { log } from '../log.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
+import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
+import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
+import type { TokenBucket } from './throttle.js';
+import type { TransferTls } from './tls.js';
+
+export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
+const VERSION = 1;
+const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, facts: 20, go: 21, later: 22 } as const;
+const t = (type: number) => type as FrameTypeValue;
+const handshakeTimeoutMs = 30_000;
+
+/** A binary log coordinate: file and position, and the GTID position when the server has one. */
+export interface BinlogPosition {
+  file: string;
+  position: number;
+  gtid: string;
+}
+
+/** What the source tells the target before anything is copied (the target's pre-seed checks use them). */
+export interface SourceFacts {
+  mysqlRunning: boolean;
+  version: string;
+  /** Bytes in the source's datadir: what the stream will roughly carry. */
+  dataBytes: number;
+  logBin: boolean;
+  gtidMode: boolean;
+  /** Where a replica reaches the source's MySQL; host '' means "the address the sender connected from". */
+  mysqlHost: string;
+  mysqlPort: number;
+}
+
+export interface StreamEnd {
+  bytes: number;
+  checksum: string;
+  /** The source's binary log position when the copy ended (a new replica must apply at least that far). */
+  positionAtEnd: BinlogPosition | null;
+}
+
+export interface StreamProgress {
+  bytesDone: number;
+  seconds: number;
+}
+
+// ---------------------------------------------------------------- receiver
+
+export interface ListenOptions {
+  port: number;
+  bindAddress?: string;
+  tls?: TransferTls;
+  authKey: string;
+  signal?: AbortSignal;
+  /** How long to wait for an authenticated sender. */
+  connectTimeoutMs: number;
+  onRefused?: (reason: string) => void;
+  idleTimeoutMs?: number;
+}
+
+/** An authenticated sender that has told its facts, waiting for LATER, GO or ERROR. */
+export interface StreamSession {
+  peerAddress: string;
+  facts: SourceFacts;
+  /** Facts noted: the sender comes back later for the data. Closes the session. */
+  later(message: string): Promise<void>;
+  /** Refuses the seed with err (the sender fails with it and does not retry). */
+  refuse(err: AgentError): Promise<void>;
+  /** GO: copy DATA into sink until END; finish() (the sink's program ending well) runs before RESULT. */
+  receive(sink: Writable, finish: () => Promise<void>, onProgress?: (p: StreamProgress) => void): Promise<StreamEnd>;
+  close(): void;
+}
+
+function validFacts(body: unknown): SourceFacts {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const ok =
+    typeof b.mysqlRunning === 'boolean' &&
+    typeof b.version === 'string' &&
+    typeof b.dataBytes === 'number' &&
+    typeof b.logBin === 'boolean' &&
+    typeof b.gtidMode === 'boolean' &&
+    typeof b.mysqlHost === 'string' &&
+    typeof b.mysqlPort === 'number';
+  if (!ok) throw new AgentError('bad_request', 'the sender sent malformed source facts', { hint: 'run the same agent version on both hosts' });
+  return { mysqlRunning: b.mysqlRunning, version: b.version, dataBytes: b.dataBytes, logBin: b.logBin, gtidMode: b.gtidMode, mysqlHost: b.mysqlHost, mysqlPort: b.mysqlPort } as SourceFacts;
+}
+
+/** Listens on port until one sender proves the key and sends its facts; wrong keys are refused and reported. */
+export async function acceptStream(opts: ListenOptions): Promise<StreamSession> {
+  const server: Server = opts.tls
+    ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: opts.tls.ca !== undefined, rejectUnauthorized: opts.tls.ca !== undefined, minVersion: 'TLSv1.2' })
+    : createTcpServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new AgentError('unavailable', `cannot listen for the backup stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
+    );
+    server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve());
+  });
+  return new Promise<StreamSession>((resolve, reject) => {
+    let settled = false;
+    const refusals: string[] = [];
+    const end = (err?: unknown, session?: StreamSession) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      server.close();
+      if (session) resolve(session);
+      else reject(err);
+    };
+    const timer = setTimeout(() => {
+      const refused = refusals.length ? `; refused: ${refusals.slice(-3).join('; ')}` : '';
+      end(new AgentError('unavailable', `no sender authenticated on port ${opts.port} within ${Math.round(opts.connectTimeoutMs / 1000)} s${refused}`, {
+        hint: 'start the source seed (method "backup") with this port and key',
+      }));
+    }, opts.connectTimeoutMs);
+    const onAbort = () => end(new AgentError('aborted', `waiting for the backup stream on port ${opts.port} was aborted`));
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const refuse = (reason: string) => {
+      refusals.push(reason);
+      log.warn('stream: refused a connection', { port: opts.port, reason });
+      opts.onRefused?.(reason);
+    };
+    server.on('tlsClientError', (err: Error, socket: Socket) => refuse(`${socket.remoteAddress ?? '?'}: TLS handshake failed (${err.message})`));
+    server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+      void (async () => {
+        const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+        if (settled) return socket.destroy();
+        const reader = new FrameReader(socket);
+        const writer = new FrameWriter(socket);
+        socket.on('error', () => undefined);
+        socket.setNoDelay(true);
+        const hs = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
+        try {
+          const magic = await reader.exact(STREAM_MAGIC.length);
+          if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent backup stream (is the source seed using the same method?)');
+          const nonce = newNonce();
+          await writer.json(t(F.hello), { version: VERSION, nonce });
+          const auth = await reader.json([F.auth], 'during the handshake');
+          const body = auth.body as { mac?: unknown; nonce?: unknown };
+          if (!proofMatches(opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
+            const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the target seed reported when it was created' });
+            await writer.json(t(F.error), errorBody(refused)).catch(() => undefined);
+            throw refused;
+          }
+          if (!opts.tls) {
+            // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+            const keys = frameKeys(opts.authKey, nonce, body.nonce);
+            reader.authenticate(keys.senderToReceiver);
+            writer.authenticate(keys.receiverToSender);
+          }
+          await writer.json(t(F.welcome), { mac: proof(opts.authKey, 'receiver', body.nonce) });
+          const facts = await reader.json([F.facts], 'instead of the source facts');
+          if (facts.type === F.error) throw peerError(facts.body, `sender ${peer}`);
+          clearTimeout(hs);
+          if (settled) return socket.destroy();
+          end(undefined, session(socket, reader, writer, socket.remoteAddress ?? '', validFacts(facts.body), opts));
+        } catch (err) {
+          clearTimeout(hs);
+          refuse(`${peer}: ${asAgentError(err).message}`);
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+        }
+      })();
+    });
+  });
+}
+
+function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerAddress: string, facts: SourceFacts, opts: ListenOptions): StreamSession {
+  const close = () => {
+    socket.end();
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
+  return {
+    peerAddress: peerAddress.replace(/^::ffff:/, ''),
+    facts,
+    close,
+    async later(message) {
+      await writer.json(t(F.later), { message }).catch(() => undefined);
+      close();
+    },
+    async refuse(err) {
+      await writer.json(t(F.error), { ...errorBody(err), permanent: true }).catch(() => undefined);
+      close();
+    },
+    async receive(sink, finish, onProgress) {
+      const started = performance.now();
+      const onAbort = () => reader.fail(new AgentError('aborted', 'the backup stream was aborted'));
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const idleMs = opts.idleTimeoutMs ?? 120_000;
+      socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s`)));
+      let sinkError: Error | undefined;
+      sink.on('error', (err) => {
+        sinkError = err;
+        reader.fail(new AgentError('io', `the extracting program stopped reading: ${err.message}`));
+      });
+      try {
+        await writer.json(t(F.go), {});
+        const hash = createChecksum(DEFAULT_CHECKSUM);
+        let bytes = 0;
+        let reported = 0;
+        for (;;) {
+          const h = await reader.header();
+          if (!h) throw new AgentError('io', `the stream was cut after ${bytes} bytes`);
+          if (h.type === F.data) {
+            if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `data frame of ${h.length} bytes is too large`);
+            const data = await reader.exact(h.length);
+            hash.update(data);
+            bytes += data.length;
+            if (!sink.write(data)) await new Promise<void>((r) => sink.once('drain', r));
+            if (sinkError) throw sinkError;
+            const now = performance.now();
+            if (now - reported > 500) {
+              reported = now;
+              onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
+            }
+            continue;
+          }
+          const payload = JSON.parse((await reader.exact(h.length)).toString('utf8')) as Record<string, unknown>;
+          if (h.type === F.error) throw peerError(payload, 'the sender');
+          if (h.type !== F.end) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame in the stream`);
+          const mine = hash.digest();
+          if (payload.bytes !== bytes || payload.checksum !== mine) {
+            throw new AgentError('io', `the stream arrived damaged: ${bytes} bytes with checksum ${mine}, the sender sent ${String(payload.bytes)} bytes with ${String(payload.checksum)}`);
+          }
+          sink.end();
+          await finish();
+          await writer.json(t(F.result), { bytes });
+          onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
+          close();
+          return { bytes, checksum: mine, positionAtEnd: (payload.positionAtEnd as BinlogPosition | null) ?? null };
+        }
+      } catch (err) {
+        const e = asAgentError(err);
+        if (!(e.details?.fromPeer === true)) writer.error(e);
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
+        throw e;
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------- sender
+
+export interface StreamSendOptions {
+  host: string;
+  port: number;
+  tls?: TransferTls;
+  authKey: string;
+  signal?: AbortSignal;
+  connectTimeoutMs: number;
+  facts: SourceFacts;
+  idleTimeoutMs?: number;
+}
+
+export type SenderAnswer =
+  | { kind: 'later'; message: string }
+  | {
+      kind: 'go';
+      /** Streams source to the receiver; end() gives the position at the copy's end once source ended well. */
+      send(source: Readable, end: () => Promise<BinlogPosition | null>, limiter?: TokenBucket, onProgress?: (p: StreamProgress) => void): Promise<StreamEnd>;
+    };
+
+/** Connects, proves the key, tells the facts, and returns the receiver's answer. ERROR from it throws. */
+export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer> {
+  const peer = `receiver ${opts.host}:${opts.port}`;
+  const socket = await dial(opts, peer);
+  const reader = new FrameReader(socket);
+  const writer = new FrameWriter(socket);
+  socket.on('error', () => undefined);
+  socket.setNoDelay(true);
+  const onAbort = () => {
+    reader.fail(new AgentError('aborted', `stream to ${peer} aborted`));
+    socket.destroy();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const idleMs = opts.idleTimeoutMs ?? 120_000;
+  socket.setTimeout(idleMs, () => {
+    reader.fail(new AgentError('unavailable', `${peer} did not answer for ${Math.round(idleMs / 1000)} s`));
+    socket.destroy();
+  });
+  const release = () => opts.signal?.removeEventListener('abort', onAbort);
+  try {
+    await writeAll(socket, [STREAM_MAGIC]);
+    const hello = await reader.json([F.hello], 'during the handshake');
+    if (hello.type === F.error) throw peerError(hello.body, peer);
+    const hb = hello.body as { version?: unknown; nonce?: unknown };
+    if (hb.version !== VERSION || typeof hb.nonce !== 'string') throw new AgentError('bad_request', `${peer} speaks stream version ${String(hb.version)}, this sender ${VERSION}`);
+    const myNonce = newNonce();
+    await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce });
+    if (!opts.tls) {
+      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+      reader.authenticate(keys.receiverToSender);
+      writer.authenticate(keys.senderToReceiver);
+    }
+    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+    const welcome = await reader.json([F.welcome], 'during the handshake', { plainError: true });
+    if (welcome.type === F.error) {
+      const e = peerError(welcome.body, peer);
+      throw e.code === 'unauthorized' ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the target seed reported' }) : e;
+    }
+    if (!proofMatches(opts.authKey, 'receiver', myNonce, (welcome.body as { mac?: unknown }).mac)) {
+      throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the target agent' });
+    }
+    await writer.json(t(F.facts), opts.facts);
+    const answer = await reader.json([F.later, F.go], 'after the source facts');
+    if (answer.type === F.error) throw peerError(answer.body, peer);
+    if (answer.type === F.later) {
+      socket.end();
+      release();
+      return { kind: 'later', message: String((answer.body as { message?: unknown }).message ?? '') };
+    }
+  } catch (err) {
+    release();
+    socket.destroy();
+    throw err;
+  }
+  return {
+    kind: 'go',
+    async send(source, end, limiter, onProgress) {
+      const started = performance.now();
+      const hash = createChecksum(DEFAULT_CHECKSUM);
+      let bytes = 0;
+      let reported = 0;
+      // The receiver speaks again only to end: RESULT, or ERROR at any moment.
+      let peerFailure: AgentError | undefined;
+      const result = reader.json([F.result], 'before the stream ended').then(
+        (f) => {
+          if (f.type === F.error) {
+            peerFailure = peerError(f.body, peer);
+            source.destroy();
+            socket.destroy();
+            throw peerFailure;
+          }
+          return f.body as { bytes?: unknown };
+        },
+      );
+      result.catch(() => undefined);
+      try {
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          if (peerFailure) throw peerFailure;
+          for (let at = 0; at < chunk.length; at += MAX_DATA_BYTES) {
+            const part = chunk.subarray(at, at + MAX_DATA_BYTES);
+            if (limiter) await limiter.take(part.length, opts.signal);
+            hash.update(part);
+            bytes += part.length;
+            await writer.data(part);
+          }
+          const now = performance.now();
+          if (now - reported > 500) {
+            reported = now;
+            onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
+          }
+        }
+        const positionAtEnd = await end();
+        const checksum = hash.digest();
+        await writer.json(t(F.end), { bytes, checksum, positionAtEnd });
+        await result;
+        onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
+        socket.end();
+        return { bytes, checksum, positionAtEnd };
+      } catch (err) {
+        if (peerFailure) throw peerFailure;
+        const e = asAgentError(err);
+        writer.error(e);
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
+        throw e;
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+function dial(opts: StreamSendOptions, peer: string): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const socket: Socket = opts.tls
+      ? tlsConnect({
+          host: opts.host,
+          port: opts.port,
+          key: opts.tls.key,
+          cert: opts.tls.cert,
+          ca: opts.tls.ca,
+          rejectUnauthorized: opts.tls.ca !== undefined,
+          ...(opts.tls.skipHostnameCheck ? { checkServerIdentity: () => undefined } : {}),
+          minVersion: 'TLSv1.2',
+        })
+      : tcpConnect({ host: opts.host, port: opts.port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(opts.connectTimeoutMs / 1000)} s`));
+    }, opts.connectTimeoutMs);
+    socket.once(opts.tls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new AgentError('unavailable', `cannot connect to ${peer}: ${err.code ?? err.message}`, {
+        hint: err.code === 'ECONNREFUSED' ? 'the target is not listening (yet); the source keeps trying until its connect deadline' : undefined,
+      }));
+    });
+  });
+}
