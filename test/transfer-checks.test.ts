@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { xxh3 } from '@node-rs/xxhash';
 import { newAuthKey, newNonce, proof, proofMatches } from '../src/transfer/auth.js';
 import { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM, createChecksum, isChecksumAlgorithm } from '../src/transfer/checksum.js';
-import { alreadyVerified, MANIFEST_FILE, safeRelativePath, STATE_FILE, STAGING_DIR, validateManifest } from '../src/transfer/manifest.js';
+import { alreadyVerified, safeRelativePath, STAGING_DIR, validateManifest } from '../src/transfer/manifest.js';
 import { tokensEqual } from '../src/token.js';
 
 function digestOf(algorithm: 'xxh3-64' | 'sha256', ...parts: string[]): string {
@@ -98,8 +98,8 @@ describe('manifest rules', () => {
     expect(validateManifest([], dest)).toEqual([]);
   });
 
-  test('paths must be plain, relative, normalised and not the transfer\'s own files', () => {
-    for (const bad of ['', '/etc/passwd', '../x', 'a/../b', 'a/./b', './a', 'a/', 'a//b', 'a\\b', 'a\0b', '..', '.', MANIFEST_FILE, STATE_FILE, STAGING_DIR, `${STAGING_DIR}/x`, 7, null]) {
+  test('paths must be plain, relative, normalised and not the transfer\'s staging area (or its former in-datadir files)', () => {
+    for (const bad of ['', '/etc/passwd', '../x', 'a/../b', 'a/./b', './a', 'a/', 'a//b', 'a\\b', 'a\0b', '..', '.', STAGING_DIR, `${STAGING_DIR}/x`, '.orchestrator-agent-transfer.json', '.orchestrator-agent-transfer-manifest.json', 7, null]) {
       expect(() => safeRelativePath(bad)).toThrow(/refusing manifest entry/);
       expect(() => validateManifest([file(bad as string)], dest)).toThrow(/refusing manifest entry/);
     }
