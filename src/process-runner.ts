@@ -269,7 +269,7 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
     if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
     return killing ?? Promise.resolve();
   };
-  const timer = setTimeout(() => {
+  const timer = longTimeout(() => {
     why = 'timeout';
     void kill();
   }, opts.timeoutMs);
@@ -292,7 +292,7 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
       }
       return { command, exitCode: 0, stdout: '', stderr };
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       opts.signal?.removeEventListener('abort', onAbort);
     }
   })();

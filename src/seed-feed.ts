@@ -39,7 +39,9 @@ export interface SeedView {
   paused?: boolean;
   /** Events the seed accepts now (NEXT, ABORT). */
   accepts?: string[];
+  /** snapshot, backup or dump. */
   method?: string;
+  /** How the data moves: the built-in transfer or the configured commands. */
   transport?: string;
   /** What the seed's steps have done to this host so far (purgeStarted, transferred, postCopied...). */
   marks?: string[];

@@ -74,5 +74,5 @@ describe('npm run package', () => {
       child.kill('SIGTERM');
       if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
     }
-  });
+  }, 180_000);
 });

@@ -27,7 +27,11 @@ describe('seed methods', () => {
       JSON.stringify({
         formatVersion: 1, id: 'old', role: 'target', machine: 'seed-target', machineVersion: 1,
         params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1, timeoutSeconds: 60 },
-        secrets: {}, snapshot: { status: 'done', value: 'done', context: { error: null }, children: {} },
+        secrets: {},
+        snapshot: {
+          status: 'done', value: 'done', children: {}, historyValue: {},
+          context: { seedId: 'old', params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 1 }, deadlines: { seed: Date.now() + 60000, connect: null }, facts: {}, error: null, endReason: null, connectTimeoutMs: 1000 },
+        },
         history: [], progress: null, pgids: [], marks: {}, createdAt: now, updatedAt: now,
       }),
     );

@@ -160,7 +160,7 @@ describe('web view and seed stream', () => {
       const at = (s: number) => new Date(t0 + s * 1000).toISOString();
       feed.emit(seedView({
         id: 'finished-seed', machine: 'seed-target', state: 'done', status: 'done', createdAt: at(0), updatedAt: at(95),
-        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, transport: 'built-in transfer',
+        params: { startMySQL: false, stepByStep: false, receiveOnly: false, port: 4000 }, method: 'snapshot', transport: 'built-in transfer',
         marks: ['purgeStarted', 'transferred', 'postCopied'],
         progress: { bytesDone: 2048, bytesTotal: 2048, rateBytesPerSec: 1024, etaSeconds: 0, filesDone: 2, filesTotal: 2, currentFile: null },
         history: [

@@ -10,8 +10,8 @@ import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/auth.js';
-import { MAX_DURATION_SECONDS } from '../timers.js';
 import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
+import { MAX_DURATION_SECONDS } from '../timers.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;

@@ -1,4 +1,4 @@
-// One authenticated byte stream between two agents, for seeds whose copy is a program's output (a hot
+// One authenticated byte stream between two agents (every frame after the handshake tagged, as protocol.ts does), for seeds whose copy is a program's output (a hot
 // backup's mbstream, later a dump) rather than a directory of files. Same handshake proofs (auth.ts), same
 // framing (protocol.ts), same TLS as the datadir transfer, its own magic so neither side mistakes the other.
 //
@@ -14,17 +14,16 @@ import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls
 import type { Readable, Writable } from 'node:stream';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
-import { newNonce, proof, proofMatches } from './auth.js';
+import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
-import { errorBody, FrameReader, frameHeader, frameName, jsonFrame, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
+import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
 import type { TokenBucket } from './throttle.js';
 import type { TransferTls } from './tls.js';
 
 export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
 const VERSION = 1;
 const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, facts: 20, go: 21, later: 22 } as const;
-const frame = (type: number, body: unknown) => jsonFrame(type as FrameTypeValue, body);
-const errorFrame = (err: AgentError) => frame(F.error, errorBody(err));
+const t = (type: number) => type as FrameTypeValue;
 const handshakeTimeoutMs = 30_000;
 
 /** A binary log coordinate: file and position, and the GTID position when the server has one. */
@@ -142,6 +141,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
         const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
         if (settled) return socket.destroy();
         const reader = new FrameReader(socket);
+        const writer = new FrameWriter(socket);
         socket.on('error', () => undefined);
         socket.setNoDelay(true);
         const hs = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
@@ -149,20 +149,26 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
           const magic = await reader.exact(STREAM_MAGIC.length);
           if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent backup stream (is the source seed using the same method?)');
           const nonce = newNonce();
-          await writeAll(socket, [frame(F.hello, { version: VERSION, nonce })]);
+          await writer.json(t(F.hello), { version: VERSION, nonce });
           const auth = await reader.json([F.auth], 'during the handshake');
           const body = auth.body as { mac?: unknown; nonce?: unknown };
           if (!proofMatches(opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
             const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the target seed reported when it was created' });
-            await writeAll(socket, [errorFrame(refused)]).catch(() => undefined);
+            await writer.json(t(F.error), errorBody(refused)).catch(() => undefined);
             throw refused;
           }
-          await writeAll(socket, [frame(F.welcome, { mac: proof(opts.authKey, 'receiver', body.nonce) })]);
+          if (!opts.tls) {
+            // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+            const keys = frameKeys(opts.authKey, nonce, body.nonce);
+            reader.authenticate(keys.senderToReceiver);
+            writer.authenticate(keys.receiverToSender);
+          }
+          await writer.json(t(F.welcome), { mac: proof(opts.authKey, 'receiver', body.nonce) });
           const facts = await reader.json([F.facts], 'instead of the source facts');
           if (facts.type === F.error) throw peerError(facts.body, `sender ${peer}`);
           clearTimeout(hs);
           if (settled) return socket.destroy();
-          end(undefined, session(socket, reader, socket.remoteAddress ?? '', validFacts(facts.body), opts));
+          end(undefined, session(socket, reader, writer, socket.remoteAddress ?? '', validFacts(facts.body), opts));
         } catch (err) {
           clearTimeout(hs);
           refuse(`${peer}: ${asAgentError(err).message}`);
@@ -174,7 +180,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
-function session(socket: Socket, reader: FrameReader, peerAddress: string, facts: SourceFacts, opts: ListenOptions): StreamSession {
+function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerAddress: string, facts: SourceFacts, opts: ListenOptions): StreamSession {
   const close = () => {
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();
@@ -184,12 +190,11 @@ function session(socket: Socket, reader: FrameReader, peerAddress: string, facts
     facts,
     close,
     async later(message) {
-      await writeAll(socket, [frame(F.later, { message })]).catch(() => undefined);
+      await writer.json(t(F.later), { message }).catch(() => undefined);
       close();
     },
     async refuse(err) {
-      const permanent = new AgentError(err.code, err.message, { hint: err.hint, details: { permanent: true } });
-      await writeAll(socket, [errorFrame(permanent)]).catch(() => undefined);
+      await writer.json(t(F.error), { ...errorBody(err), permanent: true }).catch(() => undefined);
       close();
     },
     async receive(sink, finish, onProgress) {
@@ -204,7 +209,7 @@ function session(socket: Socket, reader: FrameReader, peerAddress: string, facts
         reader.fail(new AgentError('io', `the extracting program stopped reading: ${err.message}`));
       });
       try {
-        await writeAll(socket, [frame(F.go, {})]);
+        await writer.json(t(F.go), {});
         const hash = createChecksum(DEFAULT_CHECKSUM);
         let bytes = 0;
         let reported = 0;
@@ -234,15 +239,16 @@ function session(socket: Socket, reader: FrameReader, peerAddress: string, facts
           }
           sink.end();
           await finish();
-          await writeAll(socket, [frame(F.result, { bytes })]);
+          await writer.json(t(F.result), { bytes });
           onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
           close();
           return { bytes, checksum: mine, positionAtEnd: (payload.positionAtEnd as BinlogPosition | null) ?? null };
         }
       } catch (err) {
         const e = asAgentError(err);
-        if (!(e.details?.fromPeer === true)) await writeAll(socket, [errorFrame(e)]).catch(() => undefined);
-        socket.destroy();
+        if (!(e.details?.fromPeer === true)) writer.error(e);
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
@@ -277,6 +283,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
   const peer = `receiver ${opts.host}:${opts.port}`;
   const socket = await dial(opts, peer);
   const reader = new FrameReader(socket);
+  const writer = new FrameWriter(socket);
   socket.on('error', () => undefined);
   socket.setNoDelay(true);
   const onAbort = () => {
@@ -297,8 +304,14 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
     const hb = hello.body as { version?: unknown; nonce?: unknown };
     if (hb.version !== VERSION || typeof hb.nonce !== 'string') throw new AgentError('bad_request', `${peer} speaks stream version ${String(hb.version)}, this sender ${VERSION}`);
     const myNonce = newNonce();
-    await writeAll(socket, [frame(F.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce })]);
-    const welcome = await reader.json([F.welcome], 'during the handshake');
+    await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce });
+    if (!opts.tls) {
+      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+      reader.authenticate(keys.receiverToSender);
+      writer.authenticate(keys.senderToReceiver);
+    }
+    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+    const welcome = await reader.json([F.welcome], 'during the handshake', { plainError: true });
     if (welcome.type === F.error) {
       const e = peerError(welcome.body, peer);
       throw e.code === 'unauthorized' ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the target seed reported' }) : e;
@@ -306,7 +319,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
     if (!proofMatches(opts.authKey, 'receiver', myNonce, (welcome.body as { mac?: unknown }).mac)) {
       throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the target agent' });
     }
-    await writeAll(socket, [frame(F.facts, opts.facts)]);
+    await writer.json(t(F.facts), opts.facts);
     const answer = await reader.json([F.later, F.go], 'after the source facts');
     if (answer.type === F.error) throw peerError(answer.body, peer);
     if (answer.type === F.later) {
@@ -348,7 +361,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
             if (limiter) await limiter.take(part.length, opts.signal);
             hash.update(part);
             bytes += part.length;
-            await writeAll(socket, [frameHeader(F.data as FrameTypeValue, part.length), part]);
+            await writer.data(part);
           }
           const now = performance.now();
           if (now - reported > 500) {
@@ -358,7 +371,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         }
         const positionAtEnd = await end();
         const checksum = hash.digest();
-        await writeAll(socket, [frame(F.end, { bytes, checksum, positionAtEnd })]);
+        await writer.json(t(F.end), { bytes, checksum, positionAtEnd });
         await result;
         onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
         socket.end();
@@ -366,8 +379,9 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
       } catch (err) {
         if (peerFailure) throw peerFailure;
         const e = asAgentError(err);
-        await writeAll(socket, [errorFrame(e)]).catch(() => undefined);
-        socket.destroy();
+        writer.error(e);
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
         release();

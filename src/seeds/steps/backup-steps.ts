@@ -8,16 +8,19 @@ import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { MySQLClient } from '../../host/mysql-client.js';
 import { runPiped, runProgram } from '../../process-runner.js';
-import { acceptStream, offerStream, type SourceFacts, type StreamProgress } from '../../transfer/stream.js';
-import { bandwidthLimiter } from '../../transfer/throttle.js';
-import { isPermanentFailure, transferTlsFromConfig } from '../../transfer/index.js';
-import { inspectBackupTarget, type SeedCheck } from '../pre-seed-checks.js';
+import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
+import { isPermanentFailure } from '../../transfer/protocol.js';
+import type { SeedCheck } from '../pre-seed-checks.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
 import type { BinlogCoordinates, CleanupInput, SeedFacts, StepInput } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { sleep } from '../../timers.js';
+
+// The stream, TLS and checks load with the first backup seed, not when the agent starts.
+const stream = () => import('../../transfer/stream.js');
+const transferTls = async (env: StepEnv) => (await import('../../transfer/tls.js')).transferTlsFromConfig(env.config);
 
 export const CHECKS = 'checks';
 export const STREAM_ATTEMPTS = 'streamAttempts';
@@ -76,10 +79,11 @@ export const ensurePreSeedChecked: StepFn<BackupTargetParams> = async (input, si
   const st = await stat(datadirPath).catch(() => undefined);
   const datadirOwner = input.facts.datadirOwner ?? (st ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
   env.seed.setWaiting({ for: 'sender', since: new Date().toISOString(), until: new Date(input.deadlines.connect ?? Date.now()).toISOString(), message: 'waiting for the source seed to connect and tell its facts' });
+  const { acceptStream } = await stream();
   const session = await acceptStream({
     port: input.params.port,
     bindAddress: env.config.SeedTransferBindAddress,
-    tls: transferTlsFromConfig(env.config),
+    tls: await transferTls(env),
     authKey: transferKey(env),
     signal,
     connectTimeoutMs: Math.max(1000, peerDeadline(input, env, false) - Date.now()),
@@ -89,6 +93,7 @@ export const ensurePreSeedChecked: StepFn<BackupTargetParams> = async (input, si
   const source = { ...session.facts, address: session.peerAddress };
   let checks: SeedCheck[];
   try {
+    const { inspectBackupTarget } = await import('../pre-seed-checks.js');
     checks = await inspectBackupTarget({
       config: env.config,
       mysql: env.mysql,
@@ -144,10 +149,11 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
         hint: 'check the source seed (GET /api/seeds/:id on the source agent); raise SeedTransferConnectTimeoutSeconds / SeedTransferReconnectTimeoutSeconds for slow hosts',
       });
     }
+    const { acceptStream } = await stream();
     const session = await acceptStream({
       port: input.params.port,
       bindAddress: env.config.SeedTransferBindAddress,
-      tls: transferTlsFromConfig(env.config),
+      tls: await transferTls(env),
       authKey: transferKey(env),
       signal,
       connectTimeoutMs: Math.max(1000, until - Date.now()),
@@ -292,10 +298,11 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
     }
     let answer;
     try {
+      const { offerStream } = await stream();
       answer = await offerStream({
         host: input.params.targetHost,
         port: input.params.targetPort,
-        tls: transferTlsFromConfig(env.config),
+        tls: await transferTls(env),
         authKey: transferKey(env),
         signal,
         connectTimeoutMs: Math.max(1000, Math.min(30_000, until - Date.now())),
@@ -335,7 +342,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
           });
           return sourcePosition(env, signal);
         },
-        bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
+        (await import('../../transfer/throttle.js')).bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
         progress(env, source.dataBytes),
       );
       log.info('backup streamed', { seed: env.seed.id, bytes: end.bytes });

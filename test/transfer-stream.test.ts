@@ -1,0 +1,94 @@
+// One authenticated byte stream between two agents (src/transfer/stream.ts), over real TCP on 127.0.0.1:
+// facts first, LATER or GO or a refusal, the bytes with a checksum, and a cut stream that fails (to restart).
+import { describe, expect, test } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { AgentError } from '../src/errors.js';
+import { newAuthKey } from '../src/transfer/auth.js';
+import { isPermanentFailure } from '../src/transfer/protocol.js';
+import { acceptStream, offerStream, type SourceFacts } from '../src/transfer/stream.js';
+import { freePort } from './support/seed-hosts.js';
+
+const facts: SourceFacts = { mysqlRunning: true, version: '10.11.19-MariaDB', dataBytes: 123456, logBin: true, gtidMode: false, mysqlHost: '', mysqlPort: 3306 };
+
+function collect(sink: PassThrough): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  sink.on('data', (d: Buffer) => parts.push(d));
+  return new Promise((r) => sink.on('end', () => r(Buffer.concat(parts))));
+}
+
+describe('the backup stream', () => {
+  test('the sender tells its facts, is told to come back later, then streams every byte with the position at the end', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const listen = { port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 10000 };
+    const first = acceptStream(listen);
+    const answer = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+    const session = await first;
+    expect(session.facts).toEqual(facts);
+    expect(session.peerAddress).toBe('127.0.0.1');
+    await session.later('checks passed');
+    expect(await answer).toEqual({ kind: 'later', message: 'checks passed' });
+
+    const data = randomBytes(5 * 1024 * 1024 + 17);
+    const second = acceptStream(listen);
+    const offered = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+    const receiving = await second;
+    const sink = new PassThrough();
+    const received = collect(sink);
+    let finished = false;
+    // GO goes out when the receiver starts receiving; the sender's offer resolves with it.
+    const gettingData = receiving.receive(sink, async () => {
+      finished = true;
+    });
+    const go = await offered;
+    const [sent, got] = await Promise.all([
+      go.kind === 'go' ? go.send(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), async () => ({ file: 'bin.000002', position: 4711, gtid: '0-1-9' })) : Promise.reject(new Error('no GO')),
+      gettingData,
+    ]);
+    expect(finished).toBe(true);
+    expect((await received).equals(data)).toBe(true);
+    expect(got.bytes).toBe(data.length);
+    expect(got.checksum).toBe(sent.checksum);
+    expect(got.positionAtEnd).toEqual({ file: 'bin.000002', position: 4711, gtid: '0-1-9' });
+  });
+
+  test('a wrong key is refused and reported, and a refusal by the target reaches the sender as permanent', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const refusals: string[] = [];
+    const waiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 10000, onRefused: (r) => refusals.push(r) });
+    const wrong = await offerStream({ host: '127.0.0.1', port, authKey: newAuthKey(), connectTimeoutMs: 5000, facts }).catch((e: AgentError) => e);
+    expect(wrong).toBeInstanceOf(AgentError);
+    expect((wrong as AgentError).code).toBe('unauthorized');
+    expect(isPermanentFailure(wrong)).toBe(true);
+    expect(refusals.join()).toContain('wrong transfer key');
+
+    const offered = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+    const session = await waiting;
+    await session.refuse(new AgentError('conflict', 'pre-seed checks failed: not enough space'));
+    const refused = await offered.catch((e: AgentError) => e);
+    expect((refused as AgentError).message).toContain('pre-seed checks failed: not enough space');
+    expect(isPermanentFailure(refused)).toBe(true);
+  });
+
+  test('a stream cut in the middle fails the receiver with a retryable error', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const waiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 10000 });
+    const offered = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+    const session = await waiting;
+    const source = new Readable({ read() {} });
+    source.push(randomBytes(1024 * 1024));
+    const sink = new PassThrough();
+    sink.resume();
+    const receiving = session.receive(sink, async () => undefined).catch((e: AgentError) => e);
+    const go = await offered;
+    const sending = go.kind === 'go' ? go.send(source, async () => null).catch((e: AgentError) => e) : Promise.resolve(undefined);
+    setTimeout(() => source.destroy(new Error('mariabackup died')), 200);
+    const err = await receiving;
+    expect(err).toBeInstanceOf(AgentError);
+    expect(isPermanentFailure(err)).toBe(false);
+    expect(await sending).toBeInstanceOf(AgentError);
+  });
+});
