@@ -159,6 +159,9 @@ describe('path checks and sibling directories with a common prefix', () => {
       expect([bad, (err as AgentError).code, (err as AgentError).httpStatus]).toEqual([bad, 'forbidden', 403]);
       expect((err as AgentError).hint).toContain('/x/data');
     }
+    // An empty root is no root: it must not stand for the agent's working directory.
+    expect(() => pathWithin(join(process.cwd(), 'f'), ['', '/x/data'])).toThrow(/outside the places this agent may read/);
+    expect(() => pathWithin(join(process.cwd(), 'f'), [''])).toThrow(/outside the places this agent may read/);
     for (const bad of ['', 'x/data', '/x/data/\0', 7, undefined]) {
       expect(() => pathWithin(bad, ['/x/data'])).toThrow(/invalid path/);
     }
