@@ -1,6 +1,6 @@
 // Turns Stryker's JSON report (reports/mutation/mutation.json, not committed) into reports/mutation.md:
 // the score per module and every surviving or uncovered mutant with its line, so the accepted ones can be
-// argued in the README. Run after `npm run test:mutation`: `npm run build && node dist/scripts/mutation-summary.js`.
+// argued in the README. Run after `npm run test:mutation`: `npm run build && node dist/scripts/mutation-summary.js [REPORT.json...]`.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -16,7 +16,11 @@ interface Report {
 }
 
 const root = resolve(new URL('.', import.meta.url).pathname, '../..');
-const report = JSON.parse(readFileSync(join(root, 'reports/mutation/mutation.json'), 'utf8')) as Report;
+// Reports named on the command line (default: the last run), oldest first: a later run's result for a module
+// replaces an earlier one's, so a run over a few modules updates only those.
+const files = process.argv.slice(2).length ? process.argv.slice(2) : [join(root, 'reports/mutation/mutation.json')];
+const report: Report = { files: {} };
+for (const f of files) Object.assign(report.files, (JSON.parse(readFileSync(f, 'utf8')) as Report).files);
 
 const killedLike = ['Killed', 'Timeout'];
 const survivedLike = ['Survived', 'NoCoverage'];

@@ -101,6 +101,9 @@ describe('the datadir purge guard', () => {
       expect([bad, err.code]).toEqual([bad, 'forbidden']);
     }
     expect((await rejection(guarded.purge(join(base, 'missing')))).code).toBe('not_found');
+    symlinkSync(join(base, 'loop-b'), join(base, 'loop-a'));
+    symlinkSync(join(base, 'loop-a'), join(base, 'loop-b'));
+    expect((await rejection(guarded.purge(join(base, 'loop-a')))).code).toBe('io');
     expect(purged()).toBe('');
   });
 

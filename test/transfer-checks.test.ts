@@ -144,6 +144,8 @@ describe('manifest rules', () => {
       dir('d', { mode: 0o10000 }),
       dir('d', { mtimeMs: undefined }),
       { type: 'fifo', path: 'p', ...owner },
+      { type: 'fifo', path: 'p', target: 'ibdata1', ...owner },
+      { type: 'hardlink', path: 'p', target: 'ibdata1', mode: 0o640, size: 1, mtimeMs: 0, ...owner },
       { type: undefined, path: 'p', ...owner },
     ];
     for (const entry of bad) expect(() => validateManifest([entry], dest)).toThrow(/refusing manifest entry/);
