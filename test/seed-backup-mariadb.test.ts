@@ -37,6 +37,8 @@ function optionFile(path: string, lines: string[]): string {
   let target: SeedAgent;
   let badTarget: SeedAgent;
   let writer: ChildProcess | undefined;
+  let sourceConfig: Record<string, unknown>;
+  let holder: ChildProcess | undefined;
   const answers: string[] = [];
   const processLists: string[] = [];
 
@@ -84,13 +86,15 @@ function optionFile(path: string, lines: string[]): string {
       ReplicationCredentialsFile: optionFile(join(dir, `${name}-repl.cnf`), ['user=repl', `password=${repl}`]),
     });
     for (const d of ['source-agent', 'target-agent', 'bad-target-agent']) mkdirSync(join(dir, d));
-    source = await startSeedAgent(join(dir, 'source-agent'), agentConfig(sourceDb, 'source', REPL_PASSWORD));
+    sourceConfig = agentConfig(sourceDb, 'source', REPL_PASSWORD);
+    source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
     target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', REPL_PASSWORD));
     badTarget = await startSeedAgent(join(dir, 'bad-target-agent'), agentConfig(targetDb, 'bad-target', WRONG_PASSWORD));
   }, 300000);
 
   afterAll(async () => {
     writer?.kill('SIGKILL');
+    holder?.kill('SIGKILL');
     for (const a of [source, target, badTarget]) await a?.agent.stop();
     await sourceDb?.kill();
     await targetDb?.kill();
@@ -123,6 +127,32 @@ function optionFile(path: string, lines: string[]): string {
     expect(sv.error?.message).toContain('pre-seed checks failed');
     // Untouched: the target's MySQL runs on its own data.
     expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+  }, 240000);
+
+  test('a client connected to the target fails the pre-seed checks, naming it and force, with the target untouched', async () => {
+    const id = 'backup-client-connected';
+    holder = spawn('mariadb', ['--no-defaults', '-uroot', `--socket=${targetDb.socket}`, '-e', 'SELECT SLEEP(300)'], { stdio: 'ignore' });
+    const deadline = Date.now() + 30000;
+    while (targetDb.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'") === '0' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    try {
+      await startSeed(target, id);
+      const tv = (await target.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      const sv = (await source.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect(tv.status).toBe('failed');
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      expect(tv.checks?.filter((c) => !c.ok).map((c) => c.name)).toEqual(['noClientConnections']);
+      expect(tv.error?.message).toContain('root@localhost');
+      expect(tv.error?.message).toContain('"force": true');
+      expect(sv.status).toBe('failed');
+      expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+    } finally {
+      holder.kill('SIGKILL');
+      // The server ends the client's statement only when told to.
+      for (const cid of targetDb.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'").split('\n').filter(Boolean)) {
+        targetDb.sql(`KILL ${cid}`);
+      }
+    }
   }, 240000);
 
   test('a source under writes is seeded by backup into a target that ends replicating, caught up, with equal checksums', async () => {
@@ -174,6 +204,39 @@ function optionFile(path: string, lines: string[]): string {
     expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('');
     // ON while both the IO and the SQL thread run.
     expect(targetDb.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
+  }, 600000);
+
+  test('a source agent killed in the middle of the stream comes back, the backup restarts from the beginning, and the seed ends replicating', async () => {
+    const id = 'backup-source-killed';
+    const dirK = join(dir, 'throttled-source-agent');
+    mkdirSync(dirK);
+    // Slow enough to be caught in the middle.
+    const config = { ...sourceConfig, SeedTransferBandwidthMBps: 8 };
+    let throttled = await startSeedAgent(dirK, config);
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(throttled, 'POST', '/api/seeds', body)).status).toBe(201);
+      await target.waitFor(id, (v) => finished(v) || (v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 4 * 1024 * 1024), 'the middle of the stream', 240000);
+      await throttled.agent.kill9();
+      throttled = await startSeedAgent(dirK, config);
+      const tv = (await target.waitFor(id, finished, 'an end', 400000)) as BackupView;
+      const sv = (await throttled.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect([tv.status, tv.error]).toEqual(['done', null]);
+      expect([sv.status, sv.error]).toEqual(['done', null]);
+      expect(tv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
+      // No backup program of the killed agent is left running.
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toMatch(/mariabackup --defaults-extra-file/);
+      const deadline = Date.now() + 60000;
+      while (targetDb.sql('CHECKSUM TABLE seedtest.during') !== sourceDb.sql('CHECKSUM TABLE seedtest.during') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      for (const table of ['seedtest.t', 'seedtest.during']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    } finally {
+      await throttled.agent.stop();
+    }
   }, 600000);
 
   test('the passwords never show in the process list, the logs, the state files or the API answers', () => {

@@ -287,10 +287,13 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
   const source = input.facts.source as SourceFacts | undefined;
   const sourceDir = input.facts.sourceDir;
   if (!source || !sourceDir) throw new AgentError('internal', 'streaming reached without the source facts');
-  let seen = false;
+  // The target goes quiet while it stops MySQL and purges (it answered LATER), or when a stream was cut: it
+  // has SeedTransferReconnectTimeoutSeconds from the last contact (or this agent's restart) to answer again.
+  let lastContact = env.seed.marks()[STREAM_ATTEMPTS] ? Date.now() : 0;
   let last: unknown;
   for (;;) {
-    const until = peerDeadline(input, env, seen);
+    const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    const until = Math.min(input.deadlines.seed, lastContact ? lastContact + env.config.SeedTransferReconnectTimeoutSeconds * 1000 : connect);
     if (Date.now() >= until) {
       throw new AgentError('unavailable', `the target did not take the backup stream by ${new Date(until).toISOString()}${last ? `; last: ${(last as Error).message}` : ''}`, {
         hint: 'create the target seed first (method "backup") and pass its port and key; check it with GET /api/seeds/:id on the target agent',
@@ -314,12 +317,17 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
       await sleep(1000, signal);
       continue;
     }
-    seen = true;
     if (answer.kind === 'later') {
-      env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until: new Date(peerDeadline(input, env, true)).toISOString(), message: `the target is getting ready (${answer.message})` });
+      // One waiting note (written once), not one per second.
+      if (!lastContact) {
+        const until = new Date(Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000)).toISOString();
+        env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until, message: `the target is getting ready: ${answer.message}` });
+      }
+      lastContact = Date.now();
       await sleep(1000, signal);
       continue;
     }
+    lastContact = Date.now();
     env.seed.setWaiting(null);
     const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
     if (attempts > 0) env.seed.warn('the backup stream restarts from the beginning (an earlier stream was cut or an agent restarted)');
@@ -353,6 +361,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
       // A cut stream starts over; the backup program's own failure came back permanent.
       if (signal.aborted || isPermanentFailure(err)) throw err;
       last = err;
+      lastContact = Date.now();
       env.seed.warn(`the backup stream was cut (${(err as Error).message}); the backup restarts from the beginning`);
       await sleep(1000, signal);
     }
