@@ -39,6 +39,8 @@ function optionFile(path: string, lines: string[]): string {
   let writer: ChildProcess | undefined;
   let sourceConfig: Record<string, unknown>;
   let holder: ChildProcess | undefined;
+  let agentConfigOf: (db: MariaDBInstance, name: string, repl: string) => Record<string, unknown>;
+  const extraDbs: MariaDBInstance[] = [];
   const answers: string[] = [];
   const processLists: string[] = [];
 
@@ -73,7 +75,7 @@ function optionFile(path: string, lines: string[]): string {
     targetDb.sql('GRANT PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO agent@localhost');
     targetDb.sql('CREATE DATABASE stale_replica_data');
 
-    const agentConfig = (db: MariaDBInstance, name: string, repl: string) => ({
+    const agentConfig = (agentConfigOf = (db: MariaDBInstance, name: string, repl: string) => ({
       MySQLDatadirCommand: db.commands.datadir,
       MySQLPortCommand: db.commands.port,
       MySQLServiceStatusCommand: db.commands.status,
@@ -84,7 +86,7 @@ function optionFile(path: string, lines: string[]): string {
       SeedTransferBindAddress: '127.0.0.1',
       SeedCredentialsFile: optionFile(join(dir, `${name}-agent.cnf`), ['user=agent', `password=${AGENT_PASSWORD}`, `socket=${db.socket}`]),
       ReplicationCredentialsFile: optionFile(join(dir, `${name}-repl.cnf`), ['user=repl', `password=${repl}`]),
-    });
+    }));
     for (const d of ['source-agent', 'target-agent', 'bad-target-agent']) mkdirSync(join(dir, d));
     sourceConfig = agentConfig(sourceDb, 'source', REPL_PASSWORD);
     source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
@@ -97,6 +99,7 @@ function optionFile(path: string, lines: string[]): string {
     holder?.kill('SIGKILL');
     for (const a of [source, target, badTarget]) await a?.agent.stop();
     await sourceDb?.kill();
+    for (const db of extraDbs) await db.kill();
     await targetDb?.kill();
     execFileSync('rm', ['-rf', dir]);
   }, 120000);
@@ -152,6 +155,37 @@ function optionFile(path: string, lines: string[]): string {
       for (const cid of targetDb.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'").split('\n').filter(Boolean)) {
         targetDb.sql(`KILL ${cid}`);
       }
+    }
+  }, 240000);
+
+  test('a source without binary logging fails the pre-seed checks of a seed that should replicate, with the target untouched', async () => {
+    const id = 'backup-no-binlog';
+    const data = join(dir, 'nobinlog-data');
+    installDatadir(data);
+    const db = await mariadbInstance(dir, data, 'nobinlog', ['--server-id=3']);
+    extraDbs.push(db);
+    runScript(db.commands.start);
+    db.sql(`CREATE USER agent@localhost IDENTIFIED BY '${AGENT_PASSWORD}'`);
+    db.sql('GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO agent@localhost');
+    db.sql(`CREATE USER repl@'%' IDENTIFIED BY '${REPL_PASSWORD}'`);
+    db.sql(`GRANT REPLICATION SLAVE ON *.* TO repl@'%'`);
+    mkdirSync(join(dir, 'nobinlog-agent'));
+    const noBinlog = await startSeedAgent(join(dir, 'nobinlog-agent'), agentConfigOf(db, 'nobinlog', REPL_PASSWORD));
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(noBinlog, 'POST', '/api/seeds', body)).status).toBe(201);
+      const tv = (await target.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      const sv = (await noBinlog.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      expect(tv.checks?.filter((c) => !c.ok).map((c) => c.name)).toEqual(['sourceBinaryLog']);
+      expect(tv.error?.message).toContain('binary logging off');
+      expect(sv.status).toBe('failed');
+      expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+    } finally {
+      await noBinlog.agent.stop();
     }
   }, 240000);
 
