@@ -16,7 +16,8 @@ const MiB = 1024 * 1024;
 const gib = Number(process.env.BENCH_GIB ?? 2);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const dataDir = process.env.BENCH_DATADIR ?? '/tmp/oa-bench-datadir';
-const workDir = '/tmp/oa-bench-work';
+/** Per run, so two benches at once (other worktrees) do not write into each other's destinations. */
+const workDir = process.env.BENCH_WORKDIR ?? `/tmp/oa-bench-work-${process.pid}`;
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
 const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 

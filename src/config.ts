@@ -262,17 +262,17 @@ export function loadConfig(explicitFile?: string, searchPaths: string[] = defaul
   return { config, files, warnings };
 }
 
-/** Durations a user gives, with their allowed range (0 where it turns the timer off). */
+/**
+ * This agent's own duration keys, with their allowed range. The original's keys (ContinuousPollSeconds,
+ * ResubmitAgentIntervalMinutes, HttpTimeoutSeconds, StatusBadSeconds) accept what the original accepted;
+ * their timers hold for any length instead (src/timers.ts, machines/registration.ts).
+ */
 const durationRanges: ReadonlyArray<readonly [DurationKey, number, number]> = [
   ['CommandTimeoutSeconds', 1, MAX_DURATION_SECONDS],
   ['SeedTransferConnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
   ['SeedTransferReconnectTimeoutSeconds', 1, MAX_DURATION_SECONDS],
-  ['ContinuousPollSeconds', 0, MAX_DURATION_SECONDS],
-  ['ResubmitAgentIntervalMinutes', 0, MAX_DURATION_SECONDS / 60],
-  ['HttpTimeoutSeconds', 0, 86400],
-  ['StatusBadSeconds', 0, MAX_DURATION_SECONDS],
 ];
-type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds' | 'ContinuousPollSeconds' | 'ResubmitAgentIntervalMinutes' | 'HttpTimeoutSeconds' | 'StatusBadSeconds';
+type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds';
 
 /** Cross-key checks, done once at start so a bad combination fails before anything runs. */
 export function validateConfig(config: Config, files: string[]): void {

@@ -5,11 +5,14 @@ import { startAgent } from './agent.js';
 import { configLogLevel, reloadOnSighup } from './config-reload.js';
 import { describeError } from './errors.js';
 import { log, setLogFormat, setLogLevel } from './log.js';
+import { runSeedCli } from './seed-cli.js';
 import { version } from './version.js';
 
 const usage = `orchestrator-agent ${version}: MySQL host agent for orchestrator (host facts, snapshots, seeding)
 
 Usage: orchestrator-agent [options]      (node dist/src/main.js [options])
+       orchestrator-agent seed --source HOST:PORT --target HOST:PORT --snapshot NAME [...]
+                                         (drive one seed through two agents; seed --help)
 
 Options:
   --config FILE        read only FILE; without it: /etc/orchestrator-agent.conf.json,
@@ -25,6 +28,10 @@ SIGHUP reads the configuration files again (see README "Configuration").
 `;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'seed') {
+    process.exitCode = await runSeedCli(process.argv.slice(3));
+    return;
+  }
   const { values } = parseArgs({
     options: {
       config: { type: 'string' },

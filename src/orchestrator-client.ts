@@ -5,6 +5,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { FetchError } from 'node-fetch';
 import type { Config } from './config.js';
 import { AgentError } from './errors.js';
+import { clampDelay } from './timers.js';
 
 export interface OrchestratorClientOptions {
   /** AgentsServer + AgentsServerPort, concatenated as the original does ("http://orch" + ":3001"). */
@@ -91,7 +92,7 @@ export class OrchestratorClient {
 
   private async get(url: string, token: string, cancel?: AbortSignal): Promise<unknown> {
     const shown = redact(url, token);
-    const timeout = AbortSignal.timeout(this.options.timeoutMs);
+    const timeout = AbortSignal.timeout(clampDelay(this.options.timeoutMs));
     const signal = cancel ? AbortSignal.any([timeout, cancel]) : timeout;
     let text: string;
     let status: number;

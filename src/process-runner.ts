@@ -242,11 +242,12 @@ export interface PipedProcess {
 export async function runPiped(file: string, args: readonly string[], opts: RunOptions): Promise<PipedProcess> {
   const command = [file, ...args].join(' ');
   if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  const execa = execaFn ?? (await loadExeca());
+  if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
   const env: Record<string, string> = { ...opts.env };
   const scope = processScope.getStore();
   const tag = opts.tag ?? scope?.tag;
   if (tag) env[TAG_ENV] = tag;
-  const execa = execaFn ?? (await loadExeca());
   const child = execa(file, [...args], {
     detached: true,
     reject: false,

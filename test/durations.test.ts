@@ -48,7 +48,7 @@ describe('durations', () => {
     ['SeedTransferReconnectTimeoutSeconds', 0],
     ['CommandTimeoutSeconds', 0],
     ['CommandTimeoutSeconds', MAX_DURATION_SECONDS + 1],
-    ['ContinuousPollSeconds', 3e9],
+    ['SeedTransferReconnectTimeoutSeconds', MAX_DURATION_SECONDS + 1],
   ])('config key %s = %d is refused naming its range', (key, value) => {
     const dir = tempDir('oa-durations-');
     dirs.push(dir);

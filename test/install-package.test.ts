@@ -74,5 +74,5 @@ describe('npm run package', () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
-  });
+  }, 180_000);
 });

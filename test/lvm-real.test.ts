@@ -129,7 +129,10 @@ if (!haveVmTools) console.log('SKIPPED: the real LVM tests need qemu-system-x86 
       const mount = (await get(`/api/mountlv?lv=${vg}/data_snap1`)) as Record<string, unknown>;
       expect(mount).toMatchObject({ Path: mountPoint, LVPath: `/dev/${vg}/data_snap1`, FileSystem: 'ext4', IsMounted: true, MySQLDataPath: mountPoint });
       expect(mount.DiskUsage).toBeGreaterThan(1048576);
-      expect(await mountsAt(mountPoint)).toMatch(new RegExp(`^/dev/mapper/${vg}-data_snap1 ext4 ro,`));
+      expect(mount.MySQLDiskUsage).toBeGreaterThan(1048576);
+      const mounted = await mountsAt(mountPoint);
+      expect(mounted).toMatch(new RegExp(`^/dev/mapper/${vg}-data_snap1 ext4 ro,`));
+      expect(mount.Device).toBe(mounted.split(' ')[0]);
       expect(await vm.sh(`cat ${mountPoint}/seedtest/version /run/origin/seedtest/version`)).toBe('before\nafter\n');
       expect(await vm.sh(`stat -c %s ${mountPoint}/ibdata1`)).toBe('1048576\n');
       expect((await vm.exec(`touch ${mountPoint}/x`)).stderr).toContain('Read-only file system');

@@ -4,6 +4,7 @@
 // real btrfs snapshot, real TCP on 127.0.0.1; the connect timeout is shorter than the copy.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { rmSync, statSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { mountsUnder } from './support/btrfs-fixture.js';
@@ -39,18 +40,21 @@ async function until(what: string, cond: () => boolean, timeoutMs = 30000): Prom
 
 const isFinal = (v: SeedViewJson) => v.status !== 'active';
 
-/** Time enough for the source agent to mount its snapshot and connect; the copy takes about 10 s. */
+/** The target's connect timeout: shorter than the copy (about 10 s), longer than the sender's 1 s retry. */
 const connectSeconds = 5;
 
 /** A target and a source agent with the built-in transfer, a short connect timeout and a slow link (0.6 MB/s). */
-async function pair(extraTarget: Record<string, unknown> = {}, extraSource: Record<string, unknown> = {}) {
+async function pair(extraTarget: Record<string, unknown> = {}, extraSource: Record<string, unknown> = {}, via?: (port: number) => Promise<number>) {
   const tdir = tempDir('oa-resume-tgt-');
   const sdir = tempDir('oa-resume-srcagent-');
   dirs.push(tdir, sdir);
   const host = makeTargetHost(tdir, 0);
   targets.push(host);
   const tconfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraTarget };
-  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: connectSeconds, ...extraSource };
+  // The source waits longer for its first contact than the target: it is created while the target purges.
+  const sconfig = { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 0.6, SeedTransferConnectTimeoutSeconds: 120, ...extraSource };
+  // The target purges for 3 s, so the sender is already trying (every second) when the receiver listens.
+  host.delay('purge', 3);
   const t = await startSeedAgent(tdir, tconfig);
   agents.push(t);
   const s = await startSeedAgent(sdir, sconfig);
@@ -58,7 +62,8 @@ async function pair(extraTarget: Record<string, unknown> = {}, extraSource: Reco
   const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'rs', role: 'target', startMySQL: true });
   expect(created.status).toBe(201);
   const { port, authKey } = created.body.transfer;
-  expect((await s.call('POST', '/api/seeds', { id: 'rs', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.bigSnapshot })).status).toBe(201);
+  const targetPort = via ? await via(port) : port;
+  expect((await s.call('POST', '/api/seeds', { id: 'rs', role: 'source', targetHost: '127.0.0.1', targetPort, authKey, snapshot: source.bigSnapshot })).status).toBe(201);
   return { host, tdir, sdir, tconfig, sconfig, t, s };
 }
 
@@ -75,6 +80,42 @@ async function replace(agent: SeedAgent, how: 'kill9' | 'none', dir: string, con
   const next = await startSeedAgent(dir, config);
   agents.push(next);
   return next;
+}
+
+/** A TCP proxy on 127.0.0.1 whose link can be cut (every connection reset, new ones refused) and restored. */
+async function cuttableLink(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): void }> {
+  const sockets = new Set<Socket>();
+  let down = false;
+  const server = createServer((client) => {
+    if (down) return void client.resetAndDestroy();
+    const upstream = connect({ host: '127.0.0.1', port: targetPort });
+    for (const sock of [client, upstream]) {
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      sock.on('close', () => sockets.delete(sock));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    // Either side gone (a receiver not listening yet, a reset): the other goes too, as on a direct link.
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    cut: () => {
+      down = true;
+      for (const sock of sockets) sock.resetAndDestroy();
+    },
+    restore: () => {
+      down = false;
+    },
+    close: () => {
+      for (const sock of sockets) sock.destroy();
+      server.close();
+    },
+  };
 }
 
 function expectCopied(host: TargetHost): void {
@@ -152,4 +193,26 @@ describe('resume of the built-in transfer after the connect deadline', () => {
     expect(sv.history.map((h) => h.state)).toEqual(['mountingSnapshot', 'sending', 'cleanup', 'failed']);
     expect(mountsUnder(source.mountPoint)).toEqual([]);
   }, 60000);
+
+  test('a network cut after the connect deadline: both agents wait for each other (shown in both views) and the copy resumes when the link is back', async () => {
+    let link: Awaited<ReturnType<typeof cuttableLink>> | undefined;
+    try {
+      const { host, t, s } = await pair({}, {}, async (port) => (link = await cuttableLink(port)).port);
+      await midCopy(t, 2);
+      const kept = statSync(join(host.datadir, 'ibdata0')).ino;
+      link!.cut();
+      const tw = (await t.waitFor('rs', (v) => !!(v as View).waiting, 'the target waiting for the sender')) as View;
+      const sw = (await s.waitFor('rs', (v) => !!(v as View).waiting, 'the source waiting for the receiver')) as View;
+      expect([tw.status, tw.waiting!.for, sw.status, sw.waiting!.for]).toEqual(['active', 'sender', 'active', 'receiver']);
+      link!.restore();
+      const tv = (await t.waitFor('rs', isFinal, 'an end', 60000)) as View;
+      const sv = (await s.waitFor('rs', isFinal, 'an end', 60000)) as View;
+      expect([tv.status, tv.error, tv.waiting]).toEqual(['done', null, null]);
+      expect([sv.status, sv.error, sv.waiting]).toEqual(['done', null, null]);
+      expectCopied(host);
+      expect(statSync(join(host.datadir, 'ibdata0')).ino).toBe(kept);
+    } finally {
+      link?.close();
+    }
+  }, 90000);
 });

@@ -1,17 +1,21 @@
-// THE crash matrix: for every state of both seed machines, hold a seed there (a slow operator command, or
-// step-by-step where the real operation is too fast to catch), SIGKILL the agent, start a new agent on the
-// same StateDir, and check that the seed finishes (or fails cleanly where a command-based transfer cannot
+// THE crash matrix: for every state of every seed chart that invokes a step, hold a seed there with the
+// step's process running (a slow operator command), SIGKILL the agent, start a new agent on the same
+// StateDir, and check that the seed finishes (or fails cleanly where a command-based transfer cannot
 // resume), that the source data is byte-for-byte untouched, and that no tagged process or mount is left.
+// The states come from the charts themselves (machines/): a new step state fails the first test until a
+// case covers it.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from './support/agent-process.js';
+import { repoRoot, tempDir } from './support/agent-process.js';
 import { mountsUnder } from './support/btrfs-fixture.js';
 import { startSeedAgent, type SeedAgent, type SeedViewJson } from './support/seed-api.js';
 import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, taggedPids, treeDigest, type SourceHost, type TargetHost } from './support/seed-hosts.js';
 import { seedTag, stateDirKey } from '../src/seeds/reaper.js';
 import { topState } from '../machines/seed-common.js';
+import { seedTargetMachine, TARGET_STEP_STATES } from '../machines/seed-target.js';
+import { seedSourceMachine, SOURCE_STEP_STATES } from '../machines/seed-source.js';
 
 let source: SourceHost;
 let snapshotDigest: Record<string, string>;
@@ -77,6 +81,61 @@ function assertNothingLeft(agent: SeedAgent, host?: TargetHost): void {
   expect(mountsUnder(source.mountPoint)).toEqual([]);
 }
 
+interface ChartNode {
+  invoke?: unknown[];
+  states?: Record<string, ChartNode>;
+}
+interface Chart {
+  id: string;
+  root: ChartNode;
+}
+
+/** The top-level states of a chart in which some actor is invoked (its own or a child state's). */
+function invokingStates(chart: Chart): string[] {
+  const invokes = (node: ChartNode): boolean =>
+    (node.invoke?.length ?? 0) > 0 || Object.values(node.states ?? {}).some(invokes);
+  return Object.entries(chart.root.states ?? {})
+    .filter(([, node]) => invokes(node))
+    .map(([name]) => name);
+}
+
+/** Every state machine exported by a module of machines/, by chart id. */
+async function allCharts(): Promise<Map<string, Chart>> {
+  const charts = new Map<string, Chart>();
+  const dir = join(repoRoot, 'dist/machines');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.js'))) {
+    const mod = (await import(join(dir, file))) as Record<string, unknown>;
+    for (const value of Object.values(mod)) {
+      const v = value as Partial<Chart> & { provide?: unknown };
+      if (v && typeof v === 'object' && typeof v.id === 'string' && v.root && typeof v.provide === 'function') charts.set(v.id, v as Chart);
+    }
+  }
+  return charts;
+}
+
+/** Charts whose actors are not seed steps: nothing persisted to resume, a restart begins them anew. */
+const NOT_PERSISTED = ['registration'];
+
+/** Filled by the cases below: chart id -> states a case kills the agent in while the step's process runs. */
+const covered: Record<string, readonly string[]> = {};
+
+describe('the matrix covers the charts', () => {
+  test('every state of every seed chart that invokes a step has a kill -9 case below', async () => {
+    const charts = await allCharts();
+    expect(charts.size).toBeGreaterThanOrEqual(3);
+    const needed = Object.fromEntries(
+      [...charts.values()].filter((c) => !NOT_PERSISTED.includes(c.id)).map((c) => [c.id, invokingStates(c).sort()]),
+    );
+    const have = Object.fromEntries(Object.entries(covered).map(([id, states]) => [id, [...states].sort()]));
+    expect(have).toEqual(needed);
+  });
+
+  test('TARGET_STEP_STATES and SOURCE_STEP_STATES are exactly the charts\' invoking states', () => {
+    expect([...TARGET_STEP_STATES].sort()).toEqual(invokingStates(seedTargetMachine as unknown as Chart).sort());
+    expect([...SOURCE_STEP_STATES].sort()).toEqual(invokingStates(seedSourceMachine as unknown as Chart).sort());
+  });
+});
+
 describe('kill -9 in every state of the target machine', () => {
   type Case = {
     state: string;
@@ -110,6 +169,8 @@ describe('kill -9 in every state of the target machine', () => {
       errorContains: 'exited with code 1',
     },
   ];
+
+  covered[seedTargetMachine.id] = cases.map((c) => c.state);
 
   test.each(cases)('killed in $state, the restarted agent ends the seed $expectStatus, leaving nothing behind', async (c) => {
     const dir = tempDir('oa-k9-tgt-');
@@ -164,8 +225,65 @@ describe('kill -9 in every state of the source machine', () => {
     expect((await agent.call('POST', `/api/seeds/${id}/events`, { type: 'NEXT' })).status).toBe(200);
   }
 
+  covered[seedSourceMachine.id] = ['mountingSnapshot', 'sending', 'unmounting', 'cleanup'];
+
+  /**
+   * The source host seen through the LVM backend with the operator's own commands, so mount and unmount
+   * can be held mid-way: the "volume" is the btrfs snapshot directory, bind-mounted read-only by a script
+   * that first sleeps as long as its delay file says.
+   */
+  function slowMountConfig(dir: string): Record<string, unknown> {
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const script = (name: string, body: string) => {
+      writeFileSync(join(bin, name), `#!/bin/bash\necho ${name} >> ${dir}/ops.log\nsleep "$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"\n${body}\n`, { mode: 0o755 });
+      return join(bin, name);
+    };
+    return {
+      ...source.config,
+      SnapshotBackend: 'lvm',
+      LogicalVolumesCommand: `echo "snap1 vg0 ${source.snapshot} 0.00"`,
+      GetLogicalVolumeFSTypeCommand: ': %s; echo btrfs',
+      // $1 is the original's "-oro" option token, $2 the volume, $3 the mount point.
+      MountLVCommand: `${script('mount', 'mount --bind "$2" "$3" && mount -o remount,bind,ro "$3"')} %s %s %s`,
+      UnmountCommand: `${script('umount', 'umount "$1"')} %s`,
+    };
+  }
+
   test.each(['mountingSnapshot', 'unmounting'])(
-    'killed while waiting in %s (mount and unmount are too fast to catch mid-way), the seed goes on after the restart and finishes',
+    'killed in %s while the mount command runs, the restarted agent reaps it, runs the step again and finishes',
+    async (state) => {
+      const dir = tempDir('oa-k9-srcmount-');
+      const dest = join(dir, 'received');
+      mkdirSync(dest);
+      dirs.push(dir);
+      const port = await freePort();
+      const { agent, config } = await sourceAgentIn(dir, slowMountConfig(dir));
+      const command = state === 'mountingSnapshot' ? 'mount' : 'umount';
+      writeFileSync(join(dir, `delay-${command}`), '30');
+      receiveInto(dest, port);
+      const id = `k9-srcmount-${state}`;
+      expect((await agent.call('POST', '/api/seeds', { id, role: 'source', targetHost: '127.0.0.1', targetPort: port, snapshot: 'vg0/snap1' })).status).toBe(201);
+      await agent.waitFor(id, (v) => v.state === state, state);
+      const tag = seedTag(agent.stateDir, id);
+      const ops = () => (existsSync(join(dir, 'ops.log')) ? readFileSync(join(dir, 'ops.log'), 'utf8').split('\n').filter(Boolean) : []);
+      await until(`the ${command} command`, () => ops().includes(command) && taggedPids(tag).length > 0);
+      const persisted = JSON.parse(readFileSync(join(agent.stateDir, 'seeds', `${id}.json`), 'utf8'));
+      expect(topState(persisted.snapshot.value)).toBe(state);
+      expect(mountsUnder(source.mountPoint)).toEqual(state === 'unmounting' ? [source.mountPoint] : []);
+      writeFileSync(join(dir, `delay-${command}`), '0');
+      const again = await crashAndRestart(agent, dir, config);
+      const end = await again.waitFor(id, isFinal, 'an end');
+      expect([end.status, end.error]).toEqual(['done', null]);
+      // The killed command ran once, the step's second run once more.
+      expect(ops().filter((o) => o === command)).toEqual([command, command]);
+      expect(treeDigest(dest)).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+      assertNothingLeft(again);
+    },
+  );
+
+  test.each(['mountingSnapshot', 'unmounting'])(
+    'killed while waiting in %s (step by step), the seed goes on after the restart and finishes',
     async (state) => {
       const dir = tempDir('oa-k9-srcagent-');
       const dest = join(dir, 'received');

@@ -235,6 +235,28 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a backup seed shows its own runbook, that it will replicate, and what a replication failure left', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const steps = ['checking', 'stoppingMySQL', 'purgingDatadir', 'receiving', 'preparing', 'fixingOwner', 'startingMySQL', 'settingUpReplication', 'catchingUp'];
+      feed.emit(seedView({
+        id: 'backup-seed', machine: 'seed-backup-target', method: 'backup', state: 'failed', status: 'failed',
+        params: { method: 'backup', startMySQL: false, replicate: true, stepByStep: false, port: 4000 },
+        marks: ['purgeStarted', 'backupExtracted', 'backupPrepared'],
+        error: { code: 'replication_failed', message: 'the replica stopped: Error 1236', hint: null },
+        history: [...steps.map((state) => ({ state, enteredAt: Date.now() - 1000, leftAt: Date.now(), error: state === 'catchingUp' ? 'the replica stopped: Error 1236' : null })),
+          { state: 'cleanup', enteredAt: Date.now(), leftAt: Date.now(), error: null }, { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null }],
+      } as Parameters<typeof seedView>[0]));
+      const card = page.locator('[data-seed-id="backup-seed"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      const shown = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')}`));
+      expect(shown).toEqual([...steps.slice(0, -1).map((s) => `${s} done`), 'catchingUp failed', 'cleanup done']);
+      expect(await card.locator('[data-fact="MySQL afterwards"]').textContent()).toBe('started, then set up to replicate from the source until caught up');
+      expect(await card.locator('.aftermath').textContent()).toContain('MySQL runs on the complete copy, but replication is not caught up.');
+      await page.close();
+    });
+
     test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);

@@ -107,6 +107,12 @@
     sending: 'send the datadir',
     unmounting: 'unmount the snapshot',
     cleanup: 'clean up',
+    checking: 'pre-seed checks',
+    streaming: 'stream the backup',
+    preparing: 'prepare the backup',
+    fixingOwner: 'fix file owners',
+    settingUpReplication: 'set up replication',
+    catchingUp: 'catch up replication',
   };
   const label = (step) => stepLabels[step] || step;
   const runbook = (view) => (boot.runbooks && boot.runbooks[view.machine]) || [];
@@ -115,7 +121,10 @@
   /** Steps the chart's guards will pass over for this seed's parameters. */
   function skippedByParams(view, step) {
     const p = params(view);
-    if (view.role === 'target') return (step === 'startingMySQL' && (!p.startMySQL || p.receiveOnly)) || (step === 'postCopy' && p.receiveOnly);
+    if (view.role === 'target') {
+      return (step === 'startingMySQL' && ((!p.startMySQL && !p.replicate) || p.receiveOnly)) || (step === 'postCopy' && p.receiveOnly) ||
+        ((step === 'settingUpReplication' || step === 'catchingUp') && !p.replicate);
+    }
     if (view.role === 'source') return (step === 'mountingSnapshot' || step === 'unmounting') && p.alreadyMounted;
     return false;
   }
@@ -170,7 +179,7 @@
   function abortConsequences(view) {
     if (view.role === 'target') {
       const purged = marked(view, 'purgeStarted') || (view.state === 'purgingDatadir' && !view.paused);
-      const copied = marked(view, 'transferred');
+      const copied = marked(view, 'transferred') || marked(view, 'backupPrepared');
       return 'Cleanup kills this seed\'s processes and stops the receiver. ' +
         (copied ? 'The complete copy stays in the datadir; MySQL is not started.'
           : purged ? 'The datadir is emptied again (the partial copy is removed) and MySQL stays stopped: seed again or restore before starting MySQL.'
@@ -190,6 +199,14 @@
     if (view.role === 'source') {
       return { state: 'MySQL on this host was not touched' + (marked(view, 'mountedBySeed') ? ', and the snapshot this seed mounted was unmounted.' : '.'),
         todo: 'Fix the cause above and seed again; the target host needs a new seed too.' };
+    }
+    const step = endedIn(view);
+    if (step === 'settingUpReplication' || step === 'catchingUp') {
+      return { state: 'MySQL runs on the complete copy, but replication is not ' + (step === 'catchingUp' ? 'caught up.' : 'set up.'),
+        todo: 'Look at the replica status (SHOW REPLICA STATUS), fix the cause, then set up replication by hand or seed again.' };
+    }
+    if (marked(view, 'backupPrepared')) {
+      return { state: 'The datadir holds the complete, prepared copy, but MySQL was not started on it.', todo: 'Read the MySQL error log (GET /api/mysql-error-log-tail), fix the cause and start MySQL.' };
     }
     if (marked(view, 'transferred') && marked(view, 'postCopied')) {
       return { state: 'The datadir holds the complete copy and post-copy ran, but MySQL was not started.', todo: 'Read the MySQL error log (GET /api/mysql-error-log-tail), fix the cause and start MySQL.' };
@@ -212,7 +229,8 @@
     const facts = [];
     if (view.role === 'source') {
       facts.push(['peer', `target ${p.targetHost}:${p.targetPort}`]);
-      facts.push(['snapshot', p.alreadyMounted ? `already mounted by orchestrator${p.sourceDir ? ' (' + p.sourceDir + ')' : ''}` : p.snapshot || '?']);
+      if (view.method === 'backup') facts.push(['snapshot', 'none: a hot backup of the running MySQL']);
+      else facts.push(['snapshot', p.alreadyMounted ? `already mounted by orchestrator${p.sourceDir ? ' (' + p.sourceDir + ')' : ''}` : p.snapshot || '?']);
     } else {
       facts.push(['peer', view.transfer && view.transfer.port ? `the source sends to port ${view.transfer.port}` : 'the source connects to this host']);
     }
@@ -220,7 +238,8 @@
     if (view.transport) facts.push(['transport', view.transport]);
     if (view.role === 'target') {
       facts.push(['MySQL afterwards', p.receiveOnly ? 'left to orchestrator (original route: it stops, purges, runs post-copy, starts)'
-        : p.startMySQL ? 'started after the post-copy command' : 'left stopped (startMySQL was not asked)']);
+        : p.replicate ? 'started, then set up to replicate from the source until caught up'
+          : p.startMySQL ? (view.method === 'backup' ? 'started on the prepared copy' : 'started after the post-copy command') : 'left stopped (startMySQL was not asked)']);
     } else {
       facts.push(['MySQL', 'not touched on this host']);
     }
@@ -376,8 +395,8 @@
     afterEl.hidden = !after;
     if (after) afterEl.replaceChildren(el('strong', { text: 'State of this host: ' }), after.state, el('div', { class: 'todo', text: 'What to do: ' + after.todo }));
     const meta = card.querySelector('.meta');
-    meta.replaceChildren('state ', el('span', { class: 'state-name', text: view.state }),
-      ` · started ${clock(view.createdAt)} · updated ${clock(view.updatedAt)}` + (view.transfer && view.transfer.port ? ` · transfer port ${view.transfer.port}` : ''));
+    // The machine's own state name and last change, for those who read the diagram; the facts say the rest.
+    meta.replaceChildren('machine state ', el('span', { class: 'state-name', text: view.state }), ` · last change ${clock(view.updatedAt)}`);
 
     const errorEl = card.querySelector('.error');
     if (view.error) {

@@ -6,6 +6,7 @@
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../errors.js';
+import { log } from '../log.js';
 
 export interface Holder {
   pid: number;
@@ -185,7 +186,10 @@ export function describeHolder(h: Holder): string {
  * do. `action` says what was about to happen ("purge the datadir /data/mysql").
  */
 export async function ensureNoHolders(dir: string, action: string, hint: string, opts: HolderOptions = {}): Promise<void> {
-  const { holders } = await findHolders(dir, { ...opts, excludePids: [process.pid, ...(opts.excludePids ?? [])] });
+  const { holders, uninspected } = await findHolders(dir, { ...opts, excludePids: [process.pid, ...(opts.excludePids ?? [])] });
+  if (uninspected > 0) {
+    log.warn('some processes could not be inspected for open files (the agent does not run as root); only their locks were checked', { dir, uninspected });
+  }
   if (holders.length === 0) return;
   const shown = holders.slice(0, 5).map(describeHolder).join('; ');
   const more = holders.length > 5 ? `; and ${holders.length - 5} more` : '';

@@ -12,8 +12,7 @@ import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
 import { seedFeedOf, type SeedView } from '../seed-feed.js';
 import { version } from '../version.js';
-import { seedTargetMachine } from '../../machines/seed-target.js';
-import { seedSourceMachine } from '../../machines/seed-source.js';
+import { chartFor, SEED_METHODS } from '../seeds/seed-methods.js';
 
 /** Repository root (dist/src/routes/ -> ../../..): ui/ and diagrams/ are read from there. */
 const repoRoot = resolve(new URL('.', import.meta.url).pathname, '../../..');
@@ -24,7 +23,16 @@ const machineName = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 /** The runbook steps of each seed chart, in order: its states built by runbookStep (they start at `gate`). */
 export function runbooks(): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const machine of [seedTargetMachine, seedSourceMachine]) {
+  const machines = SEED_METHODS.flatMap((method) =>
+    (['target', 'source'] as const).flatMap((role) => {
+      try {
+        return [chartFor(method, role).machine];
+      } catch {
+        return []; // a method without charts yet
+      }
+    }),
+  );
+  for (const machine of machines) {
     const states = (machine.config.states ?? {}) as Record<string, { initial?: unknown }>;
     out[machine.id] = Object.entries(states)
       .filter(([, state]) => state.initial === 'gate')

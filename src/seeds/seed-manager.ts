@@ -326,6 +326,8 @@ export class SeedManager {
    * the actor's subscription and in timers, where a throw would take the whole agent down.
    */
   private save(live: LiveSeed): boolean {
+    // A held seed's steps may still call in before they see their abort: its file keeps the last state saved.
+    if (live.broken) return false;
     try {
       this.store.save(live.record);
       return true;
@@ -551,12 +553,14 @@ export function checkSnapshot(record: SeedRecord): void {
   if (!['active', 'done', 'error', 'stopped'].includes(snap.status as string)) throw new Error(`snapshot.status ${JSON.stringify(snap.status)} is not an actor status`);
   const ctx = snap.context;
   if (!isObject(ctx)) throw new Error('snapshot.context is not an object');
+  if (ctx.error !== null && !(isObject(ctx.error) && typeof ctx.error.message === 'string')) throw new Error('snapshot.context.error is neither null nor an error');
+  // A finished seed is only shown (state, error); an unfinished one runs again and needs all its steps read.
+  if (snap.status === 'done' && typeof snap.value === 'string' && FINAL_STATES.has(snap.value)) return;
   for (const key of CONTEXT_KEYS) if (!(key in ctx)) throw new Error(`snapshot.context has no ${key}`);
   if (ctx.seedId !== record.id) throw new Error(`snapshot.context.seedId ${JSON.stringify(ctx.seedId)} is not the seed's id ${record.id}`);
   const d = ctx.deadlines;
   if (!isObject(d) || typeof d.seed !== 'number' || !(d.connect === null || typeof d.connect === 'number')) throw new Error('snapshot.context.deadlines is not {seed, connect}');
   if (!isObject(ctx.params) || !isObject(ctx.facts)) throw new Error('snapshot.context.params or facts is not an object');
-  if (ctx.error !== null && !(isObject(ctx.error) && typeof ctx.error.message === 'string')) throw new Error('snapshot.context.error is neither null nor an error');
   if (snap.children !== undefined && !isObject(snap.children)) throw new Error('snapshot.children is not an object');
   const machine: AnyStateMachine = chart.machine;
   const restored = createActor(machine, { snapshot: snap as unknown as Snapshot<unknown> }).getSnapshot() as unknown as {

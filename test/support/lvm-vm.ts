@@ -171,7 +171,7 @@ export interface ExecResult {
 }
 
 export interface VmOptions {
-  /** Host directory shared read-write at the same path in the guest (must be under /tmp). */
+  /** Host directory shared read-write at the same path in the guest (it holds the disk image, too). */
   shareDir: string;
   /** Guest TCP ports reachable from the host on 127.0.0.1 (see hostPort). */
   forwardPorts?: number[];
@@ -196,6 +196,8 @@ export interface LvmVm {
 
 /** Boots a VM with one empty virtio disk (/dev/vda in the guest). */
 export async function bootLvmVm(opts: VmOptions): Promise<LvmVm> {
+  // The guest mounts tmpfs over the host's /tmp and /var/tmp: a checkout there would be hidden from it.
+  if (/^\/(var\/)?tmp\//.test(repoRoot)) throw new Error(`the LVM VM cannot run this checkout from ${repoRoot}: the guest hides the host's /tmp and /var/tmp; move it elsewhere`);
   const assets = vmAssets();
   const started = Date.now();
   const dir = mkdtempSync(join(opts.shareDir, '.vm-'));

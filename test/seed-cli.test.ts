@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { mainJs, tempDir } from './support/agent-process.js';
+import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
+import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, treeDigest, type SourceHost, type TargetHost } from './support/seed-hosts.js';
+
+// `orchestrator-agent seed --source --target`: one command drives both halves on two real agents
+// (built-in transfer, a real btrfs snapshot on the source), shows progress and links the halves.
+
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [mainJs, 'seed', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, output })));
+}
+
+describe('orchestrator-agent seed', () => {
+  const dirs: string[] = [];
+  let host: TargetHost;
+  let source: SourceHost;
+  let target: SeedAgent;
+  let sender: SeedAgent;
+  let env: Record<string, string>;
+  let args: (id: string, snapshot: string) => string[];
+
+  beforeAll(async () => {
+    const [targetDir, sourceDir, sourceAgentDir] = ['oa-cli-tgt-', 'oa-cli-src-', 'oa-cli-srcagent-'].map((p) => tempDir(p));
+    dirs.push(targetDir, sourceDir, sourceAgentDir);
+    host = makeTargetHost(targetDir, await freePort());
+    source = makeSourceHost(sourceDir, `oa-cli-${process.pid}`);
+    target = await startSeedAgent(targetDir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    sender = await startSeedAgent(sourceAgentDir, { ...source.config, SendSeedDataCommand: '' });
+    env = { ORCHESTRATOR_AGENT_SOURCE_TOKEN: sender.token, ORCHESTRATOR_AGENT_TARGET_TOKEN: target.token };
+    args = (id, snapshot) => ['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--snapshot', snapshot, '--id', id, '--start-mysql'];
+  }, 120_000);
+  afterAll(async () => {
+    await target?.agent.stop();
+    await sender?.agent.stop();
+    if (host) stopTargetMysqld(host);
+    source?.cleanup();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  test('copies the snapshot into the target datadir, showing both halves, and exits 0', async () => {
+    const { code, output } = await runCli(args('cli-ok', source.snapshot), env);
+    expect(output).toContain('seed done');
+    expect(code).toBe(0);
+    expect(output).toMatch(/target seed created; it receives on 127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/\[#+\.*\] target \w+/);
+    expect(output).toContain('target (127.0.0.1): done');
+    expect(output).toContain('source (127.0.0.1): done');
+    expect((await target.seed('cli-ok')).status).toBe('done');
+    expect((await sender.seed('cli-ok')).status).toBe('done');
+    // The datadir now holds the snapshot's MySQL data (the snapshot keeps it under mysql/).
+    const copied = treeDigest(host.datadir);
+    const sent = treeDigest(join(source.snapshot, 'mysql'));
+    expect(Object.keys(sent)).toContain('ibdata1');
+    for (const [file, digest] of Object.entries(sent)) expect(copied[file]).toBe(digest);
+    expect(host.mysqlRunning()).toBe(true);
+  });
+
+  test('when the source half fails, the target half is aborted at once with the reason and the command exits 1', async () => {
+    const { code, output } = await runCli(args('cli-bad', 'no-such-snapshot'), env);
+    expect(code).toBe(1);
+    const targetView = await target.seed('cli-bad');
+    const sourceView = await sender.seed('cli-bad');
+    expect(sourceView.status).toBe('failed');
+    expect(targetView.status).toBe('aborted');
+    expect(output).toContain('aborted the target seed: the source seed failed');
+    expect(output).toContain(`source (127.0.0.1): failed in failed: ${sourceView.error!.message}`);
+    expect(output).toContain('the seed did not complete');
+  });
+
+  test('without a token it names where to put one and exits 2', async () => {
+    const { code, output } = await runCli(args('cli-none', source.snapshot), { ORCHESTRATOR_AGENT_SOURCE_TOKEN: '', ORCHESTRATOR_AGENT_TARGET_TOKEN: '' });
+    expect(code).toBe(2);
+    expect(output).toContain('no token for the source agent: set ORCHESTRATOR_AGENT_SOURCE_TOKEN or --source-token-file');
+  });
+});
