@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { haveMariaDB, installDatadir, mariadbInstance, runScript, which, type MariaDBInstance } from './support/mariadb.js';
 import { startSeedAgent, type SeedAgent, type SeedViewJson } from './support/seed-api.js';
+import { taggedPids } from './support/seed-hosts.js';
+import { stateDirKey } from '../src/seeds/reaper.js';
 
 const haveBackup = haveMariaDB && which('mariabackup') !== undefined && which('mbstream') !== undefined;
 if (!haveBackup) console.log('SKIPPED: seeds by backup need mariadb-server-core, mariadb-client and mariadb-backup (installed by .ci/run)');
@@ -38,6 +40,7 @@ function optionFile(path: string, lines: string[]): string {
   let badTarget: SeedAgent;
   let writer: ChildProcess | undefined;
   let sourceConfig: Record<string, unknown>;
+  let targetConfig: Record<string, unknown>;
   let holder: ChildProcess | undefined;
   let agentConfigOf: (db: MariaDBInstance, name: string, repl: string) => Record<string, unknown>;
   const extraDbs: MariaDBInstance[] = [];
@@ -90,7 +93,8 @@ function optionFile(path: string, lines: string[]): string {
     for (const d of ['source-agent', 'target-agent', 'bad-target-agent']) mkdirSync(join(dir, d));
     sourceConfig = agentConfig(sourceDb, 'source', REPL_PASSWORD);
     source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
-    target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', REPL_PASSWORD));
+    targetConfig = agentConfig(targetDb, 'target', REPL_PASSWORD);
+    target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
     badTarget = await startSeedAgent(join(dir, 'bad-target-agent'), agentConfig(targetDb, 'bad-target', WRONG_PASSWORD));
   }, 300000);
 
@@ -98,6 +102,16 @@ function optionFile(path: string, lines: string[]): string {
     writer?.kill('SIGKILL');
     holder?.kill('SIGKILL');
     for (const a of [source, target, badTarget]) await a?.agent.stop();
+    // A stopped agent leaves its steps' programs for its successor to reap; there is none here.
+    for (const d of ['source-agent', 'target-agent', 'bad-target-agent', 'nobinlog-agent', 'throttled-source-agent', 'throttled-source-agent-2']) {
+      for (const pid of taggedPids(`seed:${stateDirKey(join(dir, d, 'state'))}:`)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
     await sourceDb?.kill();
     for (const db of extraDbs) await db.kill();
     await targetDb?.kill();
@@ -264,7 +278,36 @@ function optionFile(path: string, lines: string[]): string {
       expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
       expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
       // No backup program of the killed agent is left running.
-      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toMatch(/mariabackup --defaults-extra-file/);
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mariabackup --defaults-extra-file=${dir}`);
+      const deadline = Date.now() + 60000;
+      while (targetDb.sql('CHECKSUM TABLE seedtest.during') !== sourceDb.sql('CHECKSUM TABLE seedtest.during') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      for (const table of ['seedtest.t', 'seedtest.during']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    } finally {
+      await throttled.agent.stop();
+    }
+  }, 600000);
+
+  test('a target agent killed while it extracts comes back, empties the partial copy, and the backup restarts from the beginning', async () => {
+    const id = 'backup-target-killed';
+    const dirK = join(dir, 'throttled-source-agent-2');
+    mkdirSync(dirK);
+    const throttled = await startSeedAgent(dirK, { ...sourceConfig, SeedTransferBandwidthMBps: 8 });
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(throttled, 'POST', '/api/seeds', body)).status).toBe(201);
+      await target.waitFor(id, (v) => finished(v) || (v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 4 * 1024 * 1024), 'the middle of the stream', 240000);
+      await target.agent.kill9();
+      target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
+      const tv = (await target.waitFor(id, finished, 'an end', 400000)) as BackupView;
+      const sv = (await throttled.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect([tv.status, tv.error]).toEqual(['done', null]);
+      expect([sv.status, sv.error]).toEqual(['done', null]);
+      expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mbstream -x -C ${dir}`);
       const deadline = Date.now() + 60000;
       while (targetDb.sql('CHECKSUM TABLE seedtest.during') !== sourceDb.sql('CHECKSUM TABLE seedtest.during') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       for (const table of ['seedtest.t', 'seedtest.during']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));

@@ -162,10 +162,12 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
     seen = true;
     env.seed.setWaiting(null);
     env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
-    const extractor = await runPiped(env.config.SeedBackupExtractProgram, ['-x', '-C', datadir], {
-      timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'),
-      signal,
-    });
+    const extractor = await runPiped(
+      env.config.SeedBackupExtractProgram,
+      ['-x', '-C', datadir],
+      { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'), signal },
+      'ignore',
+    );
     try {
       const end = await session.receive(
         extractor.stdin,
@@ -174,13 +176,16 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
           await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
         },
         progress(env, session.facts.dataBytes),
+        extractor.done,
       );
       env.seed.mark(EXTRACTED, JSON.stringify(end.positionAtEnd));
       log.info('backup stream extracted', { seed: env.seed.id, bytes: end.bytes });
       return { positionAtEnd: end.positionAtEnd };
     } catch (err) {
       await extractor.kill();
+      const extractorFailure = await extractor.done.then(() => undefined, (e: unknown) => e as Error);
       const e = asAgentError(err);
+      if (extractorFailure && !signal.aborted) log.warn('backup stream: the extractor ended', { seed: env.seed.id, error: extractorFailure.message });
       if (signal.aborted || isPermanentFailure(e)) throw e;
       env.seed.warn(`the backup stream was cut (${e.message}); the received part is removed and the backup restarts from the beginning`);
       await sleep(1000, signal);
