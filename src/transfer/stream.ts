@@ -180,16 +180,22 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
-/** Waits until sink takes more, or closes or fails (a program that exited never drains). */
-function drained(sink: Writable, slow: () => void): Promise<void> {
-  return new Promise<void>((resolve) => {
+/** Waits until sink takes more, or closes or fails (a program that exited never drains); a program that reads nothing for idleMs fails it. */
+function drained(sink: Writable, idleMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     if (sink.destroyed || sink.writableEnded) return resolve();
-    const timer = setTimeout(slow, 30_000);
-    const done = () => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new AgentError('io', `the extracting program read nothing for ${Math.round(idleMs / 1000)} s`));
+    }, idleMs);
+    const cleanup = () => {
       clearTimeout(timer);
       sink.off('drain', done);
       sink.off('close', done);
       sink.off('error', done);
+    };
+    const done = () => {
+      cleanup();
       resolve();
     };
     sink.once('drain', done);
@@ -245,7 +251,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
             const data = await reader.exact(h.length);
             hash.update(data);
             bytes += data.length;
-            if (!sink.write(data)) await drained(sink, () => log.warn('stream: the extracting program has not read for 30 s', { bytes }));
+            if (!sink.write(data)) await drained(sink, idleMs);
             if (sinkError) throw sinkError;
             if (sink.destroyed) throw new AgentError('io', `the extracting program stopped reading after ${bytes} bytes`);
             const now = performance.now();
