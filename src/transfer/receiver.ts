@@ -612,7 +612,7 @@ class ReceiveSession {
     const e = asAgentError(err);
     // Say where it broke when the error itself does not (a dropped connection knows nothing of files).
     const error =
-      e.message.includes(this.where) || e.code === 'unauthorized'
+      e.message.includes(this.where) || e.code === 'unauthorized' || e.details?.fromPeer === true
         ? e
         : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, cause: err });
     clearTimeout(this.connectTimer);

@@ -2,14 +2,15 @@
 // seed did that must not stay (a partial copy on the target, our mount on the source). Idempotent: it may
 // run again after a restart.
 import { readdir, rm } from 'node:fs/promises';
-import { AgentError } from '../../errors.js';
+import { AgentError, type ErrorCode } from '../../errors.js';
 import type { CleanupInput } from '../../../machines/seed-common.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { SeedFacts } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
-import { TRANSFERRED, transferStateDir } from './transfer-steps.js';
+import { RECEIVER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
+import { log } from '../../log.js';
 import type { StepEnv } from './step-env.js';
 
 export type CleanupFn<P> = (input: CleanupInput<P>, signal: AbortSignal, env: StepEnv) => Promise<SeedFacts>;
@@ -35,6 +36,7 @@ export const cleanupTarget: CleanupFn<TargetParams> = async (input, signal, env)
 
 export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env) => {
   await env.killSeedProcesses();
+  await tellTarget(input, signal, env);
   if (!input.params.alreadyMounted && env.seed.marks()[MOUNTED_BY_SEED] !== undefined) {
     const point = env.config.SnapshotMountPoint.trim();
     const mount = await env.snapshots.unmount(point, signal);
@@ -42,3 +44,27 @@ export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env)
   }
   return {};
 };
+
+/**
+ * A source seed ending without having sent tells its target seed why over a short transfer connection, so
+ * the target ends within seconds with this reason (and aborted when this one was), not at its connect
+ * deadline. Not when the target itself gave the reason, nor when a live session already carried it.
+ */
+async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const marks = env.seed.marks();
+  if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
+  if (marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
+  const step = input.error?.step ?? input.failedStep ?? 'its first step';
+  const reason =
+    input.reason === 'aborted'
+      ? new AgentError('aborted', `the source seed ${env.seed.id} was aborted by its operator during ${step}`, {
+          hint: 'the source side was stopped on purpose; start a new seed when ready',
+        })
+      : new AgentError(((input.error?.code === 'aborted' ? 'io' : input.error?.code) ?? 'io') as ErrorCode, `the source seed ${env.seed.id} failed during ${step}: ${input.error?.message ?? 'no reason recorded'}`, {
+          hint: input.error?.hint ?? undefined,
+        });
+  const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
+  const told = await tellReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: transferTlsFromConfig(env.config), authKey, signal }, reason);
+  if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
+}
