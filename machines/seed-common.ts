@@ -73,7 +73,8 @@ export interface CleanupInput<P> extends StepInput<P> {
   error?: SeedError | null;
 }
 
-export type SeedEvent = { type: 'NEXT' } | { type: 'ABORT' };
+/** ABORT from the other half's agent carries its reason (fromPeer): this half then says it was aborted by the peer. */
+export type SeedEvent = { type: 'NEXT' } | { type: 'ABORT'; reason?: string; fromPeer?: boolean };
 
 export function stepInput<P>(context: SeedContext<P>, step: string): StepInput<P> {
   return { seedId: context.seedId, step, params: context.params, deadlines: context.deadlines, facts: context.facts };
@@ -176,7 +177,13 @@ export const seedUpdates = {
     endReason: ({ event }: Ctx): 'failed' | 'aborted' => (isPeerAbort((event as { error?: unknown }).error) ? 'aborted' : 'failed'),
   },
   recordAbort: {
-    error: (_: Ctx, params: unknown): SeedError => ({ code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) }),
+    error: ({ event }: Ctx, params: unknown): SeedError => {
+      const e = event as { reason?: unknown; fromPeer?: unknown };
+      if (e.fromPeer === true && typeof e.reason === 'string') {
+        return { code: 'aborted', message: `seed aborted by its peer during ${stepOf(params)}: ${e.reason}`, hint: null, step: stepOf(params), fromPeer: true };
+      }
+      return { code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) };
+    },
     endReason: () => 'aborted' as const,
   },
   recordCleanupFailure: {

@@ -8,6 +8,8 @@ import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, type Source
 // sending tells its target over a short transfer connection, so the target ends within seconds with the
 // source's reason instead of waiting out its connect deadline (600 s here, the default).
 
+const fleetSecret = 'fleet-secret-for-tests-5f1c9a';
+
 describe('linked seed halves (two requests, built-in transfer)', () => {
   const dirs: string[] = [];
   let host: TargetHost;
@@ -20,8 +22,8 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     dirs.push(targetDir, sourceDir, sourceAgentDir);
     host = makeTargetHost(targetDir, await freePort());
     source = makeSourceHost(sourceDir, `oa-link-${process.pid}`);
-    target = await startSeedAgent(targetDir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: 600 });
-    sender = await startSeedAgent(sourceAgentDir, { ...source.config, SendSeedDataCommand: '' });
+    target = await startSeedAgent(targetDir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: 600, AgentFleetSecret: fleetSecret });
+    sender = await startSeedAgent(sourceAgentDir, { ...source.config, SendSeedDataCommand: '', AgentFleetSecret: fleetSecret });
   }, 120_000);
   afterAll(async () => {
     await target?.agent.stop();
@@ -67,5 +69,54 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(targetView.status).toBe('aborted');
     expect(targetView.error!.code).toBe('aborted');
     expect(targetView.error!.message).toContain('the source seed link-abort was aborted by its operator during mountingSnapshot');
+  });
+
+  test('one POST on the target with "source" creates both halves over an authenticated agent-to-agent call and shows the peer', async () => {
+    const res = await target.call<{ seed: { id: string }; transfer: Record<string, unknown> }>('POST', '/api/seeds', {
+      id: 'link-one',
+      role: 'target',
+      startMySQL: true,
+      snapshot: source.snapshot,
+      source: { host: '127.0.0.1', port: sender.agent.port },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body.transfer.authKey).toBeUndefined(); // handed over to the source agent, not to the caller
+    expect((await target.waitFor('link-one', (v) => v.status !== 'active', 'its end', 60_000)).status).toBe('done');
+    expect((await sender.waitFor('link-one', (v) => v.status !== 'active', 'its end')).status).toBe('done');
+    const view = (await target.seed('link-one')) as unknown as { peer: Record<string, unknown> };
+    expect(view.peer).toMatchObject({ host: '127.0.0.1', port: sender.agent.port, seedId: 'link-one', role: 'source', state: 'done', status: 'done' });
+    expect(target.agent.output()).toMatch(/agent-to-agent call.*POST.*\/api\/peer\/seeds/);
+    expect(sender.agent.output()).toMatch(/agent-to-agent call.*fleet secret/);
+    for (const out of [target.agent.output(), sender.agent.output()]) expect(out).not.toContain(fleetSecret);
+    expect(host.mysqlRunning()).toBe(true);
+  });
+
+  test('a linked target aborted before its sender connected ends the source at once as aborted by its peer', async () => {
+    const res = await target.call('POST', '/api/seeds', {
+      id: 'link-tabort',
+      role: 'target',
+      stepByStep: true,
+      snapshot: source.snapshot,
+      source: { host: '127.0.0.1', port: sender.agent.port },
+    });
+    expect(res.status).toBe(201);
+    await target.waitFor('link-tabort', (v) => v.paused, 'paused before its first step');
+    await sender.waitFor('link-tabort', (v) => v.state === 'sending', 'sending (no receiver yet)');
+    expect((await target.call('POST', '/api/seeds/link-tabort/events', { type: 'ABORT' })).status).toBe(200);
+    expect((await target.waitFor('link-tabort', (v) => v.status !== 'active', 'its end')).status).toBe('aborted');
+    const sourceView = await sender.waitFor('link-tabort', (v) => v.status !== 'active', 'its end', 60_000);
+    expect(sourceView.status).toBe('aborted');
+    expect(sourceView.error!.message).toContain('seed aborted by its peer during sending: the target seed link-tabort was aborted');
+  });
+
+  test('agent-to-agent routes refuse a call without a valid fleet signature, and the operator token does not open them', async () => {
+    const url = `${sender.agent.baseUrl}/api/peer/seeds`;
+    const body = JSON.stringify({ id: 'link-forged', role: 'source', targetHost: '127.0.0.1', targetPort: 1, authKey: 'x'.repeat(32), snapshot: 'a' });
+    const forged = await fetch(url, { method: 'POST', body, headers: { 'X-Orchestrator-Agent-Fleet': `t=${Math.floor(Date.now() / 1000)},sig=${'0'.repeat(64)}` } });
+    expect(forged.status).toBe(401);
+    const withToken = await fetch(url, { method: 'POST', body, headers: { Authorization: `Bearer ${sender.token}` } });
+    expect(withToken.status).toBe(401);
+    expect((await sender.call('GET', '/api/seeds/link-forged')).status).toBe(404);
+    expect(sender.agent.output()).toContain('agent-to-agent call refused');
   });
 });
