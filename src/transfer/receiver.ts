@@ -612,9 +612,9 @@ class ReceiveSession {
     const e = asAgentError(err);
     // Say where it broke when the error itself does not (a dropped connection knows nothing of files).
     const error =
-      e.message.includes(this.where) || e.code === 'unauthorized' || e.details?.fromPeer === true
+      e.message.includes(this.where) || e.code === 'unauthorized'
         ? e
-        : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, cause: err });
+        : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, details: e.details, cause: err });
     clearTimeout(this.connectTimer);
     clearInterval(this.commitTimer);
     this.server.close();
