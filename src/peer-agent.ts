@@ -26,6 +26,11 @@ export function signCall(secret: string, method: string, path: string, body: str
   return `t=${t},sig=${signature(secret, t, method, path, body)}`;
 }
 
+/** Throws (with the keys to set) when this agent cannot make authenticated agent-to-agent calls. */
+export function ensurePeerCallsConfigured(config: Config): void {
+  if (!mutualTls(config) && config.AgentFleetSecret === '') throw refuseUnconfigured();
+}
+
 function refuseUnconfigured(): AgentError {
   return new AgentError('config', 'agent-to-agent calls need AgentFleetSecret or mutual TLS, and neither is configured', {
     hint: 'set AgentFleetSecret (the same on every agent of the fleet), or UseSSL with UseMutualTLS and the SSL* files',

@@ -119,4 +119,25 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect((await sender.call('GET', '/api/seeds/link-forged')).status).toBe(404);
     expect(sender.agent.output()).toContain('agent-to-agent call refused');
   });
+
+  test('without AgentFleetSecret or mutual TLS, a request with "source" is refused before any seed is made, naming what to set', async () => {
+    const dir = tempDir('oa-link-nosecret-');
+    dirs.push(dir);
+    const lone = await startSeedAgent(dir, { ...host.config, ReceiveSeedDataCommand: '' });
+    try {
+      const res = await lone.call<{ Message: string; Details: { hint: string } }>('POST', '/api/seeds', {
+        id: 'link-nosecret',
+        role: 'target',
+        snapshot: source.snapshot,
+        source: { host: '127.0.0.1', port: sender.agent.port },
+      });
+      expect(res.status).toBe(500);
+      expect(res.body.Message).toContain('need AgentFleetSecret or mutual TLS');
+      expect(res.body.Details.hint).toContain('set AgentFleetSecret');
+      expect((await lone.call('GET', '/api/seeds/link-nosecret')).status).toBe(404);
+      expect((await sender.call('GET', '/api/seeds/link-nosecret')).status).toBe(404);
+    } finally {
+      await lone.agent.stop();
+    }
+  });
 });

@@ -12,7 +12,7 @@ import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/auth.js';
 import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
 import { MAX_DURATION_SECONDS } from '../timers.js';
-import { callPeer, requirePeer, type PeerAddress } from '../peer-agent.js';
+import { callPeer, ensurePeerCallsConfigured, requirePeer, type PeerAddress } from '../peer-agent.js';
 import { log } from '../log.js';
 import type { SeedView } from '../seeds/seed-manager.js';
 
@@ -218,6 +218,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const body = await readJsonBody(ctx);
     const source = peerOf(body.source);
     if (source && body.role !== 'target') throw badRequest('"source" goes with role "target": the target agent creates the source half');
+    if (source) ensurePeerCallsConfigured(config); // before anything is created
     const result = await createSeed(body);
     if (source) {
       // One request, both halves: this agent creates the source seed on the source agent and hands it the key.
