@@ -71,6 +71,22 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(targetView.error!.message).toContain('the source seed link-abort was aborted by its operator during mountingSnapshot');
   });
 
+  test('a target aborted before its sender connected tells the source on its transfer port, which ends aborted at once', async () => {
+    const res = await target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'link-tport', role: 'target', stepByStep: true });
+    expect(res.status).toBe(201);
+    const { port, authKey } = res.body.transfer;
+    await target.waitFor('link-tport', (v) => v.paused, 'paused before its first step');
+    expect((await sender.call('POST', '/api/seeds', { id: 'link-tport', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot })).status).toBe(201);
+    await sender.waitFor('link-tport', (v) => v.state === 'sending', 'sending (no receiver yet)');
+    expect((await target.call('POST', '/api/seeds/link-tport/events', { type: 'ABORT' })).status).toBe(200);
+    expect((await target.waitFor('link-tport', (v) => v.status !== 'active', 'its end')).status).toBe('aborted');
+    // Well before the source's 600 s connect deadline.
+    const sourceView = await sender.waitFor('link-tport', (v) => v.status !== 'active', 'its end', 60_000);
+    expect(sourceView.status).toBe('aborted');
+    expect(sourceView.error!.message).toContain('the target seed link-tport was aborted by its operator during stoppingMySQL');
+    expect(target.agent.output()).toContain('told a sender why this receiver ended');
+  });
+
   test('one POST on the target with "source" creates both halves over an authenticated agent-to-agent call and shows the peer', async () => {
     const res = await target.call<{ seed: { id: string }; transfer: Record<string, unknown> }>('POST', '/api/seeds', {
       id: 'link-one',
@@ -106,7 +122,8 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect((await target.waitFor('link-tabort', (v) => v.status !== 'active', 'its end')).status).toBe('aborted');
     const sourceView = await sender.waitFor('link-tabort', (v) => v.status !== 'active', 'its end', 60_000);
     expect(sourceView.status).toBe('aborted');
-    expect(sourceView.error!.message).toContain('seed aborted by its peer during sending: the target seed link-tabort was aborted');
+    // Told by the target agent's call or by its transfer port, whichever comes first: the same reason.
+    expect(sourceView.error!.message).toContain('the target seed link-tabort was aborted');
   });
 
   test('agent-to-agent routes refuse a call without a valid fleet signature, and the operator token does not open them', async () => {

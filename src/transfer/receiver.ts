@@ -26,6 +26,7 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
+import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
 
 export interface ReceiverOptions {
@@ -123,6 +124,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
     });
   }
   const state = await ReceiverState.load(destDir, stateDir);
+  await releasePort(opts.port);
 
   const server: Server = opts.tls
     ? createTlsServer({

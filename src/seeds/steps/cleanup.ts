@@ -9,7 +9,7 @@ import type { TargetParams } from '../../../machines/seed-target.js';
 import type { SeedFacts } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
-import { RECEIVER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
+import { RECEIVER_MARKS, SENDER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
 import { log } from '../../log.js';
 import type { StepEnv } from './step-env.js';
 
@@ -17,6 +17,7 @@ export type CleanupFn<P> = (input: CleanupInput<P>, signal: AbortSignal, env: St
 
 export const cleanupTarget: CleanupFn<TargetParams> = async (input, signal, env) => {
   await env.killSeedProcesses();
+  await tellSource(input, env);
   const marks = env.seed.marks();
   const datadir = input.facts.datadir;
   // Only once we purged (the live data is gone anyway) and before a complete copy arrived.
@@ -45,6 +46,37 @@ export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env)
   return {};
 };
 
+/** Why this half ends, as the other half shows it ("the target seed s1 was aborted by its operator during ..."). */
+function endReason(role: 'source' | 'target', input: CleanupInput<unknown>, id: string): AgentError {
+  const step = input.error?.step ?? input.failedStep ?? 'its first step';
+  if (input.reason === 'aborted') {
+    return new AgentError('aborted', `the ${role} seed ${id} was aborted by its operator during ${step}`, {
+      hint: `the ${role} side was stopped on purpose; start a new seed when ready`,
+    });
+  }
+  const code = ((input.error?.code === 'aborted' ? 'io' : input.error?.code) ?? 'io') as ErrorCode;
+  return new AgentError(code, `the ${role} seed ${id} failed during ${step}: ${input.error?.message ?? 'no reason recorded'}`, { hint: input.error?.hint ?? undefined });
+}
+
+/**
+ * A target seed ending before its sender came keeps answering on its transfer port until the connect
+ * deadline: a sender with the key is told this reason at once (the source seed then ends within a second).
+ * Not when the source gave the reason, nor when a live session already carried it.
+ */
+async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const marks = env.seed.marks();
+  const port = input.params.port;
+  if (!authKey || !port || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
+  if (marks[SENDER_MARKS.authenticated] && !marks[SENDER_MARKS.lost]) return;
+  const window = env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  const untilMs = Math.min(input.deadlines.connect ?? Infinity, Date.now() + window);
+  if (untilMs <= Date.now()) return;
+  const { tellSenders, transferTlsFromConfig } = await import('../../transfer/index.js');
+  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: transferTlsFromConfig(env.config), authKey, reason: endReason('target', input, env.seed.id), untilMs });
+  if (!ok) log.warn('transfer port is taken: a sender still trying to connect is not told why this target seed ends', { id: env.seed.id, port });
+}
+
 /**
  * A source seed ending without having sent tells its target seed why over a short transfer connection, so
  * the target ends within seconds with this reason (and aborted when this one was), not at its connect
@@ -55,15 +87,7 @@ async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal
   const marks = env.seed.marks();
   if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
   if (marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
-  const step = input.error?.step ?? input.failedStep ?? 'its first step';
-  const reason =
-    input.reason === 'aborted'
-      ? new AgentError('aborted', `the source seed ${env.seed.id} was aborted by its operator during ${step}`, {
-          hint: 'the source side was stopped on purpose; start a new seed when ready',
-        })
-      : new AgentError(((input.error?.code === 'aborted' ? 'io' : input.error?.code) ?? 'io') as ErrorCode, `the source seed ${env.seed.id} failed during ${step}: ${input.error?.message ?? 'no reason recorded'}`, {
-          hint: input.error?.hint ?? undefined,
-        });
+  const reason = endReason('source', input, env.seed.id);
   const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
   const told = await tellReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: transferTlsFromConfig(env.config), authKey, signal }, reason);
   if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
