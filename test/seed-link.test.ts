@@ -16,13 +16,17 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
   let source: SourceHost;
   let target: SeedAgent;
   let sender: SeedAgent;
+  let targetDir: string;
+  let targetConfig: Record<string, unknown>;
 
   beforeAll(async () => {
-    const [targetDir, sourceDir, sourceAgentDir] = ['oa-link-tgt-', 'oa-link-src-', 'oa-link-srcagent-'].map((p) => tempDir(p));
+    const [tgtDir, sourceDir, sourceAgentDir] = ['oa-link-tgt-', 'oa-link-src-', 'oa-link-srcagent-'].map((p) => tempDir(p));
+    targetDir = tgtDir;
     dirs.push(targetDir, sourceDir, sourceAgentDir);
     host = makeTargetHost(targetDir, await freePort());
     source = makeSourceHost(sourceDir, `oa-link-${process.pid}`);
-    target = await startSeedAgent(targetDir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: 600, AgentFleetSecret: fleetSecret });
+    targetConfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: 600, AgentFleetSecret: fleetSecret };
+    target = await startSeedAgent(targetDir, targetConfig);
     sender = await startSeedAgent(sourceAgentDir, { ...source.config, SendSeedDataCommand: '', AgentFleetSecret: fleetSecret });
   }, 120_000);
   afterAll(async () => {
@@ -156,5 +160,22 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     } finally {
       await lone.agent.stop();
     }
+  });
+
+  test('an agent restart is marked in the step history where it picked the seed up', async () => {
+    expect((await target.call('POST', '/api/seeds', { id: 'link-restart', role: 'target', stepByStep: true })).status).toBe(201);
+    await target.waitFor('link-restart', (v) => v.paused, 'paused before its first step');
+    await target.agent.stop();
+    target = await startSeedAgent(targetDir, targetConfig);
+    const view = (await target.waitFor('link-restart', (v) => v.paused, 'paused again after the restart')) as unknown as {
+      history: { state: string; resumedAt?: string[] }[];
+      warnings: { message: string }[];
+    };
+    const entry = view.history.at(-1)!;
+    expect(entry.state).toBe('stoppingMySQL');
+    expect(entry.resumedAt).toHaveLength(1);
+    expect(view.warnings.map((w) => w.message)).toContain(`the agent restarted at ${entry.resumedAt![0]}; the seed resumed in stoppingMySQL`);
+    expect((await target.call('POST', '/api/seeds/link-restart/events', { type: 'ABORT' })).status).toBe(200);
+    await target.waitFor('link-restart', (v) => v.status === 'aborted', 'aborted');
   });
 });

@@ -151,9 +151,22 @@ export class SeedManager {
       this.seeds.set(record.id, live);
       if (this.statusOf(live) === 'active') {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
+        this.markRestart(live);
         this.run(live);
       }
     }
+  }
+
+  /** The step history shows where an agent restart picked the seed up (and its warnings say so). */
+  private markRestart(live: LiveSeed): void {
+    const { record } = live;
+    const now = new Date().toISOString();
+    const entry = record.history.at(-1);
+    if (entry) entry.resumedAt = [...(entry.resumedAt ?? []), now].slice(-WARNINGS_KEPT);
+    const message = `the agent restarted at ${now}; the seed resumed in ${entry?.state ?? this.stateOf(live)}`;
+    record.warnings = [...(record.warnings ?? []), { at: now, message }].slice(-WARNINGS_KEPT);
+    record.updatedAt = now;
+    this.save(live);
   }
 
   /** Stops the actors without aborting the seeds: their persisted state is where the next start resumes. */
