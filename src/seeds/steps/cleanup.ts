@@ -85,7 +85,8 @@ async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Prom
 async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
   const authKey = env.seed.secrets().authKey;
   const marks = env.seed.marks();
-  if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
+  // A refused key: the receiver would refuse this connection too (one more refusal in its warnings).
+  if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
   if (marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
   const reason = endReason('source', input, env.seed.id);
   const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
