@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { Agent as HttpsAgent } from 'node:https';
+import { join } from 'node:path';
+import fetch from 'node-fetch';
+import { startAgentProcess, writeConfig, type AgentProcess } from './support/agent-process.js';
+import { makeTestPki, type TestPki } from './support/tls-certs.js';
 import { tempDir } from './support/agent-process.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
 import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, type SourceHost, type TargetHost } from './support/seed-hosts.js';
@@ -177,5 +182,73 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(view.warnings.map((w) => w.message)).toContain(`the agent restarted at ${entry.resumedAt![0]}; the seed resumed in stoppingMySQL`);
     expect((await target.call('POST', '/api/seeds/link-restart/events', { type: 'ABORT' })).status).toBe(200);
     await target.waitFor('link-restart', (v) => v.status === 'aborted', 'aborted');
+  });
+});
+
+describe('linked seed halves over mutual TLS (no fleet secret)', () => {
+  const dirs: string[] = [];
+  let pki: TestPki;
+  let host: TargetHost;
+  let target: AgentProcess;
+  let sourceAgent: AgentProcess;
+  const tokens: Record<number, string> = {};
+
+  async function call<T>(agent: AgentProcess, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const client = pki.clients.orchestrator;
+    const httpsAgent = new HttpsAgent({ ca: pki.read(pki.caCert), cert: pki.read(client.cert), key: pki.read(client.key), keepAlive: false });
+    const res = await fetch(`https://127.0.0.1:${agent.port}${path}`, {
+      method,
+      agent: httpsAgent,
+      headers: { Authorization: `Bearer ${tokens[agent.port]}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    return { status: res.status, body: (await res.json()) as T };
+  }
+
+  async function waitEnded(agent: AgentProcess, id: string): Promise<{ status: string; error: { message: string } | null }> {
+    for (let i = 0; i < 600; i++) {
+      const res = await call<{ status: string; error: { message: string } | null }>(agent, 'GET', `/api/seeds/${id}`);
+      if (res.status === 200 && res.body.status !== 'active') return res.body;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`seed ${id} did not end:\n${agent.output().slice(-3000)}`);
+  }
+
+  async function start(dir: string, config: Record<string, unknown>): Promise<AgentProcess> {
+    const ssl = { UseSSL: true, UseMutualTLS: true, SSLCertFile: pki.server.cert, SSLPrivateKeyFile: pki.server.key, SSLCAFile: pki.caCert };
+    const agent = await startAgentProcess(writeConfig(dir, { TokenHintFile: join(dir, 'token'), StatusBadSeconds: 3600, ...ssl, ...config }));
+    tokens[agent.port] = readFileSync(join(dir, 'token'), 'utf8');
+    return agent;
+  }
+
+  beforeAll(async () => {
+    const [pkiDir, targetDir, sourceDir] = ['oa-link-pki-', 'oa-link-mtls-tgt-', 'oa-link-mtls-src-'].map((p) => tempDir(p));
+    dirs.push(pkiDir, targetDir, sourceDir);
+    pki = makeTestPki(pkiDir, ['orchestrator']);
+    host = makeTargetHost(targetDir, await freePort());
+    target = await start(targetDir, { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    // A source whose snapshot directory is empty: its seed fails at mounting, after it was made over mutual TLS.
+    mkdirSync(join(sourceDir, 'snapshots'));
+    mkdirSync(join(sourceDir, 'mnt'));
+    sourceAgent = await start(sourceDir, { SnapshotBackend: 'btrfs', BtrfsSnapshotsDir: join(sourceDir, 'snapshots'), SnapshotMountPoint: join(sourceDir, 'mnt'), SendSeedDataCommand: '' });
+  }, 120_000);
+  afterAll(async () => {
+    await target?.stop();
+    await sourceAgent?.stop();
+    if (host) stopTargetMysqld(host);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  test('the target agent creates the source half with its own certificate, and the source failing ends the target with its reason', async () => {
+    const res = await call(target, 'POST', '/api/seeds', { id: 'mtls-1', role: 'target', snapshot: 'no-such-snapshot', source: { host: '127.0.0.1', port: sourceAgent.port } });
+    expect(res.status).toBe(201);
+    const sourceView = await waitEnded(sourceAgent, 'mtls-1');
+    expect(sourceView.status).toBe('failed');
+    const targetView = await waitEnded(target, 'mtls-1');
+    expect(targetView.status).toBe('failed');
+    expect(targetView.error!.message).toContain('the source seed mtls-1 failed during mountingSnapshot');
+    expect(sourceAgent.output()).toMatch(/agent-to-agent call .*"auth":"mutual TLS"/);
+    expect(target.output()).toMatch(/agent-to-agent call .*"to":"127\.0\.0\.1:\d+".*"auth":"mutual TLS"/);
   });
 });
