@@ -3,7 +3,8 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { join } from 'node:path';
 import fetch from 'node-fetch';
-import { startAgentProcess, writeConfig, type AgentProcess } from './support/agent-process.js';
+import { mainJs, startAgentProcess, writeConfig, type AgentProcess } from './support/agent-process.js';
+import { spawn } from 'node:child_process';
 import { makeTestPki, type TestPki } from './support/tls-certs.js';
 import { tempDir } from './support/agent-process.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
@@ -114,6 +115,22 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(sender.agent.output()).toMatch(/agent-to-agent call.*fleet secret/);
     for (const out of [target.agent.output(), sender.agent.output()]) expect(out).not.toContain(fleetSecret);
     expect(host.mysqlRunning()).toBe(true);
+  });
+
+  test('orchestrator-agent seed --linked lets the target agent create the source half and follows both to done', async () => {
+    const child = spawn(
+      process.execPath,
+      [mainJs, 'seed', '--linked', '--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--snapshot', source.snapshot, '--id', 'link-cli'],
+      { env: { ...process.env, ORCHESTRATOR_AGENT_SOURCE_TOKEN: sender.token, ORCHESTRATOR_AGENT_TARGET_TOKEN: target.token }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect(output).toContain('source seed created by the target agent');
+    expect(code).toBe(0);
+    expect((await sender.seed('link-cli')).status).toBe('done');
+    expect(((await target.seed('link-cli')) as unknown as { peer: { seedId: string } }).peer.seedId).toBe('link-cli');
   });
 
   test('a linked target aborted before its sender connected ends the source at once as aborted by its peer', async () => {
