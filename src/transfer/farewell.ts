@@ -40,6 +40,7 @@ export async function tellSenders(opts: FarewellOptions): Promise<boolean> {
     server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve(true));
   });
   if (!ok) return false;
+  server.unref(); // never what keeps a stopping agent alive
   const body = errorBody(new AgentError(opts.reason.code, opts.reason.message, { hint: opts.reason.hint, details: { permanent: true } }));
   const sockets = new Set<Socket>();
   server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
