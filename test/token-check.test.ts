@@ -87,6 +87,16 @@ describe('the token check, with TokenHttpHeader set', () => {
     }
   });
 
+  test('HEAD takes the token like GET; a refusal says where the token goes', async () => {
+    const { url, token } = agent;
+    expect((await fetch(`${url}/api/mysql-port?token=${token}`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${url}/api/mysql-port?token=wrong`, { method: 'HEAD' })).status).toBe(401);
+    const get = await call(`${url}/api/mysql-port`);
+    expect((get.body as { Details: { hint: string } }).Details.hint).toMatch(/\?token= or in a header/);
+    const post = await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' });
+    expect((post.body as { Details: { hint: string } }).Details.hint).toMatch(/only in a header \(X-Agent-Token\)/);
+  });
+
   test('a POST takes the token only from a header, never from the query string', async () => {
     const { url, token } = agent;
     expectRefused(await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' }), 'POST with ?token=');
@@ -115,6 +125,8 @@ describe('the token check, without TokenHttpHeader', () => {
     expectRefused(await call(`${url}/api/mysql-port`, { headers: { 'X-Agent-Token': token } }), 'unconfigured header');
     expect(await call(`${url}/api/mysql-port?token=${token}`)).toEqual({ status: 200, body: 3306 });
     expect(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer ${token}` } })).toEqual({ status: 200, body: 3306 });
+    const post = await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' });
+    expect((post.body as { Details: { hint: string } }).Details.hint).toMatch(/only in a header \(Authorization: Bearer\)/);
   });
 });
 
