@@ -199,23 +199,22 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         if (f.before.size !== e.size || f.before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.before));
         if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
         if (f.after.size !== e.size || f.after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.after));
-        const checksum = createChecksum(algorithm);
-        checksum.update(f.buf);
-        const digest = checksum.digest();
         if (limiter) await limiter.take(f.buf.length, opts.signal);
         if (firstError) throw firstError;
         if (e.size > 0) {
           await writer.data(f.buf);
-          await writer.json(FrameType.chunk, { index, end: e.size, checksum: digest });
+          const checksum = createChecksum(algorithm);
+          checksum.update(f.buf);
+          await writer.json(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
         }
         progress.bytes(e.size);
         bytesSent += e.size;
-        await writer.json(FrameType.fileEnd, { index, checksum: digest });
+        await writer.json(FrameType.fileEnd, { index, checksum: null });
         progress.fileDone();
         continue;
       }
-      // The whole file's checksum only when it is read whole; a resumed file is checked chunk by chunk.
-      const hash = offset === 0 ? createChecksum(algorithm) : undefined;
+      // Every chunk's checksum goes to the receiver, which checks each one (and computes the whole file's for
+      // its manifest): one pass over the data here.
       let chunkHash = createChecksum(algorithm);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
@@ -245,7 +244,6 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           if (buf.length < next.length) throw changed(`it shrank: only ${pos + buf.length} of its ${e.size} bytes could be read`);
           pos += buf.length;
           readAhead();
-          hash?.update(buf);
           chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
@@ -270,7 +268,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         await Promise.allSettled(ahead.map((a) => a.read));
         await fh.close();
       }
-      await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
+      await writer.json(FrameType.fileEnd, { index, checksum: null });
       progress.fileDone();
     }
     } finally {
