@@ -26,6 +26,7 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import type { TransferTls } from './tls.js';
+import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
 
 export interface ReceiverOptions {
@@ -140,6 +141,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
     });
   }
   const state = await ReceiverState.load(destDir, stateDir);
+  await releasePort(opts.port);
 
   const server: Server = opts.tls
     ? createTlsServer({
@@ -663,7 +665,7 @@ class ReceiveSession {
     const error =
       e.message.includes(this.where) || e.code === 'unauthorized'
         ? e
-        : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, cause: err });
+        : new AgentError(e.code === 'internal' ? 'io' : e.code, `receive into ${this.destDir} failed ${this.where}: ${e.message}`, { hint: e.hint, details: e.details, cause: err });
     clearTimeout(this.connectTimer);
     clearInterval(this.commitTimer);
     this.server.close();

@@ -8,7 +8,7 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
-import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, errorBody, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
@@ -93,35 +93,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 
   try {
     where = 'during the handshake';
-    await writeAll(socket, [MAGIC]);
-    const hello = await reader.json([FrameType.hello], where).catch((err) => {
-      throw closedEarly(err, peer, !!opts.tls);
-    });
-    if (hello.type === FrameType.error) throw peerError(hello.body, peer);
-    const hb = hello.body as { version?: unknown; nonce?: unknown };
-    if (hb.version !== PROTOCOL_VERSION || typeof hb.nonce !== 'string') {
-      throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
-    }
-    const myNonce = newNonce();
-    await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
-    if (!opts.tls) {
-      // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
-      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
-      reader.authenticate(keys.receiverToSender);
-      writer.authenticate(keys.senderToReceiver);
-    }
-    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
-    const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
-    if (welcome.type === FrameType.error) {
-      const e = peerError(welcome.body, peer);
-      throw e.code === 'unauthorized'
-        ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
-        : e;
-    }
-    const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
-    if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
-      throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
-    }
+    const wb = await handshake(opts, peer, socket, reader, writer, where);
     opts.onReceiverAuthenticated?.();
     authenticated = true;
     const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
@@ -307,6 +279,95 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     socket.destroy();
+  }
+}
+
+type HandshakeOptions = Pick<SendOptions, 'authKey' | 'tls'>;
+
+/** Proves the key to the receiver and checks its proof back; answers the receiver's WELCOME body. */
+async function handshake(
+  opts: HandshakeOptions,
+  peer: string,
+  socket: Socket,
+  reader: FrameReader,
+  writer: FrameWriter,
+  where: string,
+): Promise<{ mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown }> {
+  await writeAll(socket, [MAGIC]);
+  const hello = await reader.json([FrameType.hello], where).catch((err) => {
+    throw closedEarly(err, peer, !!opts.tls);
+  });
+  if (hello.type === FrameType.error) throw peerError(hello.body, peer);
+  const hb = hello.body as { version?: unknown; nonce?: unknown };
+  if (hb.version !== PROTOCOL_VERSION || typeof hb.nonce !== 'string') {
+    throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
+  }
+  const myNonce = newNonce();
+  await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
+  if (!opts.tls) {
+    // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+    const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+    reader.authenticate(keys.receiverToSender);
+    writer.authenticate(keys.senderToReceiver);
+  }
+  // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+  const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
+  if (welcome.type === FrameType.error) {
+    const e = peerError(welcome.body, peer);
+    throw e.code === 'unauthorized'
+      ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
+      : e;
+  }
+  const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
+  if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
+    throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
+  }
+  return wb;
+}
+
+export type TellReceiverOptions = Pick<SendOptions, 'host' | 'port' | 'tls' | 'authKey' | 'signal'> & {
+  /** How long to keep trying to reach a receiver that is not listening yet (default 20 s). */
+  withinMs?: number;
+};
+
+/**
+ * A source seed that will not send (it failed before or during sending, or was aborted) tells its receiver
+ * why over a short transfer connection: the handshake with the seed's key, then one ERROR frame marked
+ * permanent, so the target seed ends within seconds with this reason instead of at its connect deadline.
+ * Tries to reach a receiver that is not listening yet for `withinMs`; answers whether the receiver was told.
+ */
+export async function tellReceiver(opts: TellReceiverOptions, reason: AgentError): Promise<boolean> {
+  const peer = `receiver ${opts.host}:${opts.port}`;
+  const until = Date.now() + (opts.withinMs ?? 20_000);
+  for (;;) {
+    if (opts.signal?.aborted) return false;
+    let socket: Socket | undefined;
+    try {
+      socket = await connect({ ...opts, sourceDir: '', connectTimeoutMs: 5000 }, peer);
+      socket.on('error', () => undefined);
+      const reader = new FrameReader(socket);
+      const writer = new FrameWriter(socket);
+      const timer = setTimeout(() => reader.fail(new AgentError('unavailable', `${peer} did not answer the handshake`)), 15_000);
+      try {
+        await handshake(opts, peer, socket, reader, writer, 'while telling it why this sender stops');
+      } finally {
+        clearTimeout(timer);
+      }
+      await writer.json(FrameType.error, errorBody(new AgentError(reason.code, reason.message, { hint: reason.hint, details: { permanent: true } })));
+      await new Promise<void>((r) => socket!.end(r));
+      log.info('transfer: told the receiver why this sender stops', { peer, reason: reason.message });
+      return true;
+    } catch (err) {
+      const e = asAgentError(err);
+      // Not listening (yet, or any more): try again for a while; any other answer will not change.
+      if (e.code !== 'unavailable' || Date.now() >= until) {
+        log.warn('transfer: could not tell the receiver why this sender stops', { peer, error: e.message });
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      socket?.destroy();
+    }
   }
 }
 
