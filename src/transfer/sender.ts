@@ -135,12 +135,56 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const limiter = bandwidthLimiter(opts.bandwidthMBps);
     const chunk = opts.chunkBytes ?? 1024 * 1024;
     let bytesSent = 0;
-    for (const { e, index } of toSend) {
+    // Small files (one read) are read ahead across files, so the socket never waits for an open and a read
+    // of each of a datadir's hundreds of small files in turn.
+    const small = (e: FileEntry) => e.size <= chunk && e.size <= chunkBytes && !resumeAt.has(e.path);
+    const prefetched = new Map<string, Promise<SmallFile>>();
+    let prefetchAt = 0;
+    let prefetchBytes = 0;
+    const prefetch = (from: number) => {
+      prefetchAt = Math.max(prefetchAt, from);
+      while (prefetchAt < toSend.length && prefetched.size < smallFilesAhead && prefetchBytes < smallBytesAhead) {
+        const { e } = toSend[prefetchAt++]!;
+        if (!small(e)) continue;
+        const read = readSmallFile(join(root, e.path), e.size);
+        read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+        prefetched.set(e.path, read);
+        prefetchBytes += e.size;
+      }
+    };
+    try {
+    for (const [n, { e, index }] of toSend.entries()) {
       where = `sending ${e.path}`;
       const offset = resumeAt.get(e.path) ?? 0;
       progress.fileStarted(e.path);
       progress.alreadyDone(0, offset);
       await writer.json(FrameType.fileBegin, { index, offset });
+      if (small(e)) {
+        prefetch(n);
+        const read = prefetched.get(e.path) ?? readSmallFile(join(root, e.path), e.size);
+        prefetched.delete(e.path);
+        const f = await read;
+        prefetchBytes -= e.size;
+        prefetch(n + 1);
+        const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
+        if ('openError' in f) throw new AgentError('io', `cannot open ${join(root, e.path)}: ${f.openError}`);
+        if (f.before.size !== e.size || f.before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.before));
+        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
+        if (f.after.size !== e.size || f.after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.after));
+        if (limiter) await limiter.take(f.buf.length, opts.signal);
+        if (firstError) throw firstError;
+        if (e.size > 0) {
+          await writer.data(f.buf);
+          const checksum = createChecksum(algorithm);
+          checksum.update(f.buf);
+          await writer.json(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
+        }
+        progress.bytes(e.size);
+        bytesSent += e.size;
+        await writer.json(FrameType.fileEnd, { index, checksum: null });
+        progress.fileDone();
+        continue;
+      }
       // Every chunk's checksum goes to the receiver, which checks each one (and computes the whole file's for
       // its manifest): one pass over the data here.
       let chunkHash = createChecksum(algorithm);
@@ -198,6 +242,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       }
       await writer.json(FrameType.fileEnd, { index, checksum: null });
       progress.fileDone();
+    }
+    } finally {
+      await Promise.allSettled(prefetched.values());
     }
     where = 'checking the source after reading it';
     await opts.verifySource?.();
@@ -325,6 +372,29 @@ export async function tellReceiver(opts: TellReceiverOptions, reason: AgentError
 }
 
 const readsAhead = 3;
+/** Small files read ahead of the one being sent, at most this many and this many bytes. */
+const smallFilesAhead = 32;
+const smallBytesAhead = 8 * 1024 * 1024;
+
+type SmallFile = { openError: string } | { buf: Buffer; before: { size: number; mtimeMs: number }; after: { size: number; mtimeMs: number } };
+
+/** Opens, stats, reads whole (up to size) and stats again a small file; the caller judges what it finds. */
+async function readSmallFile(path: string, size: number): Promise<SmallFile> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    return { openError: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+  }
+  try {
+    const before = await fh.stat();
+    const buf = size > 0 ? await readChunk(fh, 0, size) : Buffer.alloc(0);
+    const after = await fh.stat();
+    return { buf, before, after };
+  } finally {
+    await fh.close();
+  }
+}
 
 function describeChange(e: FileEntry, now: { size: number; mtimeMs: number }): string {
   const parts: string[] = [];
