@@ -133,7 +133,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     );
 
     const limiter = bandwidthLimiter(opts.bandwidthMBps);
-    const chunk = opts.chunkBytes ?? 1024 * 1024;
+    // Under a low bandwidth limit, reads no larger than the limiter's burst: the data then flows at the rate
+    // (and progress moves) instead of in 1 MiB bursts separated by long pauses.
+    const chunk = opts.chunkBytes ?? (limiter ? Math.min(1024 * 1024, Math.max(16 * 1024, limiter.burstBytes)) : 1024 * 1024);
     let bytesSent = 0;
     // Small files (one read) are read ahead across files, so the socket never waits for an open and a read
     // of each of a datadir's hundreds of small files in turn.
