@@ -8,13 +8,17 @@ import { parseArgs } from 'node:util';
 import { version } from './version.js';
 
 export const seedUsage = `Usage: orchestrator-agent seed --source HOST:PORT --target HOST:PORT --snapshot NAME [options]
+       orchestrator-agent seed --source HOST:PORT --target HOST:PORT --method backup [--replicate] [options]
 
-Copies the source host's snapshot into the target host's datadir through both agents' seed API.
+Copies the source host's data into the target host's datadir through both agents' seed API: from a
+snapshot (method snapshot, the default) or as a hot backup of the running source MySQL (method backup).
 
 Options:
   --source HOST:PORT         the source agent's API (it mounts the snapshot and sends)
   --target HOST:PORT         the target agent's API (it stops MySQL, purges, receives; its HOST is where the source sends)
-  --snapshot NAME            snapshot (LV or btrfs subvolume) the source mounts
+  --snapshot NAME            snapshot (LV or btrfs subvolume) the source mounts (method snapshot)
+  --method METHOD            snapshot (default) or backup
+  --replicate                method backup: start MySQL and replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
   --timeout SECONDS          give each half this long (default: the agents' default)
@@ -148,6 +152,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
         source: { type: 'string' },
         target: { type: 'string' },
         snapshot: { type: 'string' },
+        method: { type: 'string', default: 'snapshot' },
+        replicate: { type: 'boolean', default: false },
         id: { type: 'string' },
         'start-mysql': { type: 'boolean', default: false },
         timeout: { type: 'string' },
@@ -164,7 +170,11 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     }
     const source = hostPort(values.source, '--source');
     const target = hostPort(values.target, '--target');
-    if (!values.snapshot) throw new UsageError('--snapshot NAME is required (the snapshot the source mounts and sends)');
+    const method = values.method;
+    if (method !== 'snapshot' && method !== 'backup') throw new UsageError(`--method must be "snapshot" or "backup", got ${JSON.stringify(method)}`);
+    if (method === 'snapshot' && !values.snapshot) throw new UsageError('--snapshot NAME is required (the snapshot the source mounts and sends)');
+    if (method === 'backup' && values.snapshot) throw new UsageError('--snapshot does not apply to --method backup (it copies the running MySQL)');
+    if (values.replicate && method !== 'backup') throw new UsageError('--replicate needs --method backup');
     const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
     if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw new UsageError(`--timeout must be a whole number of seconds, got ${values.timeout}`);
     const id = values.id ?? `seed-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
@@ -179,7 +189,9 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     const url = (hp: { host: string; port: number }) => `${scheme}://${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
     opts = {
       id,
-      snapshot: values.snapshot,
+      method: method as 'snapshot' | 'backup',
+      replicate: values.replicate,
+      snapshot: values.snapshot ?? '',
       startMySQL: values['start-mysql'],
       timeout,
       source: new AgentApi('source', source.host, url(source), headersFor(tokenOf(values['source-token-file'], 'ORCHESTRATOR_AGENT_SOURCE_TOKEN', 'source'))),
@@ -201,6 +213,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
 
 interface DriveOptions {
   id: string;
+  method: 'snapshot' | 'backup';
+  replicate: boolean;
   snapshot: string;
   startMySQL: boolean;
   timeout: number | undefined;
@@ -211,13 +225,17 @@ interface DriveOptions {
 async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> {
   const tty = out.isTTY === true;
   const say = (line: string) => out.write(`${tty ? '\r\x1b[2K' : ''}${line}\n`);
-  say(`orchestrator-agent ${version}: seeding ${o.target.host} from ${o.source.host} (snapshot ${o.snapshot}), seed id ${o.id}`);
+  const what = o.method === 'backup' ? `hot backup${o.replicate ? ', then replicating' : ''}` : `snapshot ${o.snapshot}`;
+  say(`orchestrator-agent ${version}: seeding ${o.target.host} from ${o.source.host} (${what}), seed id ${o.id}`);
 
   const withTimeout = o.timeout === undefined ? {} : { timeoutSeconds: o.timeout };
+  const withMethod = o.method === 'backup' ? { method: 'backup' } : {};
   const created = await o.target.call<{ seed: SeedViewLike; transfer: { port: number; authKey?: string } | null }>('POST', '/api/seeds', {
     id: o.id,
     role: 'target',
     startMySQL: o.startMySQL,
+    ...withMethod,
+    ...(o.replicate ? { replicate: true } : {}),
     ...withTimeout,
   });
   if (created.status >= 300 || !created.body.transfer) {
@@ -238,7 +256,8 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
     targetHost: o.target.host,
     targetPort: port,
     ...(authKey ? { authKey } : {}),
-    snapshot: o.snapshot,
+    ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}),
+    ...withMethod,
     ...withTimeout,
   });
   if (sent.status >= 300) {

@@ -1,6 +1,7 @@
 // The process token orchestrator learns at submit-agent time and sends back on every call.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 export function newProcessToken(): string {
   return createHash('sha256').update(randomBytes(32)).digest('hex');
@@ -15,5 +16,12 @@ export function tokensEqual(expected: string, given: string | undefined): boolea
 
 /** TokenHintFile: readable by root only, unlike the original's 0644. */
 export function writeTokenHint(file: string, token: string): void {
+  // Its directory may not exist yet (the shipped config puts it under a StateDir made later at start):
+  // one level is made, as a StateDir would be; a missing grandparent is the operator's to create.
+  try {
+    mkdirSync(dirname(file), { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
   writeFileSync(file, token, { mode: 0o600 });
 }

@@ -72,7 +72,7 @@ describe('npm run package', () => {
       expect(metrics).toContain(`orchestrator_agent_build_info{version="${version}"} 1`);
     } finally {
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
     }
   }, 180_000);
 });

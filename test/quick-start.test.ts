@@ -51,7 +51,7 @@ describe('npm start on the shipped configuration', () => {
       expect(await page.text()).toContain('orchestrator-agent');
     } finally {
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
     }
   });
 });

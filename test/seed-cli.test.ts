@@ -74,6 +74,28 @@ describe('orchestrator-agent seed', () => {
     expect(output).toContain('the seed did not complete');
   });
 
+  test('--method backup --replicate asks both agents for a hot-backup seed that replicates, and reports how it ended', async () => {
+    const { code, output } = await runCli(['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--method', 'backup', '--replicate', '--id', 'cli-backup'], env);
+    expect(output).toContain('(hot backup, then replicating)');
+    const view = (await target.seed('cli-backup')) as Awaited<ReturnType<SeedAgent['seed']>> & { method: string };
+    expect(view.method).toBe('backup');
+    expect(view.params).toMatchObject({ method: 'backup', replicate: true, startMySQL: true });
+    // These agents have no MariaDB credentials for a hot backup: the seed cannot complete, and the command says so.
+    expect(code).toBe(1);
+    expect(view.status).not.toBe('active');
+    expect(output).toContain('the seed did not complete');
+  });
+
+  test('usage errors: --replicate without --method backup, --snapshot with it', async () => {
+    const base = ['--source', '127.0.0.1:1', '--target', '127.0.0.1:2'];
+    const replicate = await runCli([...base, '--snapshot', 's', '--replicate'], env);
+    expect(replicate.code).toBe(2);
+    expect(replicate.output).toContain('--replicate needs --method backup');
+    const snapshot = await runCli([...base, '--method', 'backup', '--snapshot', 's'], env);
+    expect(snapshot.code).toBe(2);
+    expect(snapshot.output).toContain('--snapshot does not apply to --method backup');
+  });
+
   test('without a token it names where to put one and exits 2', async () => {
     const { code, output } = await runCli(args('cli-none', source.snapshot), { ORCHESTRATOR_AGENT_SOURCE_TOKEN: '', ORCHESTRATOR_AGENT_TARGET_TOKEN: '' });
     expect(code).toBe(2);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import {
   MANIFEST_FILE,
+  PARTIAL_FILE,
   STAGING_DIR,
   STATE_FILE,
   isPermanentFailure,
@@ -327,7 +328,7 @@ describe('built-in datadir transfer', () => {
     peers.push(sender);
     const partialChunks = () => {
       try {
-        const st = JSON.parse(readFileSync(join(stateOf(dest), STATE_FILE), 'utf8')) as { partial?: Array<{ path: string; chunks: string[] }> };
+        const st = JSON.parse(readFileSync(join(stateOf(dest), PARTIAL_FILE), 'utf8')) as { partial?: Array<{ path: string; chunks: string[] }> };
         return st.partial?.find((p) => p.path === 'big.ibd')?.chunks.length ?? 0;
       } catch {
         return 0;
@@ -355,6 +356,7 @@ describe('built-in datadir transfer', () => {
     const manifest = await readCompletedManifest(stateOf(dest));
     expect((manifest!.entries.find((e) => e.path === 'big.ibd') as { checksum?: string }).checksum).toBe(whole.digest());
     expect(existsSync(join(dest, STAGING_DIR))).toBe(false);
+    expect(readdirSync(stateOf(dest))).toEqual([MANIFEST_FILE]);
   });
 
   test('a partly received file whose staging data was damaged resumes only from its last chunk still intact', async () => {
@@ -368,7 +370,7 @@ describe('built-in datadir transfer', () => {
     const first = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
     const sender = startPeer(['send', src, '127.0.0.1', String(first.port), '6'], authKey);
     peers.push(sender);
-    const stateFile = join(stateOf(dest), STATE_FILE);
+    const stateFile = join(stateOf(dest), PARTIAL_FILE);
     const chunksOf = () => {
       try {
         return (JSON.parse(readFileSync(stateFile, 'utf8')) as { partial: Array<{ chunks: string[] }> }).partial[0]?.chunks.length ?? 0;

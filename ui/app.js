@@ -185,6 +185,9 @@
           : purged ? 'The datadir is emptied again (the partial copy is removed) and MySQL stays stopped: seed again or restore before starting MySQL.'
             : 'The datadir has not been touched yet; MySQL is left as it is now.');
     }
+    if (view.method === 'backup') {
+      return 'Cleanup kills this seed\'s processes (the backup stream). MySQL on this host keeps running, untouched. The target seed fails once the stream is gone.';
+    }
     return 'Cleanup kills this seed\'s processes (the sender) and unmounts the snapshot if this seed mounted it. ' +
       'MySQL on this host is not touched. The target seed fails once the sender is gone.';
   }

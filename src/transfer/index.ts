@@ -27,7 +27,7 @@ export { newAuthKey } from './auth.js';
 export { isPermanentFailure } from './protocol.js';
 export { transferTlsFromConfig, type TransferTls } from './tls.js';
 export type { TransferProgress, ProgressListener } from './progress.js';
-export { MANIFEST_FILE, STATE_FILE, STAGING_DIR, type FinalManifest } from './manifest.js';
+export { MANIFEST_FILE, PARTIAL_FILE, STATE_FILE, STAGING_DIR, type FinalManifest } from './manifest.js';
 export { DEFAULT_CHECKSUM, CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksum.js';
 
 /** The final manifest a receiver wrote in stateDir, or undefined when no copy completed there. */

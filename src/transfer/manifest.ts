@@ -8,6 +8,8 @@ import { log } from '../log.js';
 
 /** The receiver's bookkeeping, in its state directory (outside the datadir): resume state and final manifest. */
 export const STATE_FILE = 'transfer-state.json';
+/** The chunks verified of files received in part; small, rewritten at every chunk (see receiver-state.ts). */
+export const PARTIAL_FILE = 'transfer-partial.json';
 export const MANIFEST_FILE = 'transfer-manifest.json';
 /** The one name the transfer uses inside the destination: files being received, removed before the end. */
 export const STAGING_DIR = '.orchestrator-agent-transfer.tmp';

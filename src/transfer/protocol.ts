@@ -28,7 +28,7 @@ export const FrameType = {
   fileBegin: 5,
   /** S→R: raw bytes of the current file */
   data: 6,
-  /** S→R: { index, checksum } (checksum null for a file resumed past its start) */
+  /** S→R: { index, checksum } (checksum of the whole file, or null: every chunk was checked already) */
   fileEnd: 7,
   /** S→R: {} every file was sent */
   end: 8,

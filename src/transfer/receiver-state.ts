@@ -1,13 +1,15 @@
-// The receiver's durable bookkeeping for destDir, so a restarted receiver (after kill -9) tells the sender what
-// not to send again: files verified whole, and files verified up to a chunk (their staging file and the
-// checksum of every verified chunk). Kept in the receiver's state directory, never in destDir (whose size
-// orchestrator reads as the progress); written atomically; removed when the final manifest is written.
+// The receiver's bookkeeping for destDir, so a restarted receiver (after kill -9) tells the sender what not to
+// send again: files verified whole (STATE_FILE: atomic and fsynced), and files verified up to a chunk
+// (PARTIAL_FILE: their sender's size and mtime and the checksum of every verified chunk; rewritten at every
+// chunk, atomically but not fsynced, since a restarted receiver reads those chunks back from the staging
+// file and keeps only what is intact). Kept in the receiver's state directory, never in destDir (whose size
+// orchestrator reads as the progress); removed when the final manifest is written.
 import { createHash } from 'node:crypto';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from '../log.js';
-import { STAGING_DIR, STATE_FILE, safeRelativePath, type VerifiedFile } from './manifest.js';
-import { unlinkDurably, writeFileDurably } from './durable.js';
+import { PARTIAL_FILE, STAGING_DIR, STATE_FILE, safeRelativePath, type VerifiedFile } from './manifest.js';
+import { unlinkDurably, writeFileAtomically, writeFileDurably } from './durable.js';
 import { createChecksum, isChecksumAlgorithm, type Checksum, type ChecksumAlgorithm } from './checksum.js';
 
 /** A file received in part: its first chunks.length chunks of chunkBytes are in its staging file, verified. */
@@ -26,7 +28,13 @@ interface StateFile {
   version: 1 | 2;
   /** Checksums carry their algorithm ("xxh3-64:…"). */
   verified: VerifiedFile[];
+  /** Only in files written before PARTIAL_FILE existed. */
   partial?: PartialFile[];
+}
+
+interface PartialStateFile {
+  version: 1;
+  partial: PartialFile[];
 }
 
 /** The staging file of a path: a fixed name, so a resumed receive finds the bytes an earlier one wrote. */
@@ -40,12 +48,14 @@ export class ReceiverState {
   /** Checksum of each partial file's verified prefix, read back from disk at load, to continue the whole-file checksum. */
   private readonly prefixHashes = new Map<string, Checksum>();
   private readonly file: string;
+  private readonly partialFile: string;
 
   private constructor(
     private readonly destDir: string,
     stateDir: string,
   ) {
     this.file = join(stateDir, STATE_FILE);
+    this.partialFile = join(stateDir, PARTIAL_FILE);
   }
 
   /**
@@ -56,12 +66,8 @@ export class ReceiverState {
    */
   static async load(destDir: string, stateDir: string): Promise<ReceiverState> {
     const state = new ReceiverState(destDir, stateDir);
-    let raw: string | undefined;
-    try {
-      raw = await readFile(state.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('transfer: cannot read receiver state, starting over', { file: state.file, error: String(err) });
-    }
+    let legacyPartial: PartialFile[] = [];
+    const raw = await readIfThere(state.file);
     if (raw !== undefined) {
       try {
         const parsed = JSON.parse(raw) as StateFile;
@@ -72,13 +78,25 @@ export class ReceiverState {
           const st = await stat(join(destDir, path)).catch(() => undefined);
           if (st?.isFile() && st.size === v.size) state.verified.set(path, { path, size: v.size, mtimeMs: v.mtimeMs, checksum: v.checksum });
         }
-        for (const p of parsed.partial ?? []) await state.loadPartial(p);
+        legacyPartial = Array.isArray(parsed.partial) ? parsed.partial : [];
       } catch (err) {
         log.warn('transfer: receiver state is unusable, starting over', { file: state.file, error: String(err) });
         state.verified.clear();
-        state.partials.clear();
-        state.prefixHashes.clear();
       }
+    }
+    const rawPartial = await readIfThere(state.partialFile);
+    try {
+      let partial = legacyPartial;
+      if (rawPartial !== undefined) {
+        const pf = JSON.parse(rawPartial) as PartialStateFile;
+        if (pf.version !== 1 || !Array.isArray(pf.partial)) throw new Error('unknown format');
+        partial = pf.partial;
+      }
+      for (const p of partial) if (!state.verified.has(p.path)) await state.loadPartial(p);
+    } catch (err) {
+      log.warn('transfer: the record of partly received files is unusable; they are sent whole again', { file: state.partialFile, error: String(err) });
+      state.partials.clear();
+      state.prefixHashes.clear();
     }
     await state.removeStrayStaging();
     return state;
@@ -170,12 +188,31 @@ export class ReceiverState {
     this.prefixHashes.delete(path);
   }
 
+  /** Records the verified files durably, and the partly received ones. */
   async save(): Promise<void> {
-    const body: StateFile = { version: 2, verified: this.list(), partial: this.partialList() };
+    const body: StateFile = { version: 2, verified: this.list() };
     await writeFileDurably(this.file, JSON.stringify(body));
+    await this.savePartials();
+  }
+
+  /** Records the partly received files: atomic, not fsynced (see the top of this file). */
+  async savePartials(): Promise<void> {
+    const body: PartialStateFile = { version: 1, partial: this.partialList() };
+    await writeFileAtomically(this.partialFile, JSON.stringify(body));
   }
 
   async remove(): Promise<void> {
+    await unlinkDurably(this.partialFile);
     await unlinkDurably(this.file);
+  }
+}
+
+/** A file's text, or undefined when it is not there (or unreadable, which is logged: it only costs a re-send). */
+async function readIfThere(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('transfer: cannot read receiver state, starting over', { file, error: String(err) });
+    return undefined;
   }
 }

@@ -169,8 +169,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       progress.fileStarted(e.path);
       progress.alreadyDone(0, offset);
       await writer.json(FrameType.fileBegin, { index, offset });
-      // The whole file's checksum only when it is read whole; a resumed file is checked chunk by chunk.
-      const hash = offset === 0 ? createChecksum(algorithm) : undefined;
+      // Every chunk's checksum goes to the receiver, which checks each one (and computes the whole file's for
+      // its manifest): one pass over the data here.
       let chunkHash = createChecksum(algorithm);
       const fh = await open(join(root, e.path), 'r').catch((err: NodeJS.ErrnoException) => {
         throw new AgentError('io', `cannot open ${join(root, e.path)}: ${err.code ?? err.message}`);
@@ -200,7 +200,6 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           if (buf.length < next.length) throw changed(`it shrank: only ${pos + buf.length} of its ${e.size} bytes could be read`);
           pos += buf.length;
           readAhead();
-          hash?.update(buf);
           chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
@@ -225,7 +224,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         await Promise.allSettled(ahead.map((a) => a.read));
         await fh.close();
       }
-      await writer.json(FrameType.fileEnd, { index, checksum: hash ? hash.digest() : null });
+      await writer.json(FrameType.fileEnd, { index, checksum: null });
       progress.fileDone();
     }
     where = 'checking the source after reading it';
