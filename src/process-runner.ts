@@ -2,6 +2,7 @@
 // group, a timeout, an optional cancel signal, and on timeout or abort the whole group is killed
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { Readable } from 'node:stream';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { execa as Execa } from 'execa';
 import { AgentError } from './errors.js';
@@ -228,6 +229,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
 /** A running program whose stdin or stdout is a stream the caller feeds or reads (backup streams). */
 export interface PipedProcess {
   stdin: NodeJS.WritableStream & import('node:stream').Writable;
+  /** Empty when the output was dropped ('ignore'). */
   stdout: import('node:stream').Readable;
   /** Resolves when the program exited 0 (and the rest of its group is gone); rejects otherwise. */
   done: Promise<RunResult>;
@@ -239,7 +241,7 @@ export interface PipedProcess {
  * As runProgram, but stdin and stdout are pipes the caller uses while it runs (stderr is captured for the
  * error). Same process group, tag, timeout and abort handling.
  */
-export async function runPiped(file: string, args: readonly string[], opts: RunOptions): Promise<PipedProcess> {
+export async function runPiped(file: string, args: readonly string[], opts: RunOptions, output: 'pipe' | 'ignore' = 'pipe'): Promise<PipedProcess> {
   const command = [file, ...args].join(' ');
   if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
   const execa = execaFn ?? (await loadExeca());
@@ -255,7 +257,8 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
     env,
     extendEnv: true,
     stdin: 'pipe',
-    stdout: 'pipe',
+    // A program fed through stdin (an extractor) has its output dropped, so it can never block on it.
+    stdout: output,
     buffer: { stdout: false, stderr: true },
     stripFinalNewline: false,
     maxBuffer: 4 * 1024 * 1024,
@@ -297,5 +300,5 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
     }
   })();
   done.catch(() => undefined);
-  return { stdin: child.stdin!, stdout: child.stdout!, done, kill };
+  return { stdin: child.stdin!, stdout: child.stdout ?? Readable.from([]), done, kill };
 }

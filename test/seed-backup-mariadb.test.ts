@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { tempDir } from './support/agent-process.js';
 import { haveMariaDB, installDatadir, mariadbInstance, runScript, which, type MariaDBInstance } from './support/mariadb.js';
 import { startSeedAgent, type SeedAgent, type SeedViewJson } from './support/seed-api.js';
+import { taggedPids } from './support/seed-hosts.js';
+import { stateDirKey } from '../src/seeds/reaper.js';
 
 const haveBackup = haveMariaDB && which('mariabackup') !== undefined && which('mbstream') !== undefined;
 if (!haveBackup) console.log('SKIPPED: seeds by backup need mariadb-server-core, mariadb-client and mariadb-backup (installed by .ci/run)');
@@ -37,6 +39,11 @@ function optionFile(path: string, lines: string[]): string {
   let target: SeedAgent;
   let badTarget: SeedAgent;
   let writer: ChildProcess | undefined;
+  let sourceConfig: Record<string, unknown>;
+  let targetConfig: Record<string, unknown>;
+  let holder: ChildProcess | undefined;
+  let agentConfigOf: (db: MariaDBInstance, name: string, repl: string) => Record<string, unknown>;
+  const extraDbs: MariaDBInstance[] = [];
   const answers: string[] = [];
   const processLists: string[] = [];
 
@@ -71,7 +78,7 @@ function optionFile(path: string, lines: string[]): string {
     targetDb.sql('GRANT PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO agent@localhost');
     targetDb.sql('CREATE DATABASE stale_replica_data');
 
-    const agentConfig = (db: MariaDBInstance, name: string, repl: string) => ({
+    const agentConfig = (agentConfigOf = (db: MariaDBInstance, name: string, repl: string) => ({
       MySQLDatadirCommand: db.commands.datadir,
       MySQLPortCommand: db.commands.port,
       MySQLServiceStatusCommand: db.commands.status,
@@ -82,17 +89,31 @@ function optionFile(path: string, lines: string[]): string {
       SeedTransferBindAddress: '127.0.0.1',
       SeedCredentialsFile: optionFile(join(dir, `${name}-agent.cnf`), ['user=agent', `password=${AGENT_PASSWORD}`, `socket=${db.socket}`]),
       ReplicationCredentialsFile: optionFile(join(dir, `${name}-repl.cnf`), ['user=repl', `password=${repl}`]),
-    });
+    }));
     for (const d of ['source-agent', 'target-agent', 'bad-target-agent']) mkdirSync(join(dir, d));
-    source = await startSeedAgent(join(dir, 'source-agent'), agentConfig(sourceDb, 'source', REPL_PASSWORD));
-    target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', REPL_PASSWORD));
+    sourceConfig = agentConfig(sourceDb, 'source', REPL_PASSWORD);
+    source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
+    targetConfig = agentConfig(targetDb, 'target', REPL_PASSWORD);
+    target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
     badTarget = await startSeedAgent(join(dir, 'bad-target-agent'), agentConfig(targetDb, 'bad-target', WRONG_PASSWORD));
   }, 300000);
 
   afterAll(async () => {
     writer?.kill('SIGKILL');
+    holder?.kill('SIGKILL');
     for (const a of [source, target, badTarget]) await a?.agent.stop();
+    // A stopped agent leaves its steps' programs for its successor to reap; there is none here.
+    for (const d of ['source-agent', 'target-agent', 'bad-target-agent', 'nobinlog-agent', 'throttled-source-agent', 'throttled-source-agent-2']) {
+      for (const pid of taggedPids(`seed:${stateDirKey(join(dir, d, 'state'))}:`)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
     await sourceDb?.kill();
+    for (const db of extraDbs) await db.kill();
     await targetDb?.kill();
     execFileSync('rm', ['-rf', dir]);
   }, 120000);
@@ -123,6 +144,63 @@ function optionFile(path: string, lines: string[]): string {
     expect(sv.error?.message).toContain('pre-seed checks failed');
     // Untouched: the target's MySQL runs on its own data.
     expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+  }, 240000);
+
+  test('a client connected to the target fails the pre-seed checks, naming it and force, with the target untouched', async () => {
+    const id = 'backup-client-connected';
+    holder = spawn('mariadb', ['--no-defaults', '-uroot', `--socket=${targetDb.socket}`, '-e', 'SELECT SLEEP(300)'], { stdio: 'ignore' });
+    const deadline = Date.now() + 30000;
+    while (targetDb.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'") === '0' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    try {
+      await startSeed(target, id);
+      const tv = (await target.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      const sv = (await source.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect(tv.status).toBe('failed');
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      expect(tv.checks?.filter((c) => !c.ok).map((c) => c.name)).toEqual(['noClientConnections']);
+      expect(tv.error?.message).toContain('root@localhost');
+      expect(tv.error?.message).toContain('"force": true');
+      expect(sv.status).toBe('failed');
+      expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+    } finally {
+      holder.kill('SIGKILL');
+      // The server ends the client's statement only when told to.
+      for (const cid of targetDb.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'").split('\n').filter(Boolean)) {
+        targetDb.sql(`KILL ${cid}`);
+      }
+    }
+  }, 240000);
+
+  test('a source without binary logging fails the pre-seed checks of a seed that should replicate, with the target untouched', async () => {
+    const id = 'backup-no-binlog';
+    const data = join(dir, 'nobinlog-data');
+    installDatadir(data);
+    const db = await mariadbInstance(dir, data, 'nobinlog', ['--server-id=3']);
+    extraDbs.push(db);
+    runScript(db.commands.start);
+    db.sql(`CREATE USER agent@localhost IDENTIFIED BY '${AGENT_PASSWORD}'`);
+    db.sql('GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO agent@localhost');
+    db.sql(`CREATE USER repl@'%' IDENTIFIED BY '${REPL_PASSWORD}'`);
+    db.sql(`GRANT REPLICATION SLAVE ON *.* TO repl@'%'`);
+    mkdirSync(join(dir, 'nobinlog-agent'));
+    const noBinlog = await startSeedAgent(join(dir, 'nobinlog-agent'), agentConfigOf(db, 'nobinlog', REPL_PASSWORD));
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(noBinlog, 'POST', '/api/seeds', body)).status).toBe(201);
+      const tv = (await target.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      const sv = (await noBinlog.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      expect(tv.checks?.filter((c) => !c.ok).map((c) => c.name)).toEqual(['sourceBinaryLog']);
+      expect(tv.error?.message).toContain('binary logging off');
+      expect(sv.status).toBe('failed');
+      expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
+    } finally {
+      await noBinlog.agent.stop();
+    }
   }, 240000);
 
   test('a source under writes is seeded by backup into a target that ends replicating, caught up, with equal checksums', async () => {
@@ -174,6 +252,68 @@ function optionFile(path: string, lines: string[]): string {
     expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('');
     // ON while both the IO and the SQL thread run.
     expect(targetDb.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
+  }, 600000);
+
+  test('a source agent killed in the middle of the stream comes back, the backup restarts from the beginning, and the seed ends replicating', async () => {
+    const id = 'backup-source-killed';
+    const dirK = join(dir, 'throttled-source-agent');
+    mkdirSync(dirK);
+    // Slow enough to be caught in the middle.
+    const config = { ...sourceConfig, SeedTransferBandwidthMBps: 8 };
+    let throttled = await startSeedAgent(dirK, config);
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(throttled, 'POST', '/api/seeds', body)).status).toBe(201);
+      await target.waitFor(id, (v) => finished(v) || (v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 4 * 1024 * 1024), 'the middle of the stream', 240000);
+      await throttled.agent.kill9();
+      throttled = await startSeedAgent(dirK, config);
+      const tv = (await target.waitFor(id, finished, 'an end', 400000)) as BackupView;
+      const sv = (await throttled.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect([tv.status, tv.error]).toEqual(['done', null]);
+      expect([sv.status, sv.error]).toEqual(['done', null]);
+      expect(tv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
+      // No backup program of the killed agent is left running.
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mariabackup --defaults-extra-file=${dir}`);
+      const deadline = Date.now() + 60000;
+      while (targetDb.sql('CHECKSUM TABLE seedtest.during') !== sourceDb.sql('CHECKSUM TABLE seedtest.during') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      for (const table of ['seedtest.t', 'seedtest.during']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    } finally {
+      await throttled.agent.stop();
+    }
+  }, 600000);
+
+  test('a target agent killed while it extracts comes back, empties the partial copy, and the backup restarts from the beginning', async () => {
+    const id = 'backup-target-killed';
+    const dirK = join(dir, 'throttled-source-agent-2');
+    mkdirSync(dirK);
+    const throttled = await startSeedAgent(dirK, { ...sourceConfig, SeedTransferBandwidthMBps: 8 });
+    try {
+      const created = await call<{ transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
+      expect(created.status).toBe(201);
+      const body = { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey };
+      expect((await call(throttled, 'POST', '/api/seeds', body)).status).toBe(201);
+      await target.waitFor(id, (v) => finished(v) || (v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 4 * 1024 * 1024), 'the middle of the stream', 240000);
+      await target.agent.kill9();
+      target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
+      const tv = (await target.waitFor(id, finished, 'an end', 400000)) as BackupView;
+      const sv = (await throttled.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect([tv.status, tv.error]).toEqual(['done', null]);
+      expect([sv.status, sv.error]).toEqual(['done', null]);
+      expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+      expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mbstream -x -C ${dir}`);
+      const deadline = Date.now() + 60000;
+      while (targetDb.sql('CHECKSUM TABLE seedtest.during') !== sourceDb.sql('CHECKSUM TABLE seedtest.during') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      for (const table of ['seedtest.t', 'seedtest.during']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    } finally {
+      await throttled.agent.stop();
+    }
   }, 600000);
 
   test('the passwords never show in the process list, the logs, the state files or the API answers', () => {

@@ -81,7 +81,7 @@ export interface StreamSession {
   /** Refuses the seed with err (the sender fails with it and does not retry). */
   refuse(err: AgentError): Promise<void>;
   /** GO: copy DATA into sink until END; finish() (the sink's program ending well) runs before RESULT. */
-  receive(sink: Writable, finish: () => Promise<void>, onProgress?: (p: StreamProgress) => void): Promise<StreamEnd>;
+  receive(sink: Writable, finish: () => Promise<void>, onProgress?: (p: StreamProgress) => void, sinkExited?: Promise<unknown>): Promise<StreamEnd>;
   close(): void;
 }
 
@@ -180,6 +180,30 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
+/** Waits until sink takes more, or closes or fails (a program that exited never drains); a program that reads nothing for idleMs fails it. */
+function drained(sink: Writable, idleMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (sink.destroyed || sink.writableEnded) return resolve();
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new AgentError('io', `the extracting program read nothing for ${Math.round(idleMs / 1000)} s`));
+    }, idleMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      sink.off('drain', done);
+      sink.off('close', done);
+      sink.off('error', done);
+    };
+    const done = () => {
+      cleanup();
+      resolve();
+    };
+    sink.once('drain', done);
+    sink.once('close', done);
+    sink.once('error', done);
+  });
+}
+
 function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerAddress: string, facts: SourceFacts, opts: ListenOptions): StreamSession {
   const close = () => {
     socket.end();
@@ -197,8 +221,14 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
       await writer.json(t(F.error), { ...errorBody(err), permanent: true }).catch(() => undefined);
       close();
     },
-    async receive(sink, finish, onProgress) {
+    async receive(sink, finish, onProgress, sinkExited) {
       const started = performance.now();
+      let ending = false;
+      // The extracting program ending before the stream did is a failure, whatever it was doing.
+      void sinkExited?.then(
+        () => !ending && reader.fail(new AgentError('io', 'the extracting program exited before the stream ended')),
+        (err: Error) => !ending && reader.fail(new AgentError('io', `the extracting program failed: ${err.message}`)),
+      );
       const onAbort = () => reader.fail(new AgentError('aborted', 'the backup stream was aborted'));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const idleMs = opts.idleTimeoutMs ?? 120_000;
@@ -221,8 +251,9 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
             const data = await reader.exact(h.length);
             hash.update(data);
             bytes += data.length;
-            if (!sink.write(data)) await new Promise<void>((r) => sink.once('drain', r));
+            if (!sink.write(data)) await drained(sink, idleMs);
             if (sinkError) throw sinkError;
+            if (sink.destroyed) throw new AgentError('io', `the extracting program stopped reading after ${bytes} bytes`);
             const now = performance.now();
             if (now - reported > 500) {
               reported = now;
@@ -237,6 +268,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
           if (payload.bytes !== bytes || payload.checksum !== mine) {
             throw new AgentError('io', `the stream arrived damaged: ${bytes} bytes with checksum ${mine}, the sender sent ${String(payload.bytes)} bytes with ${String(payload.checksum)}`);
           }
+          ending = true;
           sink.end();
           await finish();
           await writer.json(t(F.result), { bytes });
@@ -350,6 +382,11 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
             throw peerFailure;
           }
           return f.body as { bytes?: unknown };
+        },
+        (err: unknown) => {
+          // A dead or silent connection (idle timeout) also stops reading the program's output.
+          source.destroy(err as Error);
+          throw err;
         },
       );
       result.catch(() => undefined);

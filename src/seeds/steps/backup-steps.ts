@@ -162,10 +162,12 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
     seen = true;
     env.seed.setWaiting(null);
     env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
-    const extractor = await runPiped(env.config.SeedBackupExtractProgram, ['-x', '-C', datadir], {
-      timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'),
-      signal,
-    });
+    const extractor = await runPiped(
+      env.config.SeedBackupExtractProgram,
+      ['-x', '-C', datadir],
+      { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'), signal },
+      'ignore',
+    );
     try {
       const end = await session.receive(
         extractor.stdin,
@@ -174,13 +176,16 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
           await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
         },
         progress(env, session.facts.dataBytes),
+        extractor.done,
       );
       env.seed.mark(EXTRACTED, JSON.stringify(end.positionAtEnd));
       log.info('backup stream extracted', { seed: env.seed.id, bytes: end.bytes });
       return { positionAtEnd: end.positionAtEnd };
     } catch (err) {
       await extractor.kill();
+      const extractorFailure = await extractor.done.then(() => undefined, (e: unknown) => e as Error);
       const e = asAgentError(err);
+      if (extractorFailure && !signal.aborted) log.warn('backup stream: the extractor ended', { seed: env.seed.id, error: extractorFailure.message });
       if (signal.aborted || isPermanentFailure(e)) throw e;
       env.seed.warn(`the backup stream was cut (${e.message}); the received part is removed and the backup restarts from the beginning`);
       await sleep(1000, signal);
@@ -287,10 +292,13 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
   const source = input.facts.source as SourceFacts | undefined;
   const sourceDir = input.facts.sourceDir;
   if (!source || !sourceDir) throw new AgentError('internal', 'streaming reached without the source facts');
-  let seen = false;
+  // The target goes quiet while it stops MySQL and purges (it answered LATER), or when a stream was cut: it
+  // has SeedTransferReconnectTimeoutSeconds from the last contact (or this agent's restart) to answer again.
+  let lastContact = env.seed.marks()[STREAM_ATTEMPTS] ? Date.now() : 0;
   let last: unknown;
   for (;;) {
-    const until = peerDeadline(input, env, seen);
+    const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
+    const until = Math.min(input.deadlines.seed, lastContact ? lastContact + env.config.SeedTransferReconnectTimeoutSeconds * 1000 : connect);
     if (Date.now() >= until) {
       throw new AgentError('unavailable', `the target did not take the backup stream by ${new Date(until).toISOString()}${last ? `; last: ${(last as Error).message}` : ''}`, {
         hint: 'create the target seed first (method "backup") and pass its port and key; check it with GET /api/seeds/:id on the target agent',
@@ -314,12 +322,17 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
       await sleep(1000, signal);
       continue;
     }
-    seen = true;
     if (answer.kind === 'later') {
-      env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until: new Date(peerDeadline(input, env, true)).toISOString(), message: `the target is getting ready (${answer.message})` });
+      // One waiting note (written once), not one per second.
+      if (!lastContact) {
+        const until = new Date(Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000)).toISOString();
+        env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until, message: `the target is getting ready: ${answer.message}` });
+      }
+      lastContact = Date.now();
       await sleep(1000, signal);
       continue;
     }
+    lastContact = Date.now();
     env.seed.setWaiting(null);
     const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
     if (attempts > 0) env.seed.warn('the backup stream restarts from the beginning (an earlier stream was cut or an agent restarted)');
@@ -353,6 +366,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
       // A cut stream starts over; the backup program's own failure came back permanent.
       if (signal.aborted || isPermanentFailure(err)) throw err;
       last = err;
+      lastContact = Date.now();
       env.seed.warn(`the backup stream was cut (${(err as Error).message}); the backup restarts from the beginning`);
       await sleep(1000, signal);
     }
