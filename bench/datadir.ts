@@ -5,7 +5,9 @@
 // generated rows in 8 schemas and 320 tables (a few big ones hold most rows, as in production), with
 // numbers, text that compresses 2-4x and secondary indexes, written by a real mariadbd that is then shut
 // down cleanly, so the copy sees what a snapshot of a stopped server holds.
-// BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 as in the transfer part.
+// BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 and BENCH_PEER_CLI (another build's peer-cli.js) as in the
+// transfer part; BENCH_PEER_CLI_BEFORE adds a third run to every round with that build's peer-cli.js, so a
+// change is measured against the build before it under the same load.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -20,7 +22,8 @@ const baseDir = process.env.BENCH_MARIADB_DIR ?? '/tmp/oa-bench-mariadb';
 const dataDir = join(baseDir, `datadir-${targetMiB}`);
 const workDir = '/tmp/oa-bench-work';
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
-const peerCli = resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
+const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
+const peerCliBefore = process.env.BENCH_PEER_CLI_BEFORE;
 const schemas = 8;
 const tablesPerSchema = 40;
 
@@ -153,8 +156,8 @@ async function baseline(): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-function peer(args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>> } {
-  const child = spawn(process.execPath, [peerCli, ...args], {
+function peer(cli: string, args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>> } {
+  const child = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -183,14 +186,14 @@ function peer(args: string[], key: string): { exit: Promise<void>; result: Promi
 }
 
 /** Our receiver and sender, each in its own process as on two agents, then sync. */
-async function ours(): Promise<number> {
+async function ours(cli = peerCli): Promise<number> {
   const dest = freshDest('oa');
   sync();
   const key = newAuthKey();
-  const receiver = peer(['receive', dest], key);
+  const receiver = peer(cli, ['receive', dest], key);
   const { listening } = await receiver.result;
   const t0 = performance.now();
-  const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);
+  const sender = peer(cli, ['send', dataDir, '127.0.0.1', String(listening)], key);
   const receiverDone = new Promise<void>((res, rej) => {
     receiver.exit.then(res, rej);
   });
@@ -212,17 +215,25 @@ async function main(): Promise<void> {
   );
   const base: number[] = [];
   const mine: number[] = [];
+  const before: number[] = [];
   const rate = (s: number) => bytes / MiB / s;
   for (let r = 1; r <= rounds; r++) {
     base.push(await baseline());
     mine.push(await ours());
-    process.stdout.write(`round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)\n`);
+    if (peerCliBefore) before.push(await ours(peerCliBefore));
+    const then = peerCliBefore ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s)` : '';
+    process.stdout.write(`round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)${then}\n`);
   }
   rmSync(workDir, { recursive: true, force: true });
   const mb = median(base);
   const mo = median(mine);
   process.stdout.write(`tar|socat: ${mb.toFixed(1)} s median (${rate(mb).toFixed(0)} MiB/s), built-in: ${mo.toFixed(1)} s median (${rate(mo).toFixed(0)} MiB/s)\n`);
-  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best); load average now ${loadavg()[0]!.toFixed(2)}\n`);
+  const perRound = base.map((b, i) => b / mine[i]!);
+  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best), ${median(perRound).toFixed(2)}x (median of rounds); load average now ${loadavg()[0]!.toFixed(2)}\n`);
+  if (peerCliBefore) {
+    const perRoundBefore = base.map((b, i) => b / before[i]!);
+    process.stdout.write(`before (${peerCliBefore}): ${median(before).toFixed(1)} s median (${rate(median(before)).toFixed(0)} MiB/s), ${(mb / median(before)).toFixed(2)}x tar|socat (median), ${median(perRoundBefore).toFixed(2)}x (median of rounds)\n`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -9,6 +9,8 @@ export interface SeedError {
   hint: string | null;
   /** The step (top-level state) that failed. */
   step: string | null;
+  /** The other half of the seed sent this reason (it knows already; nothing to tell it back). */
+  fromPeer?: true;
 }
 
 /** Timestamps (ms since epoch), never timers: a restored step recomputes what is left from them. */
@@ -67,30 +69,41 @@ export interface StepInput<P> {
 export interface CleanupInput<P> extends StepInput<P> {
   reason: 'failed' | 'aborted';
   failedStep: string | null;
+  /** Why the seed ends (absent in cleanups persisted before it was passed): told to the peer seed. */
+  error?: SeedError | null;
 }
 
-export type SeedEvent = { type: 'NEXT' } | { type: 'ABORT' };
+/** ABORT from the other half's agent carries its reason (fromPeer): this half then says it was aborted by the peer. */
+export type SeedEvent = { type: 'NEXT' } | { type: 'ABORT'; reason?: string; fromPeer?: boolean };
 
 export function stepInput<P>(context: SeedContext<P>, step: string): StepInput<P> {
   return { seedId: context.seedId, step, params: context.params, deadlines: context.deadlines, facts: context.facts };
 }
 
 export function cleanupInput<P>(context: SeedContext<P>): CleanupInput<P> {
-  return { ...stepInput(context, 'cleanup'), reason: context.endReason ?? 'failed', failedStep: context.error?.step ?? null };
+  return { ...stepInput(context, 'cleanup'), reason: context.endReason ?? 'failed', failedStep: context.error?.step ?? null, error: context.error };
 }
 
 /** Any thrown value as a SeedError (AgentError-like values keep their code and hint). */
 export function toSeedError(err: unknown, step: string | null): SeedError {
   if (err !== null && typeof err === 'object') {
-    const e = err as { code?: unknown; message?: unknown; hint?: unknown };
+    const e = err as { code?: unknown; message?: unknown; hint?: unknown; details?: { fromPeer?: unknown } };
     return {
       code: typeof e.code === 'string' ? e.code : 'internal',
       message: typeof e.message === 'string' ? e.message : String(err),
       hint: typeof e.hint === 'string' ? e.hint : null,
       step,
+      ...(e.details?.fromPeer === true ? { fromPeer: true as const } : {}),
     };
   }
   return { code: 'internal', message: String(err), hint: null, step };
+}
+
+/** An error the other half of the seed sent (details.fromPeer) saying it was aborted. */
+export function isPeerAbort(err: unknown): boolean {
+  if (err === null || typeof err !== 'object') return false;
+  const e = err as { code?: unknown; details?: { fromPeer?: unknown } };
+  return e.code === 'aborted' && e.details?.fromPeer === true;
 }
 
 /** Top-level state name of a snapshot value ("receiving" for {receiving: "running"}). */
@@ -160,10 +173,17 @@ export const seedUpdates = {
   },
   recordFailure: {
     error: ({ event }: Ctx, params: unknown): SeedError => toSeedError((event as { error?: unknown }).error, stepOf(params)),
-    endReason: () => 'failed' as const,
+    // The peer seed was aborted by its operator and said so: this half ends aborted too, not failed.
+    endReason: ({ event }: Ctx): 'failed' | 'aborted' => (isPeerAbort((event as { error?: unknown }).error) ? 'aborted' : 'failed'),
   },
   recordAbort: {
-    error: (_: Ctx, params: unknown): SeedError => ({ code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) }),
+    error: ({ event }: Ctx, params: unknown): SeedError => {
+      const e = event as { reason?: unknown; fromPeer?: unknown };
+      if (e.fromPeer === true && typeof e.reason === 'string') {
+        return { code: 'aborted', message: `seed aborted by its peer during ${stepOf(params)}: ${e.reason}`, hint: null, step: stepOf(params), fromPeer: true };
+      }
+      return { code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) };
+    },
     endReason: () => 'aborted' as const,
   },
   recordCleanupFailure: {

@@ -87,7 +87,7 @@ export function reloadConfig(running: Config, load: () => LoadedConfig, applyLog
     log.info(`configuration reloaded: ${result.applied.length > 0 ? `applied ${result.applied.join(', ')}` : 'nothing applied'}`, { files });
   }
   if (result.needRestart.length > 0) {
-    log.warn(`configuration reload: ${result.needRestart.join(', ')} changed but take effect only when the agent restarts; the running values stay until then`, {
+    log.warn(`configuration reload: ${result.needRestart.join(', ')} changed; such changes take effect only when the agent restarts; the running values stay until then`, {
       files,
     });
   }

@@ -88,6 +88,8 @@ const extensionKeys = {
   SeedTransferReconnectTimeoutSeconds: ['uint', 1800],
   /** Original seed routes with the built-in transfer: the transfer key is HMAC-SHA256(secret, seedId). */
   SeedTransferSecret: ['string', ''],
+  /** Agent-to-agent calls (one request seeding both halves): HMAC-SHA256 key shared by the fleet's agents. */
+  AgentFleetSecret: ['string', ''],
   /** Seeds by backup/dump: option file ([client] user, password, socket or host/port) of the account the agent uses on its own MySQL. */
   SeedCredentialsFile: ['string', ''],
   /** Seeds with replicate: option file ([client] user, password) of the account the new replica connects to its source with. */

@@ -21,6 +21,8 @@ Options:
   --replicate                method backup: start MySQL and replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
+  --linked                   the target agent creates the source half itself and hands it the key (agent-to-agent:
+                             AgentFleetSecret or mutual TLS on both agents); this command then only follows both
   --timeout SECONDS          give each half this long (default: the agents' default)
   --https                    the agents serve HTTPS (trust: NODE_EXTRA_CA_CERTS)
   --token-header NAME        send tokens in this header (the agents' TokenHttpHeader) instead of Authorization: Bearer
@@ -156,6 +158,7 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
         replicate: { type: 'boolean', default: false },
         id: { type: 'string' },
         'start-mysql': { type: 'boolean', default: false },
+        linked: { type: 'boolean', default: false },
         timeout: { type: 'string' },
         https: { type: 'boolean', default: false },
         'token-header': { type: 'string' },
@@ -193,6 +196,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
       replicate: values.replicate,
       snapshot: values.snapshot ?? '',
       startMySQL: values['start-mysql'],
+      linked: values.linked,
+      sourcePort: source.port,
       timeout,
       source: new AgentApi('source', source.host, url(source), headersFor(tokenOf(values['source-token-file'], 'ORCHESTRATOR_AGENT_SOURCE_TOKEN', 'source'))),
       target: new AgentApi('target', target.host, url(target), headersFor(tokenOf(values['target-token-file'], 'ORCHESTRATOR_AGENT_TARGET_TOKEN', 'target'))),
@@ -217,6 +222,9 @@ interface DriveOptions {
   replicate: boolean;
   snapshot: string;
   startMySQL: boolean;
+  /** The target agent creates the source half (POST /api/seeds with "source"). */
+  linked: boolean;
+  sourcePort: number;
   timeout: number | undefined;
   source: AgentApi;
   target: AgentApi;
@@ -237,6 +245,9 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
     ...withMethod,
     ...(o.replicate ? { replicate: true } : {}),
     ...withTimeout,
+    ...(o.linked
+      ? { source: { host: o.source.host, port: o.sourcePort }, targetHost: o.target.host, ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}) }
+      : {}),
   });
   if (created.status >= 300 || !created.body.transfer) {
     say(`error: the target agent did not create the seed: ${AgentApi.describe(created.status, created.body)}`);
@@ -250,23 +261,25 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
     say(res.status === 200 ? `aborted the ${api.name} seed: ${why}` : `could not abort the ${api.name} seed (${AgentApi.describe(res.status, res.body)}): abort it by hand`);
   };
 
-  const sent = await o.source.call('POST', '/api/seeds', {
-    id: o.id,
-    role: 'source',
-    targetHost: o.target.host,
-    targetPort: port,
-    ...(authKey ? { authKey } : {}),
-    ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}),
-    ...withMethod,
-    ...withTimeout,
-  });
+  const sent = o.linked
+    ? { status: 201, body: null }
+    : await o.source.call('POST', '/api/seeds', {
+        id: o.id,
+        role: 'source',
+        targetHost: o.target.host,
+        targetPort: port,
+        ...(authKey ? { authKey } : {}),
+        ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}),
+        ...withMethod,
+        ...withTimeout,
+      });
   if (sent.status >= 300) {
     say(`error: the source agent refused the seed: ${AgentApi.describe(sent.status, sent.body)}`);
     await abort(o.target, 'its source could not be created');
     await finalReport(o, say);
     return 1;
   }
-  say('source seed created; following both halves (Ctrl-C aborts both)');
+  say(`source seed created${o.linked ? ' by the target agent' : ''}; following both halves (Ctrl-C aborts both)`);
 
   let interrupted = false;
   const onSigint = () => {

@@ -1,6 +1,7 @@
 // The process token orchestrator learns at submit-agent time and sends back on every call.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { AgentError } from './errors.js';
 import { dirname } from 'node:path';
 
 export function newProcessToken(): string {
@@ -19,9 +20,18 @@ export function writeTokenHint(file: string, token: string): void {
   // Its directory may not exist yet (the shipped config puts it under a StateDir made later at start):
   // one level is made, as a StateDir would be; a missing grandparent is the operator's to create.
   try {
-    mkdirSync(dirname(file), { mode: 0o700 });
+    try {
+      mkdirSync(dirname(file), { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    writeFileSync(file, token, { mode: 0o600 });
+    // writeFileSync's mode only applies to a new file: one left 0644 (by the original agent) is tightened.
+    chmodSync(file, 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new AgentError('config', `cannot write TokenHintFile ${file}: ${e.code ?? e.message}`, {
+      hint: `make ${dirname(file)} exist and writable by the agent, or set TokenHintFile to "" to write no token file`,
+    });
   }
-  writeFileSync(file, token, { mode: 0o600 });
 }

@@ -38,7 +38,7 @@ describe('SIGHUP reloads the configuration of a running agent', () => {
     writeConfig(dir, { ...base, MySQLPortCommand: 'echo 3307', CommandTimeoutSeconds: 30, LogLevel: 'info', HTTPAuthUser: 'orc', HTTPAuthPassword: 'pw-not-logged', ObsoleteKey: 1 });
     const log = await hup();
     expect(log).toMatch(/INFO configuration reloaded: applied MySQLPortCommand, CommandTimeoutSeconds, LogLevel/);
-    expect(log).toMatch(/WARN configuration reload: HTTPAuthUser, HTTPAuthPassword changed but take effect only when the agent restarts/);
+    expect(log).toMatch(/WARN configuration reload: HTTPAuthUser, HTTPAuthPassword changed; such changes take effect only when the agent restarts/);
     expect(log).toContain(`WARN unknown key "ObsoleteKey" in config file ${agent.configFile} is ignored`);
     expect(log).not.toContain('pw-not-logged');
 
@@ -75,7 +75,7 @@ describe('SIGHUP reloads the configuration of a running agent', () => {
     writeConfig(dir, { ...base, MySQLPortCommand: 'echo 3307', CommandTimeoutSeconds: 30, LogLevel: 'info', HTTPAuthUser: 'orc', HTTPAuthPassword: 'pw-not-logged' });
     const log = await hup();
     expect(log).toMatch(/configuration reloaded: nothing applied/);
-    expect(log).toMatch(/HTTPAuthUser, HTTPAuthPassword changed but take effect only when the agent restarts/);
+    expect(log).toMatch(/HTTPAuthUser, HTTPAuthPassword changed; such changes take effect only when the agent restarts/);
     await agent.stop();
     expect(agent.child.exitCode).toBe(0);
   });

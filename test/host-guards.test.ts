@@ -101,6 +101,9 @@ describe('the datadir purge guard', () => {
       expect([bad, err.code]).toEqual([bad, 'forbidden']);
     }
     expect((await rejection(guarded.purge(join(base, 'missing')))).code).toBe('not_found');
+    symlinkSync(join(base, 'loop-b'), join(base, 'loop-a'));
+    symlinkSync(join(base, 'loop-a'), join(base, 'loop-b'));
+    expect((await rejection(guarded.purge(join(base, 'loop-a')))).code).toBe('io');
     expect(purged()).toBe('');
   });
 
@@ -159,6 +162,9 @@ describe('path checks and sibling directories with a common prefix', () => {
       expect([bad, (err as AgentError).code, (err as AgentError).httpStatus]).toEqual([bad, 'forbidden', 403]);
       expect((err as AgentError).hint).toContain('/x/data');
     }
+    // An empty root is no root: it must not stand for the agent's working directory.
+    expect(() => pathWithin(join(process.cwd(), 'f'), ['', '/x/data'])).toThrow(/outside the places this agent may read/);
+    expect(() => pathWithin(join(process.cwd(), 'f'), [''])).toThrow(/outside the places this agent may read/);
     for (const bad of ['', 'x/data', '/x/data/\0', 7, undefined]) {
       expect(() => pathWithin(bad, ['/x/data'])).toThrow(/invalid path/);
     }

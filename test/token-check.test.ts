@@ -3,6 +3,10 @@
 // or Authorization: Bearer. Runs the real Koa app in this process on real TCP, with real configured commands.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { Server } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import nodeFetch from 'node-fetch';
+import { makeTestPki, type CertFiles } from './support/tls-certs.js';
+import { tempDir } from './support/agent-process.js';
 import { hostname } from 'node:os';
 import { defaultConfig, type Config } from '../src/config.js';
 import { createApp } from '../src/http/app.js';
@@ -34,7 +38,7 @@ async function startApp(overrides: Partial<Config>): Promise<Agent> {
   const server: Server = createServer(createApp(services, [registerAgentRoutes, registerMySQLRoutes]), config);
   const port = await listen(server, 0, '127.0.0.1');
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${config.UseSSL ? 'https' : 'http'}://127.0.0.1:${port}`,
     token,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
@@ -83,6 +87,16 @@ describe('the token check, with TokenHttpHeader set', () => {
     }
   });
 
+  test('HEAD takes the token like GET; a refusal says where the token goes', async () => {
+    const { url, token } = agent;
+    expect((await fetch(`${url}/api/mysql-port?token=${token}`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${url}/api/mysql-port?token=wrong`, { method: 'HEAD' })).status).toBe(401);
+    const get = await call(`${url}/api/mysql-port`);
+    expect((get.body as { Details: { hint: string } }).Details.hint).toMatch(/\?token= or in a header/);
+    const post = await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' });
+    expect((post.body as { Details: { hint: string } }).Details.hint).toMatch(/only in a header \(X-Agent-Token\)/);
+  });
+
   test('a POST takes the token only from a header, never from the query string', async () => {
     const { url, token } = agent;
     expectRefused(await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' }), 'POST with ?token=');
@@ -111,5 +125,63 @@ describe('the token check, without TokenHttpHeader', () => {
     expectRefused(await call(`${url}/api/mysql-port`, { headers: { 'X-Agent-Token': token } }), 'unconfigured header');
     expect(await call(`${url}/api/mysql-port?token=${token}`)).toEqual({ status: 200, body: 3306 });
     expect(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer ${token}` } })).toEqual({ status: 200, body: 3306 });
+    const post = await call(`${url}/api/mysql-stop?token=${token}`, { method: 'POST' });
+    expect((post.body as { Details: { hint: string } }).Details.hint).toMatch(/only in a header \(Authorization: Bearer\)/);
+  });
+});
+
+describe('basic auth in front of the token (HTTPAuthUser)', () => {
+  let agent: Agent;
+  beforeAll(async () => {
+    agent = await startApp({ HTTPAuthUser: 'orc', HTTPAuthPassword: 'pw', TokenHttpHeader: 'X-Agent-Token' });
+  });
+  afterAll(async () => agent?.close());
+  const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+
+  test('without or with wrong credentials: 401 with a Basic challenge, whatever the token', async () => {
+    for (const [what, headers] of [
+      ['no credentials', {}],
+      ['wrong password', { Authorization: basic('orc', 'nope') }],
+      ['wrong user', { Authorization: basic('other', 'pw') }],
+    ] as const) {
+      const res = await fetch(`${agent.url}/api/mysql-port?token=${agent.token}`, { headers });
+      expect([what, res.status]).toEqual([what, 401]);
+      expect(res.headers.get('www-authenticate')).toBe('Basic realm="orchestrator-agent"');
+      expect(await res.json()).toEqual(expect.objectContaining({ Code: 'ERROR', Message: expect.stringMatching(/basic authentication/) }));
+    }
+  });
+
+  test('with the credentials the token is still checked; the status endpoint needs only the credentials', async () => {
+    const auth = { Authorization: basic('orc', 'pw') };
+    expectRefused(await call(`${agent.url}/api/mysql-port`, { headers: auth }), 'credentials without token');
+    expect(await call(`${agent.url}/api/mysql-port`, { headers: { ...auth, 'X-Agent-Token': agent.token } })).toEqual({ status: 200, body: 3306 });
+    // The status endpoint takes no token, but asks for the credentials too, as the original.
+    expect(await call(`${agent.url}/api/status`, { headers: auth })).toEqual({ status: 200, body: 'OK' });
+    expect((await call(`${agent.url}/api/status`)).status).toBe(401);
+  });
+});
+
+describe('client certificate OUs (UseMutualTLS, SSLValidOUs)', () => {
+  const pki = makeTestPki(tempDir('oa-token-pki-'), ['orchestrator', 'intruder']);
+  let agent: Agent;
+  beforeAll(async () => {
+    agent = await startApp({
+      UseSSL: true, UseMutualTLS: true, SSLValidOUs: ['orchestrator'], SSLCertFile: pki.server.cert, SSLPrivateKeyFile: pki.server.key, SSLCAFile: pki.caCert,
+    });
+  });
+  afterAll(async () => agent?.close());
+  async function get(path: string, client: CertFiles) {
+    const tls = new HttpsAgent({ ca: pki.read(pki.caCert), cert: pki.read(client.cert), key: pki.read(client.key), keepAlive: false });
+    const res = await nodeFetch(`${agent.url}${path}`, { agent: tls });
+    return { status: res.status, body: (await res.json()) as unknown };
+  }
+
+  test('a listed OU is served (the token still checked); another OU gets 403 naming it, except on the status endpoint', async () => {
+    expect(await get(`/api/mysql-port?token=${agent.token}`, pki.clients.orchestrator!)).toEqual({ status: 200, body: 3306 });
+    expect((await get('/api/mysql-port', pki.clients.orchestrator!)).status).toBe(401);
+    const refused = await get(`/api/mysql-port?token=${agent.token}`, pki.clients.intruder!);
+    expect(refused.status).toBe(403);
+    expect((refused.body as { Message: string }).Message).toContain('intruder');
+    expect(await get('/api/status', pki.clients.intruder!)).toEqual({ status: 200, body: 'OK' });
   });
 });

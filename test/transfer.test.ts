@@ -427,6 +427,60 @@ describe('built-in datadir transfer', () => {
   });
 });
 
+describe('durability in batches', () => {
+  test('a file streamed and renamed into place is recorded as verified only after its batch is fsynced: a receiver stopped before that gets it again', async () => {
+    const src = join(dir('src'), 'data');
+    mkdirSync(src);
+    makeTree(src, 2 * MiB, Array.from({ length: 6 }, (_, i) => [`t${i}.frm`, 900 + i] as [string, number]));
+    const files = Object.entries(describeTree(src)).filter(([, e]) => e.type === 'file').map(([p]) => p);
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const held: string[][] = [];
+    let hold!: () => void;
+    const firstBatch = new Promise<void>((r) => (hold = r));
+    const stop = new AbortController();
+    // The first batch waits until the receiver is stopped: as if it were killed between the rename and the fsync.
+    const first = await receive({
+      destDir: dest,
+      bindAddress: '127.0.0.1',
+      authKey,
+      signal: stop.signal,
+      beforeBatchSync: (paths) => {
+        held.push(paths);
+        hold();
+        return new Promise<void>((r) => stop.signal.addEventListener('abort', () => r(), { once: true }));
+      },
+    });
+    const sending = send({ sourceDir: src, host: '127.0.0.1', port: first.port, authKey });
+    sending.catch(() => undefined);
+    await firstBatch;
+    // Every file arrives and is renamed into place while the first batch waits for its sync...
+    for (;;) {
+      const here = files.filter((f) => existsSync(join(dest, f)));
+      if (here.length === files.length) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(describeTree(dest)).toMatchObject(Object.fromEntries(files.map((f) => [f, describeTree(src)[f]])));
+    // ...yet none is recorded as verified, and the receive does not finish.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(held).toHaveLength(1);
+    expect(held[0]!.length).toBeGreaterThan(0);
+    expect(verifiedInState(stateOf(dest), STATE_FILE)).toEqual([]);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+    stop.abort();
+    expect((await rejection(first.done)).code).toBe('aborted');
+    await rejection(sending);
+    expect(verifiedInState(stateOf(dest), STATE_FILE)).toEqual([]);
+
+    const second = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    const sent = await send({ sourceDir: src, host: '127.0.0.1', port: second.port, authKey });
+    const received = await second.done;
+    expect(sent.filesSkipped).toBe(0);
+    expect(received.filesReceived).toBe(files.length);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+  });
+});
+
 describe('a source that changes while being sent', () => {
   /** Sends a fresh 16 MiB file at 8 MB/s and runs change() on it once 2 MiB went; both outcomes and the warnings. */
   async function sendChanging(change: (file: string) => void, sourceIsSnapshot: boolean) {

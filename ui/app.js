@@ -430,7 +430,8 @@
 
     const rows = (view.history || []).map((h) => {
       const took = ms(h.leftAt) !== undefined && ms(h.enteredAt) !== undefined ? duration((ms(h.leftAt) - ms(h.enteredAt)) / 1000) : !h.leftAt && view.status === 'active' ? 'now' : '';
-      return el('tr', { 'data-state': h.state }, el('td', { text: h.state }), el('td', { text: clock(h.enteredAt) }), el('td', { text: took }),
+      const resumed = (h.resumedAt || []).length ? ` (resumed after an agent restart at ${h.resumedAt.map(clock).join(', ')})` : '';
+      return el('tr', { 'data-state': h.state }, el('td', { text: h.state + resumed }), el('td', { text: clock(h.enteredAt) }), el('td', { text: took }),
         el('td', { class: h.error ? 'err' : '', text: errorText(h.error) }));
     });
     card.querySelector('table.history tbody').replaceChildren(...rows);

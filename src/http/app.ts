@@ -37,7 +37,7 @@ export function createApp(services: AgentServices, modules: RouteModule[] = rout
   const router = new Router();
   const routes = createRoutes(router, services.token, config.TokenHttpHeader);
   for (const register of modules) register(routes, services);
-  app.use(errorHandler({ secrets: () => [services.token, config.HTTPAuthPassword, config.SeedTransferSecret] }));
+  app.use(errorHandler({ secrets: () => [services.token, config.HTTPAuthPassword, config.SeedTransferSecret, config.AgentFleetSecret] }));
   app.use(markStateChanging(router));
   app.use(accessLog());
   if (config.UseSSL && config.UseMutualTLS) {
@@ -48,7 +48,10 @@ export function createApp(services: AgentServices, modules: RouteModule[] = rout
   if (config.HTTPAuthUser !== '') {
     const auth = basicAuth(config.HTTPAuthUser, config.HTTPAuthPassword);
     // Everything, the status endpoint included, as the original; a load balancer's check may be let through.
-    app.use(async (ctx, next) => (ctx.path === config.StatusEndpoint && config.StatusEndpointWithoutBasicAuth ? next() : auth(ctx, next)));
+    // Agent-to-agent routes carry their own authentication (fleet signature or client certificate).
+    app.use(async (ctx, next) =>
+      (ctx.path === config.StatusEndpoint && config.StatusEndpointWithoutBasicAuth) || ctx.path.startsWith('/api/peer/') ? next() : auth(ctx, next),
+    );
   }
   app.use(router.routes());
   app.use(router.allowedMethods());

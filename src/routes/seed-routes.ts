@@ -12,6 +12,9 @@ import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/auth.js';
 import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
 import { MAX_DURATION_SECONDS } from '../timers.js';
+import { callPeer, ensurePeerCallsConfigured, requirePeer, type PeerAddress } from '../peer-agent.js';
+import { log } from '../log.js';
+import type { SeedView } from '../seeds/seed-manager.js';
 
 const maxBodyBytes = 64 * 1024;
 const defaultTimeoutSeconds = 24 * 3600;
@@ -50,6 +53,14 @@ function sourceMySQLOf(body: Record<string, unknown>): { host: string; port: num
   const v = body.sourceMySQL;
   if (v === undefined || v === null) return null;
   if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('sourceMySQL must be {"host": ..., "port": ...}');
+  const o = v as Record<string, unknown>;
+  return { host: validate.host(o.host), port: validate.port(o.port) };
+}
+
+/** "source": {"host","port"}: the source agent's API, where this target agent creates the source half. */
+function peerOf(v: unknown): PeerAddress | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw badRequest('source must be {"host": ..., "port": ...} (the source agent\'s API)');
   const o = v as Record<string, unknown>;
   return { host: validate.host(o.host), port: validate.port(o.port) };
 }
@@ -150,8 +161,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return true;
   };
 
-  routes.post('/api/seeds', async (ctx) => {
-    const body = await readJsonBody(ctx);
+  const createSeed = async (body: Record<string, unknown>) => {
     const id = validate.seedId(body.id);
     const role = body.role;
     const stepByStep = bool(body, 'stepByStep');
@@ -201,9 +211,104 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     } else {
       throw badRequest(`role must be "target" or "source", got ${JSON.stringify(role)}`);
     }
+    return result;
+  };
+
+  routes.post('/api/seeds', async (ctx) => {
+    const body = await readJsonBody(ctx);
+    const source = peerOf(body.source);
+    if (source && body.role !== 'target') throw badRequest('"source" goes with role "target": the target agent creates the source half');
+    if (source) ensurePeerCallsConfigured(config); // before anything is created
+    const result = await createSeed(body);
+    if (source) {
+      // One request, both halves: this agent creates the source seed on the source agent and hands it the key.
+      await linkSource(ctx, body, source, result);
+      sendJson(ctx, result.created ? 201 : 200, { seed: seeds.get(result.view.id), transfer: result.view.transfer });
+      return;
+    }
     // The only response that shows the key: the caller hands it to the source seed.
     const transfer = result.view.transfer ? { ...result.view.transfer, ...(result.secrets.authKey ? { authKey: result.secrets.authKey } : {}) } : null;
     sendJson(ctx, result.created ? 201 : 200, { seed: result.view, transfer });
+  });
+
+  const linkSource = async (ctx: Context, body: Record<string, unknown>, source: PeerAddress, result: Awaited<ReturnType<typeof createSeed>>) => {
+    const id = result.view.id;
+    const authKey = result.secrets.authKey;
+    const port = result.view.transfer?.port;
+    if (!authKey || port === undefined) {
+      throw badRequest('linking a source needs the built-in transfer on the target', 'unset ReceiveSeedDataCommand, or create the two halves with two requests');
+    }
+    const sourceBody = {
+      id,
+      role: 'source',
+      ...(body.method === undefined ? {} : { method: body.method }),
+      ...(body.snapshot === undefined ? {} : { snapshot: body.snapshot }),
+      // How the source reaches this host: named in the request, else the address the caller used.
+      targetHost: validate.host(body.targetHost ?? ctx.hostname),
+      targetPort: port,
+      authKey,
+      ...(body.timeoutSeconds === undefined ? {} : { timeoutSeconds: body.timeoutSeconds }),
+    };
+    try {
+      await callPeer(config, source, 'POST', '/api/peer/seeds', sourceBody);
+    } catch (err) {
+      const e = err as AgentError;
+      const view = seeds.get(id);
+      if (view?.accepts.includes('ABORT')) seeds.send(id, { type: 'ABORT' });
+      throw new AgentError(e.code === 'config' ? 'config' : 'unavailable', `the target seed ${id} was made, but its source half could not be created on ${source.host}:${source.port}, so it is aborted: ${e.message}`, {
+        hint: e.hint ?? 'check the source agent, then create the seed again',
+      });
+    }
+    seeds.link(id, { host: source.host, port: source.port, seedId: id, role: 'source' });
+  };
+
+  // Agent-to-agent: the target agent of a linked seed creates, reads and aborts its source half here.
+  const peerAuth = requirePeer(config);
+  const peerJson = (ctx: Context): Record<string, unknown> => {
+    const raw = String(ctx.state.rawBody ?? '').trim();
+    try {
+      const v: unknown = raw === '' ? {} : JSON.parse(raw);
+      if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch {
+      /* answered below */
+    }
+    throw badRequest('request body must be a JSON object');
+  };
+  routes.router.post('/api/peer/seeds', peerAuth, async (ctx) => {
+    const body = peerJson(ctx);
+    if (body.role !== 'source') throw badRequest('a peer agent creates only source seeds here');
+    const result = await createSeed(body);
+    sendJson(ctx, result.created ? 201 : 200, { seed: summary(result.view) });
+  });
+  routes.router.get('/api/peer/seeds/:id', peerAuth, (ctx) => {
+    const id = validate.seedId(ctx.params.id);
+    const view = seeds.get(id);
+    if (!view) throw new AgentError('not_found', `no seed ${id} on this agent`);
+    sendJson(ctx, 200, summary(view));
+  });
+  routes.router.post('/api/peer/seeds/:id/abort', peerAuth, (ctx) => {
+    const id = validate.seedId(ctx.params.id);
+    const body = peerJson(ctx);
+    const reason = typeof body.reason === 'string' ? body.reason.slice(0, 2000) : 'no reason given';
+    const view = seeds.get(id);
+    if (view?.accepts.includes('ABORT')) {
+      log.info('seed aborted by its peer agent', { id, reason });
+      seeds.send(id, { type: 'ABORT', reason, fromPeer: true });
+    }
+    sendJson(ctx, 200, summary(seeds.get(id) ?? view ?? null));
+  });
+
+  // A linked seed that ends failed or aborted on its own tells its peer half at once, with its reason.
+  const told = new Set<string>();
+  seeds.subscribe((view) => {
+    if ((view.status !== 'failed' && view.status !== 'aborted') || !view.peer || told.has(view.id)) return;
+    told.add(view.id);
+    if ((view.error as { fromPeer?: boolean } | null)?.fromPeer) return;
+    const reason = `the ${view.role} seed ${view.id} ${view.status === 'aborted' ? 'was aborted' : 'failed'}: ${view.error?.message ?? 'no reason recorded'}`;
+    const peer = view.peer;
+    void callPeer(config, peer, 'POST', `/api/peer/seeds/${peer.seedId}/abort`, { reason }).catch((err: unknown) =>
+      log.warn('could not tell the peer agent that this seed ended', { id: view.id, peer: `${peer.host}:${peer.port}`, error: (err as Error).message }),
+    );
   });
 
   routes.post('/api/seeds/:id/events', async (ctx) => {
@@ -216,11 +321,17 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
   routes.read('/api/seeds', () => ({ seeds: seeds.list(), corrupt: seeds.corruptFiles(), stateDir: { path: config.StateDir, problems: seeds.stateDirProblems() } }));
 
-  routes.read('/api/seeds/:id', (ctx) => {
+  routes.read('/api/seeds/:id', async (ctx) => {
     const id = validate.seedId(ctx.params.id);
     const view = seeds.get(id);
     if (!view) throw new AgentError('not_found', `no seed ${id} on this agent`, { hint: 'GET /api/seeds lists the seeds' });
-    return view;
+    if (!view.peer) return view;
+    // Both halves in one view: the peer half's state as its agent reports it now.
+    const peer = await callPeer<ReturnType<typeof summary>>(config, view.peer, 'GET', `/api/peer/seeds/${view.peer.seedId}`, undefined, 3000).then(
+      (p) => ({ ...view.peer!, state: p?.state ?? null, status: p?.status ?? null, error: p?.error ?? null }),
+      (err: unknown) => ({ ...view.peer!, state: null, status: null, error: null, unreachable: (err as Error).message }),
+    );
+    return { ...view, peer };
   });
 
   // The original routes. Orchestrator stops MySQL, purges the datadir, runs post-copy and starts MySQL
@@ -272,3 +383,9 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   });
 }
 
+
+/** What a peer agent learns of a seed: no params, no marks, no secrets. */
+function summary(view: SeedView | null) {
+  if (!view) return null;
+  return { id: view.id, role: view.role, method: view.method, state: view.state, status: view.status, error: view.error, progress: view.progress };
+}

@@ -67,6 +67,8 @@ export interface SeedView {
   checks: SeedCheck[] | null;
   /** Seeds with replicate: the replica's threads, where it started from, how far it is (null until set up). */
   replication: ReplicationView | null;
+  /** The other half, when this agent linked it (one request for both halves): where it runs and its id. */
+  peer: SeedPeer | null;
 }
 
 function markJson<T>(marks: Record<string, string>, key: string): T | null {
@@ -76,6 +78,16 @@ function markJson<T>(marks: Record<string, string>, key: string): T | null {
     return null;
   }
 }
+
+export interface SeedPeer {
+  host: string;
+  port: number;
+  seedId: string;
+  role: SeedRole;
+}
+
+/** The mark holding a linked seed's peer (JSON), persisted with the seed. */
+export const PEER = 'peer';
 
 export interface CreatedSeed {
   view: SeedView;
@@ -139,9 +151,22 @@ export class SeedManager {
       this.seeds.set(record.id, live);
       if (this.statusOf(live) === 'active') {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
+        this.markRestart(live);
         this.run(live);
       }
     }
+  }
+
+  /** The step history shows where an agent restart picked the seed up (and its warnings say so). */
+  private markRestart(live: LiveSeed): void {
+    const { record } = live;
+    const now = new Date().toISOString();
+    const entry = record.history.at(-1);
+    if (entry) entry.resumedAt = [...(entry.resumedAt ?? []), now].slice(-WARNINGS_KEPT);
+    const message = `the agent restarted at ${now}; the seed resumed in ${entry?.state ?? this.stateOf(live)}`;
+    record.warnings = [...(record.warnings ?? []), { at: now, message }].slice(-WARNINGS_KEPT);
+    record.updatedAt = now;
+    this.save(live);
   }
 
   /** Stops the actors without aborting the seeds: their persisted state is where the next start resumes. */
@@ -212,6 +237,16 @@ export class SeedManager {
       });
     }
     live.actor.send(event);
+    return this.view(live);
+  }
+
+  /** Records the other half of a seed this agent created on a peer agent (shown in the view, told when this one ends). */
+  link(id: string, peer: SeedPeer): SeedView {
+    const live = this.require(id);
+    live.record.marks[PEER] = JSON.stringify(peer);
+    live.record.updatedAt = new Date().toISOString();
+    this.saveOrThrow(live);
+    this.emit(live);
     return this.view(live);
   }
 
@@ -534,6 +569,7 @@ export class SeedManager {
       marks: Object.keys(record.marks),
       checks: markJson<SeedCheck[]>(record.marks, CHECKS),
       replication: markJson<ReplicationView>(record.marks, REPLICATION),
+      peer: markJson<SeedPeer>(record.marks, PEER),
     };
   }
 }

@@ -15,6 +15,8 @@ export interface HistoryEntry {
   enteredAt: string;
   leftAt: string | null;
   error: string | null;
+  /** When an agent restart resumed this step (absent when none did). */
+  resumedAt?: string[];
 }
 
 export interface SeedProgress {

@@ -22,8 +22,9 @@ import { join, resolve } from 'node:path';
 import { MANIFEST_FILE, type FinalManifest } from './manifest.js';
 
 export { startReceiver, type ReceiverOptions, type ReceiveResult, type Receiver } from './receiver.js';
-export { send, type SendOptions, type SendResult } from './sender.js';
+export { send, tellReceiver, type SendOptions, type SendResult, type TellReceiverOptions } from './sender.js';
 export { newAuthKey } from './auth.js';
+export { tellSenders, releasePort } from './farewell.js';
 export { isPermanentFailure } from './protocol.js';
 export { transferTlsFromConfig, type TransferTls } from './tls.js';
 export type { TransferProgress, ProgressListener } from './progress.js';

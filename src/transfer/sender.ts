@@ -8,7 +8,7 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from './manifest.js';
-import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, peerError, writeAll } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, errorBody, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
 import type { TransferTls } from './tls.js';
@@ -93,35 +93,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
 
   try {
     where = 'during the handshake';
-    await writeAll(socket, [MAGIC]);
-    const hello = await reader.json([FrameType.hello], where).catch((err) => {
-      throw closedEarly(err, peer, !!opts.tls);
-    });
-    if (hello.type === FrameType.error) throw peerError(hello.body, peer);
-    const hb = hello.body as { version?: unknown; nonce?: unknown };
-    if (hb.version !== PROTOCOL_VERSION || typeof hb.nonce !== 'string') {
-      throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
-    }
-    const myNonce = newNonce();
-    await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
-    if (!opts.tls) {
-      // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
-      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
-      reader.authenticate(keys.receiverToSender);
-      writer.authenticate(keys.senderToReceiver);
-    }
-    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
-    const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
-    if (welcome.type === FrameType.error) {
-      const e = peerError(welcome.body, peer);
-      throw e.code === 'unauthorized'
-        ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
-        : e;
-    }
-    const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
-    if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
-      throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
-    }
+    const wb = await handshake(opts, peer, socket, reader, writer, where);
     opts.onReceiverAuthenticated?.();
     authenticated = true;
     const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
@@ -163,12 +135,56 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     const limiter = bandwidthLimiter(opts.bandwidthMBps);
     const chunk = opts.chunkBytes ?? 1024 * 1024;
     let bytesSent = 0;
-    for (const { e, index } of toSend) {
+    // Small files (one read) are read ahead across files, so the socket never waits for an open and a read
+    // of each of a datadir's hundreds of small files in turn.
+    const small = (e: FileEntry) => e.size <= chunk && e.size <= chunkBytes && !resumeAt.has(e.path);
+    const prefetched = new Map<string, Promise<SmallFile>>();
+    let prefetchAt = 0;
+    let prefetchBytes = 0;
+    const prefetch = (from: number) => {
+      prefetchAt = Math.max(prefetchAt, from);
+      while (prefetchAt < toSend.length && prefetched.size < smallFilesAhead && prefetchBytes < smallBytesAhead) {
+        const { e } = toSend[prefetchAt++]!;
+        if (!small(e)) continue;
+        const read = readSmallFile(join(root, e.path), e.size);
+        read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+        prefetched.set(e.path, read);
+        prefetchBytes += e.size;
+      }
+    };
+    try {
+    for (const [n, { e, index }] of toSend.entries()) {
       where = `sending ${e.path}`;
       const offset = resumeAt.get(e.path) ?? 0;
       progress.fileStarted(e.path);
       progress.alreadyDone(0, offset);
       await writer.json(FrameType.fileBegin, { index, offset });
+      if (small(e)) {
+        prefetch(n);
+        const read = prefetched.get(e.path) ?? readSmallFile(join(root, e.path), e.size);
+        prefetched.delete(e.path);
+        const f = await read;
+        prefetchBytes -= e.size;
+        prefetch(n + 1);
+        const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
+        if ('openError' in f) throw new AgentError('io', `cannot open ${join(root, e.path)}: ${f.openError}`);
+        if (f.before.size !== e.size || f.before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.before));
+        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
+        if (f.after.size !== e.size || f.after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.after));
+        if (limiter) await limiter.take(f.buf.length, opts.signal);
+        if (firstError) throw firstError;
+        if (e.size > 0) {
+          await writer.data(f.buf);
+          const checksum = createChecksum(algorithm);
+          checksum.update(f.buf);
+          await writer.json(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
+        }
+        progress.bytes(e.size);
+        bytesSent += e.size;
+        await writer.json(FrameType.fileEnd, { index, checksum: null });
+        progress.fileDone();
+        continue;
+      }
       // Every chunk's checksum goes to the receiver, which checks each one (and computes the whole file's for
       // its manifest): one pass over the data here.
       let chunkHash = createChecksum(algorithm);
@@ -227,6 +243,9 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       await writer.json(FrameType.fileEnd, { index, checksum: null });
       progress.fileDone();
     }
+    } finally {
+      await Promise.allSettled(prefetched.values());
+    }
     where = 'checking the source after reading it';
     await opts.verifySource?.();
     where = 'waiting for the receiver to verify and write its manifest';
@@ -263,7 +282,119 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   }
 }
 
+type HandshakeOptions = Pick<SendOptions, 'authKey' | 'tls'>;
+
+/** Proves the key to the receiver and checks its proof back; answers the receiver's WELCOME body. */
+async function handshake(
+  opts: HandshakeOptions,
+  peer: string,
+  socket: Socket,
+  reader: FrameReader,
+  writer: FrameWriter,
+  where: string,
+): Promise<{ mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown }> {
+  await writeAll(socket, [MAGIC]);
+  const hello = await reader.json([FrameType.hello], where).catch((err) => {
+    throw closedEarly(err, peer, !!opts.tls);
+  });
+  if (hello.type === FrameType.error) throw peerError(hello.body, peer);
+  const hb = hello.body as { version?: unknown; nonce?: unknown };
+  if (hb.version !== PROTOCOL_VERSION || typeof hb.nonce !== 'string') {
+    throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
+  }
+  const myNonce = newNonce();
+  await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
+  if (!opts.tls) {
+    // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
+    const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+    reader.authenticate(keys.receiverToSender);
+    writer.authenticate(keys.senderToReceiver);
+  }
+  // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+  const welcome = await reader.json([FrameType.welcome], where, { plainError: true });
+  if (welcome.type === FrameType.error) {
+    const e = peerError(welcome.body, peer);
+    throw e.code === 'unauthorized'
+      ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the receiving seed reported' })
+      : e;
+  }
+  const wb = welcome.body as { mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown };
+  if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
+    throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
+  }
+  return wb;
+}
+
+export type TellReceiverOptions = Pick<SendOptions, 'host' | 'port' | 'tls' | 'authKey' | 'signal'> & {
+  /** How long to keep trying to reach a receiver that is not listening yet (default 20 s). */
+  withinMs?: number;
+};
+
+/**
+ * A source seed that will not send (it failed before or during sending, or was aborted) tells its receiver
+ * why over a short transfer connection: the handshake with the seed's key, then one ERROR frame marked
+ * permanent, so the target seed ends within seconds with this reason instead of at its connect deadline.
+ * Tries to reach a receiver that is not listening yet for `withinMs`; answers whether the receiver was told.
+ */
+export async function tellReceiver(opts: TellReceiverOptions, reason: AgentError): Promise<boolean> {
+  const peer = `receiver ${opts.host}:${opts.port}`;
+  const until = Date.now() + (opts.withinMs ?? 20_000);
+  for (;;) {
+    if (opts.signal?.aborted) return false;
+    let socket: Socket | undefined;
+    try {
+      socket = await connect({ ...opts, sourceDir: '', connectTimeoutMs: 5000 }, peer);
+      socket.on('error', () => undefined);
+      const reader = new FrameReader(socket);
+      const writer = new FrameWriter(socket);
+      const timer = setTimeout(() => reader.fail(new AgentError('unavailable', `${peer} did not answer the handshake`)), 15_000);
+      try {
+        await handshake(opts, peer, socket, reader, writer, 'while telling it why this sender stops');
+      } finally {
+        clearTimeout(timer);
+      }
+      await writer.json(FrameType.error, errorBody(new AgentError(reason.code, reason.message, { hint: reason.hint, details: { permanent: true } })));
+      await new Promise<void>((r) => socket!.end(r));
+      log.info('transfer: told the receiver why this sender stops', { peer, reason: reason.message });
+      return true;
+    } catch (err) {
+      const e = asAgentError(err);
+      // Not listening (yet, or any more): try again for a while; any other answer will not change.
+      if (e.code !== 'unavailable' || Date.now() >= until) {
+        log.warn('transfer: could not tell the receiver why this sender stops', { peer, error: e.message });
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      socket?.destroy();
+    }
+  }
+}
+
 const readsAhead = 3;
+/** Small files read ahead of the one being sent, at most this many and this many bytes. */
+const smallFilesAhead = 32;
+const smallBytesAhead = 8 * 1024 * 1024;
+
+type SmallFile = { openError: string } | { buf: Buffer; before: { size: number; mtimeMs: number }; after: { size: number; mtimeMs: number } };
+
+/** Opens, stats, reads whole (up to size) and stats again a small file; the caller judges what it finds. */
+async function readSmallFile(path: string, size: number): Promise<SmallFile> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    return { openError: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+  }
+  try {
+    const before = await fh.stat();
+    const buf = size > 0 ? await readChunk(fh, 0, size) : Buffer.alloc(0);
+    const after = await fh.stat();
+    return { buf, before, after };
+  } finally {
+    await fh.close();
+  }
+}
 
 function describeChange(e: FileEntry, now: { size: number; mtimeMs: number }): string {
   const parts: string[] = [];

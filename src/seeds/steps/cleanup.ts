@@ -2,20 +2,22 @@
 // seed did that must not stay (a partial copy on the target, our mount on the source). Idempotent: it may
 // run again after a restart.
 import { readdir, rm } from 'node:fs/promises';
-import { AgentError } from '../../errors.js';
+import { AgentError, type ErrorCode } from '../../errors.js';
 import type { CleanupInput } from '../../../machines/seed-common.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { SeedFacts } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
-import { TRANSFERRED, transferStateDir } from './transfer-steps.js';
+import { RECEIVER_MARKS, SENDER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
+import { log } from '../../log.js';
 import type { StepEnv } from './step-env.js';
 
 export type CleanupFn<P> = (input: CleanupInput<P>, signal: AbortSignal, env: StepEnv) => Promise<SeedFacts>;
 
 export const cleanupTarget: CleanupFn<TargetParams> = async (input, signal, env) => {
   await env.killSeedProcesses();
+  await tellSource(input, env);
   const marks = env.seed.marks();
   const datadir = input.facts.datadir;
   // Only once we purged (the live data is gone anyway) and before a complete copy arrived.
@@ -35,6 +37,7 @@ export const cleanupTarget: CleanupFn<TargetParams> = async (input, signal, env)
 
 export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env) => {
   await env.killSeedProcesses();
+  await tellTarget(input, signal, env);
   if (!input.params.alreadyMounted && env.seed.marks()[MOUNTED_BY_SEED] !== undefined) {
     const point = env.config.SnapshotMountPoint.trim();
     const mount = await env.snapshots.unmount(point, signal);
@@ -42,3 +45,51 @@ export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env)
   }
   return {};
 };
+
+/** Why this half ends, as the other half shows it ("the target seed s1 was aborted by its operator during ..."). */
+function endReason(role: 'source' | 'target', input: CleanupInput<unknown>, id: string): AgentError {
+  const step = input.error?.step ?? input.failedStep ?? 'its first step';
+  if (input.reason === 'aborted') {
+    return new AgentError('aborted', `the ${role} seed ${id} was aborted by its operator during ${step}`, {
+      hint: `the ${role} side was stopped on purpose; start a new seed when ready`,
+    });
+  }
+  const code = ((input.error?.code === 'aborted' ? 'io' : input.error?.code) ?? 'io') as ErrorCode;
+  return new AgentError(code, `the ${role} seed ${id} failed during ${step}: ${input.error?.message ?? 'no reason recorded'}`, { hint: input.error?.hint ?? undefined });
+}
+
+/**
+ * A target seed ending before its sender came keeps answering on its transfer port until the connect
+ * deadline: a sender with the key is told this reason at once (the source seed then ends within a second).
+ * Not when the source gave the reason, nor when a live session already carried it.
+ */
+async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const marks = env.seed.marks();
+  const port = input.params.port;
+  if (!authKey || !port || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
+  if (marks[SENDER_MARKS.authenticated] && !marks[SENDER_MARKS.lost]) return;
+  const window = env.config.SeedTransferConnectTimeoutSeconds * 1000;
+  const untilMs = Math.min(input.deadlines.connect ?? Infinity, Date.now() + window);
+  if (untilMs <= Date.now()) return;
+  const { tellSenders, transferTlsFromConfig } = await import('../../transfer/index.js');
+  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: transferTlsFromConfig(env.config), authKey, reason: endReason('target', input, env.seed.id), untilMs });
+  if (!ok) log.warn('transfer port is taken: a sender still trying to connect is not told why this target seed ends', { id: env.seed.id, port });
+}
+
+/**
+ * A source seed ending without having sent tells its target seed why over a short transfer connection, so
+ * the target ends within seconds with this reason (and aborted when this one was), not at its connect
+ * deadline. Not when the target itself gave the reason, nor when a live session already carried it.
+ */
+async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const marks = env.seed.marks();
+  // A refused key: the receiver would refuse this connection too (one more refusal in its warnings).
+  if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
+  if (marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
+  const reason = endReason('source', input, env.seed.id);
+  const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
+  const told = await tellReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: transferTlsFromConfig(env.config), authKey, signal }, reason);
+  if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
+}
