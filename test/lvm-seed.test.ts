@@ -55,6 +55,9 @@ function ok(reply: Reply, what: string): unknown {
 
   beforeAll(async () => {
     dir = tempDir('oa-lvm-seed-');
+    // Where the set-up time goes (software emulation on a shared machine is slow): printed as it goes.
+    const t0 = Date.now();
+    const phase = (what: string) => console.log(`${what} after ${Math.round((Date.now() - t0) / 1000)} s`);
     const transferPort = await freePort();
     // Booting meanwhile; afterAll waits for it even when the set-up fails before it is awaited.
     booting = bootLvmVm({ shareDir: dir, forwardPorts: [3002], diskSizeMB: 1024 });
@@ -97,7 +100,7 @@ function ok(reply: Reply, what: string): unknown {
     // The source host: the datadir on an ext4 LV (as /var/lib/mysql would be), and a small volume for
     // the snapshot that fills up.
     vm = await booting;
-    console.log(`LVM VM booted in ${vm.bootMs} ms`);
+    phase(`source MariaDB datadir, target agent and VM ready (the boot took ${vm.bootMs} ms)`);
     await vm.sh(
       [
         'set -e',
@@ -111,6 +114,7 @@ function ok(reply: Reply, what: string): unknown {
       ].join('\n'),
       300000,
     );
+    phase('volumes made and the datadir copied onto the LV');
     source = await startGuestAgent(vm, join(dir, 'source-agent'), {
       SnapshotMountPoint: mountPoint,
       MySQLDatadirCommand: 'echo /var/lib/mysql',
@@ -119,9 +123,9 @@ function ok(reply: Reply, what: string): unknown {
       SeedTransferPort: transferPort,
       CommandTimeoutSeconds: 300,
     });
-    console.log(`agent in the VM answered ${source.startMs} ms after node started`);
+    phase(`agent in the VM answered (${source.startMs} ms after node started)`);
     src = source.client;
-  }, 600000);
+  }, 900000);
 
   afterAll(async () => {
     await source?.stop().catch(() => undefined);

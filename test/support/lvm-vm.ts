@@ -395,7 +395,8 @@ export async function startGuestAgent(vm: LvmVm, dir: string, config: Record<str
   for (;;) {
     if (existsSync(tokenFile)) {
       const token = readFileSync(tokenFile, 'utf8').trim();
-      const ok = await fetch(`${baseUrl}/api/hostname?token=${token}`).then((r) => r.ok, () => false);
+      // Bounded: qemu's forwarder may accept a connection before the guest listens and never answer it.
+      const ok = await fetch(`${baseUrl}/api/hostname?token=${token}`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok, () => false);
       if (ok) {
         return {
           client: new AgentClient(baseUrl, token),
