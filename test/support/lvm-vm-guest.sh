@@ -11,6 +11,12 @@ mount -t sysfs sys $H/sys
 mount -t tmpfs -o mode=1777 tmp $H/tmp
 mount -t tmpfs -o mode=755 run $H/run
 mount -t tmpfs -o mode=1777 vartmp $H/var/tmp
+repo=$(arg oa.repo)
+if [ -n "$repo" ]; then
+  # A checkout under /tmp or /var/tmp, hidden by the tmpfs above: its own read-only share, at its own path.
+  mkdir -p "$H$repo"
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,ro repo "$H$repo" || echo "oa-vm: cannot mount $repo" > /dev/console
+fi
 work=$(arg oa.work)
 if [ -n "$work" ]; then
   mkdir -p "$H$work"

@@ -196,8 +196,9 @@ export interface LvmVm {
 
 /** Boots a VM with one empty virtio disk (/dev/vda in the guest). */
 export async function bootLvmVm(opts: VmOptions): Promise<LvmVm> {
-  // The guest mounts tmpfs over the host's /tmp and /var/tmp: a checkout there would be hidden from it.
-  if (/^\/(var\/)?tmp\//.test(repoRoot)) throw new Error(`the LVM VM cannot run this checkout from ${repoRoot}: the guest hides the host's /tmp and /var/tmp; move it elsewhere`);
+  // The guest mounts tmpfs over the host's /tmp and /var/tmp: a checkout there (CI may clone into /tmp) is
+  // shared once more, read-only, and mounted at its own path over that tmpfs.
+  const hiddenRepo = /^\/(var\/)?tmp\//.test(repoRoot);
   const assets = vmAssets();
   const started = Date.now();
   const dir = mkdtempSync(join(opts.shareDir, '.vm-'));
@@ -213,11 +214,12 @@ export async function bootLvmVm(opts: VmOptions): Promise<LvmVm> {
     '-accel', 'tcg,thread=multi', '-smp', '2', '-m', String(opts.memoryMB ?? 1024),
     '-nodefaults', '-display', 'none', '-no-reboot',
     '-bios', qboot, '-kernel', assets.kernel, '-initrd', assets.initrd,
-    '-append', `console=ttyS0 quiet panic=-1 oa.stage2=${GUEST_SCRIPT} oa.work=${opts.shareDir}`,
+    '-append', `console=ttyS0 quiet panic=-1 oa.stage2=${GUEST_SCRIPT} oa.work=${opts.shareDir}${hiddenRepo ? ` oa.repo=${repoRoot}` : ''}`,
     '-serial', `file:${consoleLog}`,
     '-drive', `file=${disk},if=virtio,format=raw,cache=unsafe`,
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${opts.shareDir},mount_tag=work,security_model=none,multidevs=remap`,
+    ...(hiddenRepo ? ['-virtfs', `local,path=${repoRoot},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`] : []),
     '-device', 'virtio-serial-pci',
     '-chardev', `socket,id=cmd,path=${socketPath},server=on,wait=off`,
     '-device', 'virtserialport,chardev=cmd,name=oa.cmd',
