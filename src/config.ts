@@ -278,7 +278,10 @@ type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds'
 
 /** Cross-key checks, done once at start so a bad combination fails before anything runs. */
 export function validateConfig(config: Config, files: string[]): void {
-  const where = files.length > 0 ? files.join(', ') : 'the built-in defaults';
+  const where =
+    files.length > 0
+      ? files.join(', ')
+      : `the built-in defaults: no configuration file found at ${defaultConfigFiles.join(', ')} (the last two relative to ${process.cwd()}), and no --config FILE`;
   if (config.AgentsServer === '') {
     throw new AgentError('config', `AgentsServer is not set (read: ${where})`, {
       hint: 'set it to the HTTP address orchestrator serves agents on, e.g. "http://orchestrator.example.com" with AgentsServerPort ":3001"',

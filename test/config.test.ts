@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configKeys, defaultConfig, loadConfig } from '../src/config.js';
+import { configKeys, defaultConfig, loadConfig, validateConfig } from '../src/config.js';
 import { runAgentExpectingExit, startAgentProcess, tempDir, writeConfig } from './support/agent-process.js';
 
 function write(dir: string, name: string, value: unknown): string {
@@ -111,5 +111,17 @@ describe('configuration', () => {
     expect(code).toBe(1);
     expect(output).toContain(`key "UseSSL" in config file ${'conf/orchestrator-agent.conf.json'} must be true or false`);
     expect(f).toContain(dir);
+  });
+
+  test('with no configuration file found, the error lists where the agent looked and the working directory', () => {
+    let message = '';
+    try {
+      validateConfig(defaultConfig(), []);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('AgentsServer is not set');
+    expect(message).toContain('/etc/orchestrator-agent.conf.json, conf/orchestrator-agent.conf.json, orchestrator-agent.conf.json');
+    expect(message).toContain(process.cwd());
   });
 });
