@@ -2,14 +2,13 @@
 // its transfer port for a while: a sender that proves the seed's key gets one ERROR frame with the target's
 // reason, marked permanent, so the source seed ends within a second instead of at its connect deadline. A
 // sender without the key learns nothing. A new receiver on the same port takes the port back at once.
-import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import type { Server, Socket } from 'node:net';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
 import { clampDelay } from '../timers.js';
 import { newNonce, proofMatches } from './auth.js';
 import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, errorBody } from './protocol.js';
-import type { TransferTls } from './tls.js';
+import { transferServer, type TransferTls } from './tls.js';
 
 export interface FarewellOptions {
   port: number;
@@ -32,9 +31,7 @@ export async function releasePort(port: number | undefined): Promise<void> {
 /** Starts answering senders on opts.port with the reason; answers false when the port cannot be had. */
 export async function tellSenders(opts: FarewellOptions): Promise<boolean> {
   await releasePort(opts.port);
-  const server: Server = opts.tls
-    ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: opts.tls.ca !== undefined, rejectUnauthorized: opts.tls.ca !== undefined, minVersion: 'TLSv1.2' })
-    : createTcpServer();
+  const server: Server = transferServer(opts.tls);
   const ok = await new Promise<boolean>((resolve) => {
     server.once('error', () => resolve(false));
     server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve(true));

@@ -1,8 +1,7 @@
 // The receiving side of the built-in transfer: listens on a port it chooses, authenticates one sender, writes
 // each file under a staging name, verifies its checksum, makes it durable and renames it into place, keeps a
 // durable list of verified files, and writes the final manifest last, only when every file verified.
-import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import type { Server, Socket } from 'node:net';
 import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod, chown, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
@@ -25,7 +24,7 @@ import { FrameReader, FrameType, FrameWriter, MAGIC, MAX_DATA_BYTES, PROTOCOL_VE
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
-import type { TransferTls } from './tls.js';
+import { transferServer, type TransferTls } from './tls.js';
 import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
 
@@ -143,16 +142,7 @@ export async function startReceiver(opts: ReceiverOptions): Promise<Receiver> {
   const state = await ReceiverState.load(destDir, stateDir);
   await releasePort(opts.port);
 
-  const server: Server = opts.tls
-    ? createTlsServer({
-        key: opts.tls.key,
-        cert: opts.tls.cert,
-        ca: opts.tls.ca,
-        requestCert: opts.tls.ca !== undefined,
-        rejectUnauthorized: opts.tls.ca !== undefined,
-        minVersion: 'TLSv1.2',
-      })
-    : createTcpServer();
+  const server: Server = transferServer(opts.tls);
 
   const port = await new Promise<number>((resolvePort, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>

@@ -1,7 +1,6 @@
 // The sending side of the built-in transfer: walks the source tree, proves the seed's key to the receiver,
 // learns which files the receiver already verified, and streams the rest with a checksum computed on the way.
-import { connect as tcpConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import type { Socket } from 'node:net';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
@@ -11,7 +10,7 @@ import { alreadyVerified, walkSource, type FileEntry, type VerifiedFile } from '
 import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, errorBody, peerError, writeAll } from './protocol.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { bandwidthLimiter } from './throttle.js';
-import type { TransferTls } from './tls.js';
+import { transferConnect, type TransferTls } from './tls.js';
 import { clampDelay } from '../timers.js';
 import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
 
@@ -444,18 +443,7 @@ function closedEarly(err: unknown, peer: string, tls: boolean): AgentError {
 function connect(opts: SendOptions, peer: string): Promise<Socket> {
   const timeoutMs = opts.connectTimeoutMs ?? 30_000;
   return new Promise<Socket>((resolveSocket, reject) => {
-    const socket: Socket = opts.tls
-      ? tlsConnect({
-          host: opts.host,
-          port: opts.port,
-          key: opts.tls.key,
-          cert: opts.tls.cert,
-          ca: opts.tls.ca,
-          rejectUnauthorized: opts.tls.ca !== undefined,
-          ...(opts.tls.skipHostnameCheck ? { checkServerIdentity: () => undefined } : {}),
-          minVersion: 'TLSv1.2',
-        })
-      : tcpConnect({ host: opts.host, port: opts.port });
+    const socket: Socket = transferConnect(opts.host, opts.port, opts.tls);
     const event = opts.tls ? 'secureConnect' : 'connect';
     const timer = setTimeout(() => {
       socket.destroy();

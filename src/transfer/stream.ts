@@ -9,8 +9,7 @@
 //   after GO: sender → DATA* then END {bytes, checksum, positionAtEnd}; receiver → RESULT once the sink is done.
 //
 // There is no resume inside a stream: a cut stream is restarted from its beginning by both sides' steps.
-import { connect as tcpConnect, createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import type { Server, Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
@@ -18,7 +17,7 @@ import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
 import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
 import type { TokenBucket } from './throttle.js';
-import type { TransferTls } from './tls.js';
+import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
 export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
 const VERSION = 1;
@@ -101,9 +100,7 @@ function validFacts(body: unknown): SourceFacts {
 
 /** Listens on port until one sender proves the key and sends its facts; wrong keys are refused and reported. */
 export async function acceptStream(opts: ListenOptions): Promise<StreamSession> {
-  const server: Server = opts.tls
-    ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, requestCert: opts.tls.ca !== undefined, rejectUnauthorized: opts.tls.ca !== undefined, minVersion: 'TLSv1.2' })
-    : createTcpServer();
+  const server: Server = transferServer(opts.tls);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new AgentError('unavailable', `cannot listen for the backup stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
@@ -429,18 +426,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
 
 function dial(opts: StreamSendOptions, peer: string): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const socket: Socket = opts.tls
-      ? tlsConnect({
-          host: opts.host,
-          port: opts.port,
-          key: opts.tls.key,
-          cert: opts.tls.cert,
-          ca: opts.tls.ca,
-          rejectUnauthorized: opts.tls.ca !== undefined,
-          ...(opts.tls.skipHostnameCheck ? { checkServerIdentity: () => undefined } : {}),
-          minVersion: 'TLSv1.2',
-        })
-      : tcpConnect({ host: opts.host, port: opts.port });
+    const socket: Socket = transferConnect(opts.host, opts.port, opts.tls);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new AgentError('unavailable', `cannot reach ${peer} within ${Math.round(opts.connectTimeoutMs / 1000)} s`));
