@@ -1,5 +1,5 @@
-// The daemon starts on what answering needs; execa, prom-client, node-fetch and the built-in transfer (with
-// its native checksum addon) load when first used. Checked on a real agent process by recording every module it loads.
+// The daemon starts on what answering needs; execa, prom-client, node-fetch, the built-in transfer (with
+// its native checksum addon) and, with no seed in StateDir, the seed charts and their steps load when first used. Checked on a real agent process by recording every module it loads.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -25,7 +25,7 @@ describe('what the agent loads at start', () => {
   });
   afterAll(async () => agent?.stop());
 
-  test('a started agent has answered without loading execa, prom-client or the built-in transfer', async () => {
+  test('a started agent has answered without loading execa, prom-client, the built-in transfer or the seed charts', async () => {
     const res = await fetch(`${agent.baseUrl}/api/hostname`);
     expect(res.status).toBe(200);
     expect(has('/dist/src/agent.js')).toBe(true); // the recorder works
@@ -35,6 +35,9 @@ describe('what the agent loads at start', () => {
     expect(has('/dist/src/transfer/sender.js')).toBe(false);
     expect(has('@node-rs/xxhash')).toBe(false);
     expect(has('@viz-js/viz')).toBe(false); // diagrams are rendered by npm run diagrams, never by the daemon
+    expect(has('/dist/src/seeds/seed-methods.js')).toBe(false);
+    expect(has('/dist/machines/seed-')).toBe(false);
+    expect(has('/dist/src/seeds/steps/')).toBe(false);
   });
 
   test('the first scrape loads prom-client and the first command loads execa', async () => {
@@ -47,5 +50,19 @@ describe('what the agent loads at start', () => {
     expect(port.status).toBe(200);
     expect(await port.json()).toBe(3306);
     expect(has('/node_modules/execa/')).toBe(true);
+  });
+
+  test('the first seed request loads the seed charts and their steps', async () => {
+    expect(has('/dist/machines/seed-target.js')).toBe(false);
+    // A bad role is refused only after the charts are loaded (a valid one would start a seed on this host).
+    const res = await fetch(`${agent.baseUrl}/api/seeds`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id: 'lazy', role: 'neither' }),
+    });
+    expect(res.status).toBe(400);
+    expect(has('/dist/src/seeds/seed-methods.js')).toBe(true);
+    expect(has('/dist/machines/seed-target.js')).toBe(true);
+    expect(has('/dist/src/seeds/steps/mysql-steps.js')).toBe(true);
   });
 });

@@ -9,7 +9,7 @@ import { tempDir } from './support/agent-process.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
 import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, taggedPids, type TargetHost } from './support/seed-hosts.js';
 import { seedTag } from '../src/seeds/reaper.js';
-import { KNOWN_MACHINES } from '../src/seeds/seed-manager.js';
+import { KNOWN_MACHINES } from '../src/seeds/seed-methods.js';
 import { SEED_FORMAT_VERSION } from '../src/seeds/seed-store.js';
 
 interface SeedsList {

@@ -10,7 +10,7 @@ import type { Routes } from '../http/routes.js';
 import type { AgentServices } from '../services.js';
 import * as validate from '../validate.js';
 import { newAuthKey } from '../transfer/auth.js';
-import { chartFor, isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-methods.js';
+import { isSeedMethod, SEED_METHODS, type SeedMethod } from '../seeds/seed-method-names.js';
 import { MAX_DURATION_SECONDS } from '../timers.js';
 import { callPeer, ensurePeerCallsConfigured, requirePeer, type PeerAddress } from '../peer-agent.js';
 import { log } from '../log.js';
@@ -166,6 +166,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const role = body.role;
     const stepByStep = bool(body, 'stepByStep');
     const method = methodOf(body);
+    const { chartFor } = await seeds.ready(); // the charts and their steps load with the first seed
     if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     let result;
     if (method === 'backup' && role === 'target') {
@@ -338,7 +339,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
   // through their own routes; the target seed's ensure steps find those already done.
   routes.action('/api/receive-mysql-seed-data/:seedId', (ctx) => {
     const id = validate.seedId(ctx.params.seedId);
-    return remembering(id, () => {
+    return remembering(id, async () => {
+      await seeds.ready();
       const secrets = compatKey(config, 'target', id);
       seeds.create(id, 'target', { startMySQL: false, stepByStep: false, receiveOnly: true, port: config.SeedTransferPort }, { timeoutSeconds: defaultTimeoutSeconds, secrets });
     });
@@ -349,6 +351,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     return remembering(id, () => sendSeedData(id, validate.host(ctx.params.targetHost)));
   });
   const sendSeedData = async (id: string, targetHost: string) => {
+    await seeds.ready();
     const secrets = compatKey(config, 'source', id);
     const existing = seeds.get(id);
     let sourceDir = typeof existing?.params.sourceDir === 'string' ? existing.params.sourceDir : '';

@@ -12,7 +12,7 @@ import type { AgentServices } from '../services.js';
 import { AgentError } from '../errors.js';
 import { seedFeedOf, type SeedView } from '../seed-feed.js';
 import { version } from '../version.js';
-import { chartFor, SEED_METHODS } from '../seeds/seed-methods.js';
+import { SEED_METHODS } from '../seeds/seed-method-names.js';
 
 /** Repository root (dist/src/routes/ -> ../../..): ui/ and diagrams/ are read from there. */
 const repoRoot = resolve(new URL('.', import.meta.url).pathname, '../../..');
@@ -20,8 +20,12 @@ const uiDir = join(repoRoot, 'ui');
 const diagramsDir = join(repoRoot, 'diagrams');
 const machineName = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
-/** The runbook steps of each seed chart, in order: its states built by runbookStep (they start at `gate`). */
-export function runbooks(): Record<string, string[]> {
+/**
+ * The runbook steps of each seed chart, in order: its states built by runbookStep (they start at `gate`).
+ * The charts (with xstate) load with the first page, not with the agent.
+ */
+export async function runbooks(): Promise<Record<string, string[]>> {
+  const { chartFor } = await import('../seeds/seed-methods.js');
   const out: Record<string, string[]> = {};
   const machines = SEED_METHODS.flatMap((method) =>
     (['target', 'source'] as const).flatMap((role) => {
@@ -66,7 +70,7 @@ function sseEvent(event: string, data: unknown): string {
 export function registerUiRoutes(routes: Routes, services: AgentServices): void {
   const { config } = services;
 
-  routes.router.get('/ui', routes.tokenCheck, (ctx: Context) => {
+  routes.router.get('/ui', routes.tokenCheck, async (ctx: Context) => {
     // Where the page should put the token: the configured header; Authorization: Bearer unless basic
     // auth already uses that header; otherwise the query string is the only place left.
     const tokenVia = config.TokenHttpHeader ? 'header' : config.HTTPAuthUser ? 'query' : 'bearer';
@@ -77,7 +81,7 @@ export function registerUiRoutes(routes: Routes, services: AgentServices): void 
       hostname: hostname(),
       version,
       heartbeatMs,
-      runbooks: runbooks(),
+      runbooks: await runbooks(),
     };
     // Function replacements: the inserted text is taken literally ('$' has no special meaning).
     const html = readUiFile('index.html')

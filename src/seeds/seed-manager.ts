@@ -1,18 +1,18 @@
 // Runs seeds: creates them (idempotent by id), persists every transition before its step acts, restores
 // unfinished seeds when the agent starts, passes events on, and tells subscribers about every change.
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
-import { createActor, fromPromise, type Actor, type AnyStateMachine, type Snapshot } from 'xstate';
+import type { Actor, AnyStateMachine, Snapshot } from 'xstate';
 import type { Config } from '../config.js';
 import { AgentError } from '../errors.js';
 import type { DatadirOps, MySQLService, SnapshotBackend } from '../host/interfaces.js';
 import { log } from '../log.js';
 import { withProcessScope } from '../process-runner.js';
-import { subState, topState, type CleanupInput, type SeedContext, type SeedEvent, type SeedFacts, type StepInput } from '../../machines/seed-common.js';
+import type { CleanupInput, SeedContext, SeedEvent, SeedFacts, StepInput } from '../../machines/seed-common.js';
 import type { SourceParams } from '../../machines/seed-source.js';
 import type { TargetParams } from '../../machines/seed-target.js';
 import { DAEMON_STARTER, reapSeedProcesses, seedTag } from './reaper.js';
 import { progressLogger } from './progress-log.js';
-import { chartFor, chartOf, KNOWN_MACHINES, type SeedMethod } from './seed-methods.js';
+import type { SeedMethod } from './seed-method-names.js';
 import {
   SEED_FORMAT_VERSION,
   SeedStore,
@@ -26,12 +26,23 @@ import {
 } from './seed-store.js';
 import type { CleanupFn } from './steps/cleanup.js';
 import type { SeedHandle, StepEnv, StepFn } from './steps/step-env.js';
-import { TRANSFERRED } from './steps/transfer-steps.js';
 import type { SeedCheck } from './pre-seed-checks.js';
-import { CHECKS } from './steps/backup-steps.js';
-import { REPLICATION, type ReplicationView } from './steps/replication-steps.js';
+import type { ReplicationView } from './steps/replication-steps.js';
 
-export { KNOWN_MACHINES };
+type SeedRuntime = typeof import('./seed-runtime.js');
+let runtime: SeedRuntime | undefined;
+let runtimeLoading: Promise<SeedRuntime> | undefined;
+
+/** xstate, the charts and their steps: loaded once, when the first seed is restored or created. */
+export function loadSeedRuntime(): Promise<SeedRuntime> {
+  return (runtimeLoading ??= import('./seed-runtime.js').then((m) => (runtime = m)));
+}
+
+/** The loaded runtime; every caller is reached only through a seed, which exists only once it is loaded. */
+function rt(): SeedRuntime {
+  if (!runtime) throw new AgentError('internal', 'the seed charts are not loaded', { hint: 'SeedManager.ready() loads them before a seed is created' });
+  return runtime;
+}
 
 export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';
 
@@ -134,18 +145,29 @@ function persisted(record: SeedRecord): PersistedMachine | null {
 
 export class SeedManager {
   private readonly store: SeedStore;
+  /** Machine id -> version, filled when the runtime loads (the store checks persisted seeds against it). */
+  private readonly knownMachines: Record<string, number> = {};
   private readonly seeds = new Map<string, LiveSeed>();
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
+  /** The start-up reap: every step and cleanup waits for it, so none acts beside a predecessor's leftovers. */
+  private reaped: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: SeedManagerDeps) {
-    this.store = new SeedStore(deps.config.StateDir, KNOWN_MACHINES);
+    this.store = new SeedStore(deps.config.StateDir, this.knownMachines);
   }
 
-  /** Reap what a predecessor left running, then restore every unfinished seed. */
+  /**
+   * Restores every seed in StateDir (loading the charts only when there is one), then, once the caller has
+   * gone on to listen, reaps what a predecessor's seed steps left running. No seed step (restored or new)
+   * acts before that reap has finished: each waits for it.
+   */
   async start(): Promise<void> {
+    if (this.store.hasSeedFiles()) await this.ready();
     const records = this.store.loadAll((record) => checkSnapshot(record));
-    await reapSeedProcesses(this.deps.config.StateDir, undefined, records.flatMap((r) => r.pgids));
+    const pgids = records.flatMap((r) => r.pgids);
+    this.reaped = nextMacrotask().then(() => reapSeedProcesses(this.deps.config.StateDir, undefined, pgids));
+    this.reaped.catch((err: unknown) => log.error('could not kill what seed steps left running; seed steps fail until the agent is restarted', { error: (err as Error).message }));
     for (const record of records) {
       const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
       this.seeds.set(record.id, live);
@@ -155,6 +177,13 @@ export class SeedManager {
         this.run(live);
       }
     }
+  }
+
+  /** Loads xstate, the charts and their steps (once): routes await it before creating a seed. */
+  async ready(): Promise<SeedRuntime> {
+    const loaded = await loadSeedRuntime();
+    Object.assign(this.knownMachines, loaded.KNOWN_MACHINES);
+    return loaded;
   }
 
   /** The step history shows where an agent restart picked the seed up (and its warnings say so). */
@@ -185,7 +214,7 @@ export class SeedManager {
     params: SeedParamsOf<R> | object,
     opts: { timeoutSeconds: number; secrets?: Record<string, string>; method?: SeedMethod },
   ): CreatedSeed {
-    const chart = chartFor(opts.method ?? 'snapshot', role);
+    const chart = rt().chartFor(opts.method ?? 'snapshot', role);
     const wanted = { ...params, timeoutSeconds: opts.timeoutSeconds } as Record<string, unknown>;
     const existing = this.seeds.get(id);
     if (existing) {
@@ -283,14 +312,14 @@ export class SeedManager {
   transferCompleted(id: string): boolean {
     const live = this.seeds.get(id);
     if (!live) return false;
-    return this.statusOf(live) !== 'active' || live.record.marks[TRANSFERRED] !== undefined;
+    return this.statusOf(live) !== 'active' || live.record.marks[rt().TRANSFERRED] !== undefined;
   }
 
   /** Original route: the transfer step finished well (the command exited 0 / the data verified). */
   transferSucceeded(id: string): boolean {
     const live = this.seeds.get(id);
     if (!live) return false;
-    return live.record.marks[TRANSFERRED] !== undefined && this.statusOf(live) !== 'failed' && this.statusOf(live) !== 'aborted';
+    return live.record.marks[rt().TRANSFERRED] !== undefined && this.statusOf(live) !== 'failed' && this.statusOf(live) !== 'aborted';
   }
 
   private run(live: LiveSeed): void {
@@ -300,12 +329,12 @@ export class SeedManager {
     let actor: Actor<AnyStateMachine>;
     try {
       if (snapshot) {
-        actor = createActor(machine, { snapshot: snapshot as unknown as Snapshot<unknown> });
+        actor = rt().createActor(machine, { snapshot: snapshot as unknown as Snapshot<unknown> });
       } else {
         const p = record.params as Record<string, unknown>;
         const timeoutSeconds = typeof p.timeoutSeconds === 'number' ? p.timeoutSeconds : 86400;
         const { timeoutSeconds: _omit, ...params } = p;
-        actor = createActor(machine, {
+        actor = rt().createActor(machine, {
           input: {
             seedId: record.id,
             params,
@@ -332,7 +361,7 @@ export class SeedManager {
     if (this.stopping || !live.actor) return;
     const { record } = live;
     const snap = live.actor.getSnapshot();
-    const top = topState(snap.value);
+    const top = rt().topState(snap.value);
     const now = new Date().toISOString();
     const last = record.history.at(-1);
     if (!last || last.state !== top) {
@@ -480,18 +509,23 @@ export class SeedManager {
     };
   }
 
-  /** Every step: wait one macrotask (the transition is on disk by then), then act inside the seed's process scope. */
+  /**
+   * Every step: wait one macrotask (the transition is on disk by then) and for the start-up reap, then act
+   * inside the seed's process scope.
+   */
   private step<P>(live: LiveSeed, fn: StepFn<P>) {
-    return fromPromise<SeedFacts, StepInput<P>>(async ({ input, signal }) => {
+    return rt().fromPromise<SeedFacts, StepInput<P>>(async ({ input, signal }) => {
       await nextMacrotask();
+      await this.reaped;
       signal.throwIfAborted();
       return this.scoped(live, () => fn(input, signal, this.env(live)));
     });
   }
 
   private cleanup<P>(live: LiveSeed, fn: CleanupFn<P>) {
-    return fromPromise<SeedFacts, CleanupInput<P>>(async ({ input, signal }) => {
+    return rt().fromPromise<SeedFacts, CleanupInput<P>>(async ({ input, signal }) => {
       await nextMacrotask();
+      await this.reaped;
       // A stopped actor (agent stopping, seed held) must not clean up: the next start resumes the cleanup.
       signal.throwIfAborted();
       return this.scoped(live, () => fn(input, signal, this.env(live)));
@@ -516,7 +550,7 @@ export class SeedManager {
 
   /** The seed's chart with its steps, each run inside the seed's process scope after its transition is on disk. */
   private machineFor(live: LiveSeed): AnyStateMachine {
-    const chart = chartOf(live.record.machine);
+    const chart = rt().chartOf(live.record.machine);
     const actors: Record<string, unknown> = { cleanup: this.cleanup(live, chart.cleanup) };
     for (const [name, fn] of Object.entries(chart.steps)) actors[name] = this.step(live, fn);
     return chart.machine.provide({ actors } as never);
@@ -524,8 +558,8 @@ export class SeedManager {
 
   private stateOf(live: LiveSeed): string {
     const snap = persisted(live.record);
-    if (!snap) return chartOf(live.record.machine).firstState;
-    return topState(snap.value);
+    if (!snap) return rt().chartOf(live.record.machine).firstState;
+    return rt().topState(snap.value);
   }
 
   private statusOf(live: LiveSeed): SeedStatus {
@@ -549,11 +583,11 @@ export class SeedManager {
     return {
       id: record.id,
       role: record.role,
-      method: chartOf(record.machine).method,
+      method: rt().chartOf(record.machine).method,
       machine: record.machine,
       machineVersion: record.machineVersion,
       state: this.stateOf(live),
-      paused: snap ? subState(snap.value) === 'paused' : false,
+      paused: snap ? rt().subState(snap.value) === 'paused' : false,
       status: this.statusOf(live),
       accepts: this.accepts(live),
       createdAt: record.createdAt,
@@ -567,8 +601,8 @@ export class SeedManager {
       transfer: port !== undefined ? { port } : null,
       transport: record.secrets.authKey ? 'built-in transfer' : 'configured commands',
       marks: Object.keys(record.marks),
-      checks: markJson<SeedCheck[]>(record.marks, CHECKS),
-      replication: markJson<ReplicationView>(record.marks, REPLICATION),
+      checks: markJson<SeedCheck[]>(record.marks, rt().CHECKS),
+      replication: markJson<ReplicationView>(record.marks, rt().REPLICATION),
       peer: markJson<SeedPeer>(record.marks, PEER),
     };
   }
@@ -581,7 +615,7 @@ const CONTEXT_KEYS = ['seedId', 'params', 'deadlines', 'facts', 'error', 'endRea
  * loaded, so a bad one is moved aside like an unparsable file instead of failing later (or at once).
  */
 export function checkSnapshot(record: SeedRecord): void {
-  const chart = KNOWN_MACHINES[record.machine] === undefined ? undefined : chartOf(record.machine);
+  const chart = rt().KNOWN_MACHINES[record.machine] === undefined ? undefined : rt().chartOf(record.machine);
   if (!chart || chart.role !== record.role) throw new Error(`a ${record.role} seed cannot run machine ${record.machine}`);
   const snap = record.snapshot as Record<string, unknown> | null;
   if (snap === null) return;
@@ -599,7 +633,7 @@ export function checkSnapshot(record: SeedRecord): void {
   if (!isObject(ctx.params) || !isObject(ctx.facts)) throw new Error('snapshot.context.params or facts is not an object');
   if (snap.children !== undefined && !isObject(snap.children)) throw new Error('snapshot.children is not an object');
   const machine: AnyStateMachine = chart.machine;
-  const restored = createActor(machine, { snapshot: snap as unknown as Snapshot<unknown> }).getSnapshot() as unknown as {
+  const restored = rt().createActor(machine, { snapshot: snap as unknown as Snapshot<unknown> }).getSnapshot() as unknown as {
     status: string;
     error?: unknown;
     can?: unknown;

@@ -26,9 +26,9 @@ import { ensurePostCopied } from './steps/post-copy.js';
 import { ensureSnapshotMounted, ensureUnmounted } from './steps/snapshot-steps.js';
 import type { StepFn } from './steps/step-env.js';
 import { ensureReceived, ensureSent } from './steps/transfer-steps.js';
+import type { SeedMethod } from './seed-method-names.js';
 
-export const SEED_METHODS = ['snapshot', 'backup', 'dump'] as const;
-export type SeedMethod = (typeof SEED_METHODS)[number];
+export { isSeedMethod, SEED_METHODS, type SeedMethod } from './seed-method-names.js';
 
 /** A chart and the implementations of its step slots (names as in the chart's setup). */
 export interface SeedChart {
@@ -117,8 +117,4 @@ export function chartOf(machineId: string): SeedChart {
   const chart = charts.find((c) => c.machineId === machineId);
   if (!chart) throw new AgentError('internal', `no chart ${machineId} on this agent`);
   return chart;
-}
-
-export function isSeedMethod(v: unknown): v is SeedMethod {
-  return typeof v === 'string' && (SEED_METHODS as readonly string[]).includes(v);
 }

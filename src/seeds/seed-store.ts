@@ -232,6 +232,15 @@ export class SeedStore {
     }
   }
 
+  /** True when StateDir holds a seed file (readable or not): the charts are loaded only then at start. */
+  hasSeedFiles(): boolean {
+    try {
+      return readdirSync(this.dir).some((name) => name.endsWith('.json'));
+    } catch {
+      return false; // loadAll reports it
+    }
+  }
+
   /**
    * Every readable record that `check` accepts; unreadable or rejected ones are moved to seeds/corrupt/
    * and remembered for the API. A StateDir that cannot be read or changed is reported, never fatal.
