@@ -19,8 +19,6 @@ export interface RegistrationOptions {
   backoffMaxMs: number;
 }
 
-export const defaultBackoff = { backoffInitialMs: 1000, backoffMaxMs: 60_000 } as const;
-
 export interface RegistrationContext {
   options: RegistrationOptions;
   /** ms since epoch of the last call orchestrator answered (submit or ping). */

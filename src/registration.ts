@@ -1,7 +1,8 @@
 // Runs the registration machine for this agent process: the actors are the two calls to orchestrator,
 // and the running actor's context answers the status endpoint (lastContactAt) and GET /api/registration.
-import { createActor, fromPromise, type Actor, type SnapshotFrom } from 'xstate';
-import { defaultBackoff, registrationMachine, type RegistrationOptions } from '../machines/registration.js';
+// xstate and the machine load when registration starts (after the API listens), not with the agent.
+import type { Actor, SnapshotFrom } from 'xstate';
+import type { registrationMachine, RegistrationOptions } from '../machines/registration.js';
 import type { Config } from './config.js';
 import { log } from './log.js';
 import { OrchestratorClient, orchestratorClientOptions } from './orchestrator-client.js';
@@ -28,6 +29,8 @@ export interface RegistrationStatus {
   nextRetryAt: string | null;
 }
 
+export const defaultBackoff = { backoffInitialMs: 1000, backoffMaxMs: 60_000 } as const;
+
 /** The original's keys, in the units they are configured in, to the machine's milliseconds. */
 export function registrationOptionsFromConfig(config: Config): RegistrationOptions {
   return {
@@ -37,17 +40,19 @@ export function registrationOptionsFromConfig(config: Config): RegistrationOptio
   };
 }
 
-/** The machine with its actors: the real calls to orchestrator through `client`. */
-export function registrationLogic(client: OrchestratorClient, agent: { hostname: string; httpPort: number; token: string }) {
-  return registrationMachine.provide({
+/** The machine with its actors (the real calls to orchestrator through `client`), started. */
+async function startRegistrationActor(client: OrchestratorClient, agent: { hostname: string; httpPort: number; token: string }, options: RegistrationOptions) {
+  const [{ createActor, fromPromise }, { registrationMachine: machine }] = await Promise.all([import('xstate'), import('../machines/registration.js')]);
+  const logic = machine.provide({
     actors: {
       submitAgent: fromPromise<string>(({ signal }) => client.submitAgent(agent.hostname, agent.httpPort, agent.token, signal)),
       ping: fromPromise<void>(({ signal }) => client.ping(signal)),
     },
   });
+  return createActor(logic, { input: options });
 }
 
-type RegistrationActor = Actor<ReturnType<typeof registrationLogic>>;
+type RegistrationActor = Actor<typeof registrationMachine>;
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();
@@ -66,6 +71,8 @@ export class Registration implements ContactStatus {
   private readonly options: RegistrationOptions;
   private readonly baseUrl: string;
   private actor?: RegistrationActor;
+  private starting?: Promise<void>;
+  private stopped = false;
   private agent?: { hostname: string; httpPort: number };
 
   /** Reads the TLS files now, so a bad SSL* key stops the agent at start rather than at the first call. */
@@ -80,11 +87,18 @@ export class Registration implements ContactStatus {
     this.options = { ...registrationOptionsFromConfig(config), ...options };
   }
 
-  /** Starts submitting; httpPort is the port actually listened on (HTTPPort 0 picks one). */
+  /** Starts submitting (once xstate and the machine have loaded); httpPort is the port actually listened on (HTTPPort 0 picks one). */
   start(agent: { hostname: string; httpPort: number }): void {
-    if (this.actor) return;
+    if (this.starting) return;
     this.agent = agent;
-    const actor = createActor(registrationLogic(this.client, { ...agent, token: this.token }), { input: this.options });
+    this.starting = startRegistrationActor(this.client, { ...agent, token: this.token }, this.options).then(
+      (actor) => this.run(actor, agent),
+      (err: unknown) => log.error(`registration cannot start: ${(err as Error).message}`),
+    );
+  }
+
+  private run(actor: RegistrationActor, agent: { hostname: string; httpPort: number }): void {
+    if (this.stopped) return;
     let previous = '';
     actor.subscribe({
       next: (snapshot) => {
@@ -104,8 +118,10 @@ export class Registration implements ContactStatus {
     actor.start();
   }
 
-  /** Stops the machine; an in-flight call is aborted through its signal. */
+  /** Stops the machine (or keeps it from starting); an in-flight call is aborted through its signal. */
   async stop(): Promise<void> {
+    this.stopped = true;
+    await this.starting;
     const actor = this.actor;
     if (!actor) return;
     actor.send({ type: 'STOP' });
