@@ -91,6 +91,15 @@ function hostPort(value: string | undefined, option: string): { host: string; po
   return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/** Loopback names compare equal: localhost, 127.x.y.z and ::1 are all this host. */
+function sameHost(a: string, b: string): boolean {
+  const norm = (h: string) => {
+    const lower = h.toLowerCase().replace(/\.$/, '');
+    return lower === 'localhost' || lower === '::1' || /^127\.\d+\.\d+\.\d+$/.test(lower) ? 'loopback' : lower;
+  };
+  return norm(a) === norm(b);
+}
+
 function tokenOf(file: string | undefined, envName: string, side: string): string {
   if (file !== undefined) {
     try {
@@ -173,6 +182,9 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     }
     const source = hostPort(values.source, '--source');
     const target = hostPort(values.target, '--target');
+    if (source.port === target.port && sameHost(source.host, target.host)) {
+      throw new UsageError(`--source and --target name the same agent (${values.source} and ${values.target}): a seed copies one host's data into another host; give the target agent's HOST:PORT`);
+    }
     const method = values.method;
     if (method !== 'snapshot' && method !== 'backup') throw new UsageError(`--method must be "snapshot" or "backup", got ${JSON.stringify(method)}`);
     if (method === 'snapshot' && !values.snapshot) throw new UsageError('--snapshot NAME is required (the snapshot the source mounts and sends)');
@@ -188,6 +200,12 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
       ...(headerName ? { [headerName]: token } : { Authorization: `Bearer ${token}` }),
       ...(basic ? { Authorization: `Basic ${Buffer.from(basic).toString('base64')}` } : {}),
     });
+    const sourceToken = tokenOf(values['source-token-file'], 'ORCHESTRATOR_AGENT_SOURCE_TOKEN', 'source');
+    const targetToken = tokenOf(values['target-token-file'], 'ORCHESTRATOR_AGENT_TARGET_TOKEN', 'target');
+    // Every agent process has a token of its own: one token for both halves means one agent (or a mix-up).
+    if (sourceToken === targetToken) {
+      throw new UsageError('the source and target tokens are the same, so both name one agent (each agent process has its own token): check --source, --target and the token files or variables');
+    }
     const scheme = values.https ? 'https' : 'http';
     const url = (hp: { host: string; port: number }) => `${scheme}://${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
     opts = {
@@ -199,8 +217,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
       linked: values.linked,
       sourcePort: source.port,
       timeout,
-      source: new AgentApi('source', source.host, url(source), headersFor(tokenOf(values['source-token-file'], 'ORCHESTRATOR_AGENT_SOURCE_TOKEN', 'source'))),
-      target: new AgentApi('target', target.host, url(target), headersFor(tokenOf(values['target-token-file'], 'ORCHESTRATOR_AGENT_TARGET_TOKEN', 'target'))),
+      source: new AgentApi('source', source.host, url(source), headersFor(sourceToken)),
+      target: new AgentApi('target', target.host, url(target), headersFor(targetToken)),
     };
   } catch (err) {
     const message = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? (err as Error).message : undefined;

@@ -96,6 +96,21 @@ describe('orchestrator-agent seed', () => {
     expect(snapshot.output).toContain('--snapshot does not apply to --method backup');
   });
 
+  test('refuses one agent as both source and target (same HOST:PORT, a loopback alias, or one token for both) and creates nothing', async () => {
+    const port = target.agent.port;
+    const same = await runCli(['--source', `127.0.0.1:${port}`, '--target', `127.0.0.1:${port}`, '--snapshot', 's', '--id', 'cli-same'], env);
+    expect(same.code).toBe(2);
+    expect(same.output).toContain(`--source and --target name the same agent (127.0.0.1:${port} and 127.0.0.1:${port})`);
+    const alias = await runCli(['--source', `localhost:${port}`, '--target', `127.0.0.1:${port}`, '--snapshot', 's', '--id', 'cli-same'], env);
+    expect(alias.code).toBe(2);
+    expect(alias.output).toContain('--source and --target name the same agent');
+    const oneToken = { ORCHESTRATOR_AGENT_SOURCE_TOKEN: target.token, ORCHESTRATOR_AGENT_TARGET_TOKEN: target.token };
+    const tokens = await runCli(['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${port}`, '--snapshot', 's', '--id', 'cli-same'], oneToken);
+    expect(tokens.code).toBe(2);
+    expect(tokens.output).toContain('the source and target tokens are the same, so both name one agent');
+    expect((await target.call('GET', '/api/seeds/cli-same')).status).toBe(404);
+  });
+
   test('without a token it names where to put one and exits 2', async () => {
     const { code, output } = await runCli(args('cli-none', source.snapshot), { ORCHESTRATOR_AGENT_SOURCE_TOKEN: '', ORCHESTRATOR_AGENT_TARGET_TOKEN: '' });
     expect(code).toBe(2);
