@@ -186,11 +186,28 @@ function sameKeyOtherCase(key: string): string | undefined {
   return Object.keys(allKeys).find((k) => k.toLowerCase() === lower);
 }
 
+/** One thing wrong with the configuration, and what to do about it when we know. */
+export interface ConfigProblem {
+  message: string;
+  hint?: string;
+}
+
+/** All problems found, in one error: the operator fixes every bad key in one round. */
+export function configError(problems: ConfigProblem[]): AgentError {
+  if (problems.length === 1) return new AgentError('config', problems[0]!.message, { hint: problems[0]!.hint });
+  const hints = [...new Set(problems.flatMap((p) => (p.hint ? [p.hint] : [])))];
+  return new AgentError('config', `${problems.length} problems in the configuration: ${problems.map((p, i) => `(${i + 1}) ${p.message}`).join('; ')}`, {
+    hint: hints.length > 0 ? hints.join('; ') : undefined,
+  });
+}
+
 /**
  * Merges one JSON file into config; every key is checked against its declared type. Returns a warning
- * for each key that is not spelled as a known key (ignored, or read under its known spelling).
+ * for each key that is not spelled as a known key (ignored, or read under its known spelling). A key of
+ * the wrong type is left out and added to `problems`; without that list, all of them are thrown as one error.
  */
-export function mergeConfigFile(config: Config, file: string): string[] {
+export function mergeConfigFile(config: Config, file: string, problems?: ConfigProblem[]): string[] {
+  const bad: ConfigProblem[] = problems ?? [];
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
@@ -222,10 +239,12 @@ export function mergeConfigFile(config: Config, file: string): string[] {
     const spec = allKeys[key]!;
     const expected = checkValue(key, spec[0], value);
     if (expected) {
-      throw new AgentError('config', `key "${written}" in config file ${file} must be ${expected}, got ${JSON.stringify(value)}`);
+      bad.push({ message: `key "${written}" in config file ${file} must be ${expected}, got ${JSON.stringify(value)}` });
+      continue;
     }
     target[key] = value;
   }
+  if (!problems && bad.length > 0) throw configError(bad);
   return warnings;
 }
 
@@ -244,23 +263,26 @@ export function loadConfig(explicitFile?: string, searchPaths: string[] = defaul
   const config = defaultConfig();
   const files: string[] = [];
   const warnings: string[] = [];
+  const problems: ConfigProblem[] = [];
   if (explicitFile) {
     if (!existsSync(explicitFile)) {
       throw new AgentError('config', `config file ${explicitFile} does not exist`, { hint: 'check the --config path' });
     }
-    warnings.push(...mergeConfigFile(config, explicitFile));
+    warnings.push(...mergeConfigFile(config, explicitFile, problems));
     files.push(explicitFile);
   } else {
     for (const file of searchPaths) {
       if (existsSync(file)) {
-        warnings.push(...mergeConfigFile(config, file));
+        warnings.push(...mergeConfigFile(config, file, problems));
         files.push(file);
       }
     }
   }
   // Before the cross-key checks: a misspelt key often explains why one of them fails.
   for (const warning of warnings) log.warn(warning);
-  validateConfig(config, files);
+  // Every bad key and every failed cross-key check, in one error.
+  problems.push(...configProblems(config, files));
+  if (problems.length > 0) throw configError(problems);
   return { config, files, warnings };
 }
 
@@ -276,46 +298,56 @@ const durationRanges: ReadonlyArray<readonly [DurationKey, number, number]> = [
 ];
 type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds';
 
-/** Cross-key checks, done once at start so a bad combination fails before anything runs. */
+/** Cross-key checks, done once at start so a bad combination fails before anything runs: every failure, in one error. */
 export function validateConfig(config: Config, files: string[]): void {
+  const problems = configProblems(config, files);
+  if (problems.length > 0) throw configError(problems);
+}
+
+/** What the cross-key checks find wrong (empty when all is well). */
+export function configProblems(config: Config, files: string[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
   const where =
     files.length > 0
       ? files.join(', ')
       : `the built-in defaults: no configuration file found at ${defaultConfigFiles.join(', ')} (the last two relative to ${process.cwd()}), and no --config FILE`;
   if (config.AgentsServer === '') {
-    throw new AgentError('config', `AgentsServer is not set (read: ${where})`, {
+    problems.push({
+      message: `AgentsServer is not set (read: ${where})`,
       hint: 'set it to the HTTP address orchestrator serves agents on, e.g. "http://orchestrator.example.com" with AgentsServerPort ":3001"',
     });
   }
   if (config.UseSSL && (config.SSLCertFile === '' || config.SSLPrivateKeyFile === '')) {
-    throw new AgentError('config', `UseSSL is true but SSLCertFile or SSLPrivateKeyFile is empty (read: ${where})`);
+    problems.push({ message: `UseSSL is true but SSLCertFile or SSLPrivateKeyFile is empty (read: ${where})` });
   }
   if (config.UseMutualTLS && config.SSLCAFile === '') {
-    throw new AgentError('config', `UseMutualTLS is true but SSLCAFile is empty (read: ${where})`);
+    problems.push({ message: `UseMutualTLS is true but SSLCAFile is empty (read: ${where})` });
   }
   if (!['lvm', 'btrfs'].includes(config.SnapshotBackend)) {
-    throw new AgentError('config', `SnapshotBackend must be "lvm" or "btrfs", got "${config.SnapshotBackend}" (read: ${where})`);
+    problems.push({ message: `SnapshotBackend must be "lvm" or "btrfs", got "${config.SnapshotBackend}" (read: ${where})` });
   }
   if (config.SnapshotBackend === 'btrfs' && config.BtrfsSnapshotsDir === '') {
-    throw new AgentError('config', `SnapshotBackend is "btrfs" but BtrfsSnapshotsDir is empty (read: ${where})`);
+    problems.push({ message: `SnapshotBackend is "btrfs" but BtrfsSnapshotsDir is empty (read: ${where})` });
   }
   if (!config.StatusEndpoint.startsWith('/')) {
-    throw new AgentError('config', `StatusEndpoint must start with "/", got "${config.StatusEndpoint}" (read: ${where})`);
+    problems.push({ message: `StatusEndpoint must start with "/", got "${config.StatusEndpoint}" (read: ${where})` });
   }
   for (const [key, min, max] of durationRanges) {
     const value = config[key];
     if (value < min || value > max) {
-      throw new AgentError('config', `${key} must be from ${min} to ${max}, got ${value} (read: ${where})`, {
+      problems.push({
+        message: `${key} must be from ${min} to ${max}, got ${value} (read: ${where})`,
         hint: `timers in the agent hold at most ${MAX_DURATION_SECONDS} s (30 days)`,
       });
     }
   }
   if (config.LogLevel !== '' && !['debug', 'info', 'warn', 'error'].includes(config.LogLevel)) {
-    throw new AgentError('config', `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})`);
+    problems.push({ message: `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})` });
   }
   if (config.HTTPPort > 65535) {
-    throw new AgentError('config', `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})`);
+    problems.push({ message: `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})` });
   }
+  return problems;
 }
 
 export function configKeys(): string[] {

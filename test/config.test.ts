@@ -91,6 +91,25 @@ describe('configuration', () => {
     expect(() => loadConfig(g)).toThrow(/CustomCommands.*an object of strings/);
   });
 
+  test('every ill-typed key and every failed check is reported in one error, across the files read', () => {
+    const dir = tempDir();
+    const first = write(dir, 'first.json', { AgentsServer: 'http://a', HTTPPort: '3002', UseSSL: 'yes' });
+    const second = write(dir, 'second.json', { CommandTimeoutSeconds: 0, LogLevel: 'loud', CustomCommands: { x: 1 } });
+    let error: Error | undefined;
+    try {
+      loadConfig(undefined, [first, second]);
+    } catch (err) {
+      error = err as Error;
+    }
+    expect(error?.message).toMatch(/^5 problems in the configuration: \(1\) /);
+    expect(error?.message).toMatch(/key "HTTPPort" in config file .*first\.json must be a non-negative integer, got "3002"/);
+    expect(error?.message).toMatch(/key "UseSSL" in config file .*first\.json must be true or false/);
+    expect(error?.message).toMatch(/key "CustomCommands" in config file .*second\.json must be an object of strings/);
+    expect(error?.message).toContain('CommandTimeoutSeconds must be from 1 to');
+    expect(error?.message).toContain('LogLevel must be "debug", "info", "warn", "error" or "", got "loud"');
+    expect((error as { hint?: string }).hint).toContain('timers in the agent hold at most');
+  });
+
   test('invalid JSON names the file', () => {
     const dir = tempDir();
     const f = write(dir, 'bad.json', '{"AgentsServer": ');
