@@ -154,16 +154,18 @@ export function templateToScript(template: string, argCount: number): string {
 }
 
 async function runAllowingFailure(file: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
-  const argv = opts.sudo ? ['-n', file, ...args] : [...args];
+  const env: Record<string, string> = { ...opts.env };
+  const scope = processScope.getStore();
+  const tag = opts.tag ?? scope?.tag;
+  if (tag) env[TAG_ENV] = tag;
+  // sudo resets the environment (env_reset): the tag is kept by name, so the reaper finds the command run as
+  // root too (sudoers: allowed where the rule's command is ALL, else Defaults env_keep += "ORCHESTRATOR_AGENT_TAG").
+  const argv = opts.sudo ? ['-n', ...(tag ? [`--preserve-env=${TAG_ENV}`] : []), file, ...args] : [...args];
   const program = opts.sudo ? 'sudo' : file;
   const command = [program, ...argv].join(' ');
   if (opts.signal?.aborted) {
     throw new AgentError('aborted', `not started, already aborted: ${command}`);
   }
-  const env: Record<string, string> = { ...opts.env };
-  const scope = processScope.getStore();
-  const tag = opts.tag ?? scope?.tag;
-  if (tag) env[TAG_ENV] = tag;
   const onStart = opts.onStart ?? scope?.onStart;
 
   let execa = execaFn;

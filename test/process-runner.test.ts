@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import { runProgram, runShell, templateToScript, TAG_ENV } from '../src/process-runner.js';
@@ -104,6 +104,39 @@ describe('process runner', () => {
     expect(tagLine).toBe(`${TAG_ENV}=seed:test-1`);
     expect(Number(groupLine.trim())).toBe(pgid);
     expect(pgid).not.toBe(process.pid);
+  });
+
+  test('under ExecWithSudo the tag reaches the command sudo runs, though sudo resets the environment', async () => {
+    // A stand-in sudo (none is installed here) that does what env_reset does: the command gets a fresh
+    // environment holding only the variables named by --preserve-env.
+    const shims = join(tempDir(), 'bin');
+    mkdirSync(shims);
+    writeFileSync(
+      join(shims, 'sudo'),
+      `#!/bin/bash
+keep=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n) shift ;;
+    --preserve-env=*) IFS=, read -ra names <<< "\${1#--preserve-env=}"; for n in "\${names[@]}"; do [ -n "\${!n+x}" ] && keep+=("$n=\${!n}"); done; shift ;;
+    -*) echo "stand-in sudo: unknown option $1" >&2; exit 1 ;;
+    *) break ;;
+  esac
+done
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "\${keep[@]}" "$@"
+`,
+    );
+    chmodSync(join(shims, 'sudo'), 0o755);
+    const env = { PATH: `${shims}:${process.env.PATH}`, OTHER_VARIABLE: 'dropped by sudo' };
+    const script = `echo "tag=$${TAG_ENV} other=$OTHER_VARIABLE"; bash -c 'tr "\\0" "\\n" < /proc/$$/environ | grep ^${TAG_ENV}='`;
+    const tagged = await runProgram('bash', ['-c', script], { timeoutMs: 5000, sudo: true, tag: 'seed:abc:one', env });
+    expect(tagged.stdout).toBe(`tag=seed:abc:one other=\n${TAG_ENV}=seed:abc:one\n`);
+    const shell = await runShell(`echo "tag=$${TAG_ENV}"`, [], { timeoutMs: 5000, sudo: true, tag: 'seed:abc:two', env });
+    expect(shell.stdout).toBe('tag=seed:abc:two\n');
+    // Untagged commands (routes outside a seed) run as before: sudo -n FILE ARGS.
+    const untagged = await runProgram('bash', ['-c', `echo "tag=$${TAG_ENV}"`], { timeoutMs: 5000, sudo: true, env });
+    expect(untagged.stdout).toBe('tag=\n');
+    expect(untagged.command).toBe(`sudo -n bash -c echo "tag=$${TAG_ENV}"`);
   });
 
   test('request values reach a configured command as positional parameters, never parsed by the shell', async () => {
