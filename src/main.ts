@@ -5,7 +5,6 @@ import { startAgent } from './agent.js';
 import { configLogLevel, reloadOnSighup } from './config-reload.js';
 import { describeError } from './errors.js';
 import { log, setLogFormat, setLogLevel } from './log.js';
-import { runSeedCli } from './seed-cli.js';
 import { version } from './version.js';
 
 const usage = `orchestrator-agent ${version}: MySQL host agent for orchestrator (host facts, snapshots, seeding)
@@ -29,6 +28,7 @@ SIGHUP reads the configuration files again (see README "Configuration").
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'seed') {
+    const { runSeedCli } = await import('./seed-cli.js');
     process.exitCode = await runSeedCli(process.argv.slice(3));
     return;
   }

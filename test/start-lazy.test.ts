@@ -38,6 +38,9 @@ describe('what the agent loads at start', () => {
     expect(has('/dist/src/seeds/seed-methods.js')).toBe(false);
     expect(has('/dist/machines/seed-')).toBe(false);
     expect(has('/dist/src/seeds/steps/')).toBe(false);
+    expect(has('/dist/src/host/lvm.js')).toBe(false); // the snapshot backend loads with the first snapshot call
+    expect(has('/dist/src/host/btrfs.js')).toBe(false);
+    expect(has('/dist/src/seed-cli.js')).toBe(false); // only `orchestrator-agent seed` needs it
   });
 
   test('the first scrape loads prom-client and the first command loads execa', async () => {
@@ -50,6 +53,12 @@ describe('what the agent loads at start', () => {
     expect(port.status).toBe(200);
     expect(await port.json()).toBe(3306);
     expect(has('/node_modules/execa/')).toBe(true);
+  });
+
+  test('the first snapshot call loads the snapshot backend', async () => {
+    const res = await fetch(`${agent.baseUrl}/api/lvs?token=${token}`);
+    expect(has('/dist/src/host/lvm.js')).toBe(true);
+    expect(res.status).not.toBe(404);
   });
 
   test('the first seed request loads the seed charts and their steps', async () => {

@@ -1,16 +1,29 @@
-// Picks the snapshot backend named by SnapshotBackend ("lvm", the original's, or "btrfs").
+// Picks the snapshot backend named by SnapshotBackend ("lvm", the original's, or "btrfs"). Its module (with
+// the mount and LVM/btrfs code) loads with the first snapshot call, not with the agent.
 import type { Config } from '../config.js';
-import { BtrfsSnapshots } from './btrfs.js';
 import type { Mount, SnapshotBackend } from './interfaces.js';
-import { LvmSnapshots } from './lvm.js';
 import type { DatadirSource } from './mount-status.js';
 
 export type { DatadirSource } from './mount-status.js';
 
 /** datadir: MySQLService.datadir, used for the Mount JSON's MySQLDataPath heuristic. */
 export function createSnapshotBackend(config: Config, datadir: DatadirSource): SnapshotBackend {
-  const backend = config.SnapshotBackend === 'btrfs' ? new BtrfsSnapshots(config, datadir) : new LvmSnapshots(config, datadir);
-  return serialized(backend);
+  let loading: Promise<SnapshotBackend> | undefined;
+  const load = () =>
+    (loading ??=
+      config.SnapshotBackend === 'btrfs'
+        ? import('./btrfs.js').then((m) => new m.BtrfsSnapshots(config, datadir))
+        : import('./lvm.js').then((m) => new m.LvmSnapshots(config, datadir)));
+  return serialized({
+    list: async (pattern, signal) => (await load()).list(pattern, signal),
+    get: async (name, signal) => (await load()).get(name, signal),
+    getMount: async (mountPoint, signal) => (await load()).getMount(mountPoint, signal),
+    mount: async (name, mountPoint, signal) => (await load()).mount(name, mountPoint, signal),
+    unmount: async (mountPoint, signal) => (await load()).unmount(mountPoint, signal),
+    remove: async (name, signal) => (await load()).remove(name, signal),
+    create: async (signal) => (await load()).create(signal),
+    verifyMounted: async (mountPoint, signal) => (await load()).verifyMounted(mountPoint, signal),
+  });
 }
 
 /**
