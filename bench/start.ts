@@ -1,5 +1,5 @@
 // npm run bench -- start: how fast the daemon answers after it is started and how much memory it holds.
-// - Start to first answer: the bench spawns `node dist/src/main.js --config FILE` and, the same way, a bare
+// - Start to first answer: the bench spawns `node FLAGS dist/src/main.js --config FILE` and, the same way, a bare
 //   node:http server (bench/bare-server.ts), then sends GET /api/hostname every 2 ms until one is answered.
 //   Rounds alternate the two; medians and their ratio are printed.
 // - Idle RSS: an agent that answered its first request and then sat idle for BENCH_IDLE_SECONDS (30 by
@@ -9,7 +9,9 @@
 //   each route of BENCH_LOAD_ROUTES for BENCH_LOAD_SECONDS.
 // The agent registers with a fake orchestrator (test/support) as in production, with a state dir of its own.
 // BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100);
-// BENCH_AGENT_MAIN=/other/tree/dist/src/main.js measures another build (before/after a change).
+// BENCH_AGENT_MAIN=/other/tree/dist/src/main.js measures another build (before/after a change);
+// BENCH_NODE_FLAGS: node flags both servers start with; by default those of the systemd unit, npm start and
+// bin/orchestrator-agent (--max-semi-space-size=1); BENCH_NODE_FLAGS= (empty) starts plain node.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -26,6 +28,7 @@ const rounds = Number(process.env.BENCH_START_ROUNDS ?? 7);
 const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 100);
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '--max-semi-space-size=1').split(/\s+/).filter(Boolean);
 const MiB = 1024 * 1024;
 
 interface Server {
@@ -37,7 +40,7 @@ interface Server {
 
 /** Both servers are spawned this one way: node SCRIPT ARGS, stdout ignored, stderr kept for errors. */
 function spawnServer(script: string, args: string[], port: number): Server {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
   const path = '/api/hostname';
   const load0 = loadavg()[0]!;
   process.stdout.write(
-    `start and memory: ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
+    `start and memory: ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, node ${process.version}${nodeFlags.length > 0 ? ` ${nodeFlags.join(' ')}` : ''}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
   );
   try {
     const bare: number[] = [];
