@@ -11,7 +11,8 @@
 // BENCH_START_ROUNDS (default 7), BENCH_IDLE_SECONDS (30), BENCH_LOAD_SECONDS (5), BENCH_CONNECTIONS (100);
 // BENCH_AGENT_MAIN=/other/tree/dist/src/main.js measures another build (before/after a change);
 // BENCH_NODE_FLAGS: node flags both servers start with; by default those of the systemd unit, npm start and
-// bin/orchestrator-agent (--max-semi-space-size=1); BENCH_NODE_FLAGS= (empty) starts plain node.
+// bin/orchestrator-agent (--max-semi-space-size=1); BENCH_NODE_FLAGS= (empty) starts plain node. Both also get
+// the unit's MALLOC_ARENA_MAX=2 (unless BENCH_NODE_FLAGS or MALLOC_ARENA_MAX is set).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -29,6 +30,7 @@ const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const loadSeconds = Number(process.env.BENCH_LOAD_SECONDS ?? 5);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 100);
 const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '--max-semi-space-size=1').split(/\s+/).filter(Boolean);
+const shippedEnv: Record<string, string> = process.env.BENCH_NODE_FLAGS === undefined ? { MALLOC_ARENA_MAX: '2' } : {};
 const MiB = 1024 * 1024;
 
 interface Server {
@@ -40,7 +42,7 @@ interface Server {
 
 /** Both servers are spawned this one way: node SCRIPT ARGS, stdout ignored, stderr kept for errors. */
 function spawnServer(script: string, args: string[], port: number): Server {
-  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...shippedEnv, ...process.env } });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
   const path = '/api/hostname';
   const load0 = loadavg()[0]!;
   process.stdout.write(
-    `start and memory: ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, node ${process.version}${nodeFlags.length > 0 ? ` ${nodeFlags.join(' ')}` : ''}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
+    `start and memory: ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, node ${process.version}${nodeFlags.length > 0 ? ` ${nodeFlags.join(' ')}` : ''}${process.env.MALLOC_ARENA_MAX ?? shippedEnv.MALLOC_ARENA_MAX ? ` MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? shippedEnv.MALLOC_ARENA_MAX}` : ''}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
   );
   try {
     const bare: number[] = [];

@@ -33,7 +33,7 @@ cat > "$stage/bin/orchestrator-agent" <<'SH'
 #!/bin/sh
 # Runs the agent of the tree this script is in; arguments as for the daemon (--help lists them).
 here=$(dirname "$(readlink -f "$0")")
-exec node --max-semi-space-size=1 "$here/../dist/src/main.js" "$@"
+MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} exec node --max-semi-space-size=1 "$here/../dist/src/main.js" "$@"
 SH
 chmod 755 "$stage/bin/orchestrator-agent"
 

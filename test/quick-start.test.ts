@@ -18,7 +18,7 @@ describe('npm start on the shipped configuration', () => {
   test('builds at install (prepare) and starts the built agent without rebuilding', () => {
     expect(packageJson.scripts.prepare).toMatch(/\btsc\b|npm run build/);
     // exec: the shell npm runs the script in hands over to node, so SIGTERM to npm start reaches the agent.
-    expect(packageJson.scripts.start).toBe('exec node --max-semi-space-size=1 dist/src/main.js'); // the flags of the systemd unit
+    expect(packageJson.scripts.start).toBe('MALLOC_ARENA_MAX=2 exec node --max-semi-space-size=1 dist/src/main.js'); // as the systemd unit
   });
 
   test('the shipped config writes a token file under its state dir, and /ui opens with that token', async () => {
