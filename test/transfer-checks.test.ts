@@ -8,6 +8,7 @@ import { newAuthKey, newNonce, proof, proofMatches } from '../src/transfer/auth.
 import { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM, createChecksum, isChecksumAlgorithm } from '../src/transfer/checksum.js';
 import { alreadyVerified, safeRelativePath, STAGING_DIR, validateManifest } from '../src/transfer/manifest.js';
 import { tokensEqual } from '../src/token.js';
+import { AgentError } from '../src/errors.js';
 
 function digestOf(algorithm: 'xxh3-64' | 'sha256', ...parts: string[]): string {
   const c = createChecksum(algorithm);
@@ -123,6 +124,28 @@ describe('manifest rules', () => {
         e = x;
       }
       expect(e).toEqual(expect.objectContaining({ code: 'bad_request', message: expect.stringMatching(/manifest entr/) }));
+    }
+  });
+
+  test('each refusal names the entry and says why', () => {
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [file(''), '""', 'not a plain relative path'],
+      [file('a\\b'), '"a\\\\b"', 'not a plain relative path'],
+      [file('a\0b'), '"a\\u0000b"', 'not a plain relative path'],
+      [file('/etc/passwd'), '"/etc/passwd"', 'absolute path'],
+      [file('a//b'), '"a//b"', 'empty, "." or ".." component'],
+      [file('a/..'), '"a/.."', 'empty, "." or ".." component'],
+      [file('.orchestrator-agent-transfer.tmp/x'), '".orchestrator-agent-transfer.tmp/x"', 'name reserved for the transfer itself'],
+      [file('f', { gid: -1 }), '"f"', 'bad owner'],
+      [file('f', { mtimeMs: '1000' }), '"f"', 'bad mode or mtime'],
+      [file('f', { size: -1 }), '"f"', 'bad size'],
+      [link('l', ''), '"l"', 'bad symlink target'],
+      [link('l', '/etc/passwd'), '"l"', 'symlink target /etc/passwd is absolute'],
+      [link('l', '../data2'), '"l"', 'symlink target ../data2 points outside the destination'],
+      [{ type: 'fifo', path: 'p', ...owner }, '"p"', 'unknown type "fifo"'],
+    ];
+    for (const [entry, quoted, why] of cases) {
+      expect(() => validateManifest([entry], dest)).toThrow(new AgentError('forbidden', `refusing manifest entry ${quoted}: ${why}`));
     }
   });
 
