@@ -1,8 +1,8 @@
 // The seed store on real files: durable writes, and unreadable files moved aside without stopping anything.
-import { afterEach, describe, expect, test } from '@jest/globals';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { afterEach, describe, expect, jest, test } from '@jest/globals';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SEED_FORMAT_VERSION, SeedStore, stateDirError, type SeedRecord } from '../src/seeds/seed-store.js';
+import { SEED_FORMAT_VERSION, SeedStore, parseSeedRecord, stateDirError, writeFileDurably, type SeedRecord } from '../src/seeds/seed-store.js';
 import { tempDir } from './support/agent-process.js';
 
 const machines = { 'seed-target': 1, 'seed-source': 1 };
@@ -86,5 +86,150 @@ describe('seed store', () => {
     const e = stateDirError('/srv/oa', 'persist seed s1 to /srv/oa/seeds/s1.json', Object.assign(new Error(`${errno}: failed`), { code: errno }), dir);
     expect(e.message).toBe(`StateDir /srv/oa: cannot persist seed s1 to /srv/oa/seeds/s1.json: ${errno}: failed`);
     expect(e.hint).toContain(hint);
+  });
+
+  test('a seed file is readable by root only, in a directory only root may enter', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    const r = record('s1');
+    store.save(r);
+    expect(statSync(store.dir).mode & 0o777).toBe(0o700);
+    expect(statSync(store.fileOf('s1')).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(store.fileOf('s1'), 'utf8'))).toEqual(r);
+  });
+
+  test('a durable write that fails leaves the old file and no temp file, and says why', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    mkdirSync(join(dir, 'a-dir'));
+    writeFileSync(join(dir, 'a-dir', 'inside'), 'x');
+    expect(() => writeFileDurably(join(dir, 'a-dir'), dir, 'new')).toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
+    expect(readdirSync(dir)).toEqual(['a-dir']);
+    writeFileDurably(join(dir, 'f'), dir, 'one');
+    writeFileDurably(join(dir, 'f'), dir, 'two');
+    expect(readFileSync(join(dir, 'f'), 'utf8')).toBe('two');
+    expect(readdirSync(dir).sort()).toEqual(['a-dir', 'f']);
+  });
+
+  test('only *.json files are seeds; a temp file of a dead write is removed whatever its pid', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    store.save(record('s1'));
+    writeFileSync(join(store.dir, 'README'), 'not a seed');
+    writeFileSync(join(store.dir, 's1.json.bak'), 'not a seed either');
+    writeFileSync(join(store.dir, 's2.json.tmp-1'), '{');
+    expect(store.loadAll().map((r) => r.id)).toEqual(['s1']);
+    expect(store.corruptFiles()).toEqual([]);
+    expect(readdirSync(store.dir).sort()).toEqual(['README', 's1.json', 's1.json.bak']);
+  });
+
+  test('each malformed field is refused with what is wrong, and the file is moved aside under that error', () => {
+    const good = record('ok-1');
+    const parse = (changes: Record<string, unknown>) => parseSeedRecord(JSON.stringify({ ...good, ...changes }), machines);
+    expect(parse({})).toEqual(good);
+    // The optional fields, absent or set.
+    expect(parse({ snapshot: null, progress: { bytesDone: 5 }, waiting: null, warnings: [], pgids: [2, 99999], marks: { mounted: '/mnt/x' } }).pgids).toEqual([2, 99999]);
+    expect(parse({ waiting: { for: 'sender' }, history: [{ state: 'a', enteredAt: 't', leftAt: null, error: null }, { state: 'b', enteredAt: 't', leftAt: 't2', error: 'e' }] }).history).toHaveLength(2);
+    expect(parse({ role: 'source', machine: 'seed-source', id: 'Z9_.-a' }).role).toBe('source');
+    const cases: Array<[string | Record<string, unknown>, string]> = [
+      ['[1]', 'not a JSON object'],
+      ['null', 'not a JSON object'],
+      ['"text"', 'not a JSON object'],
+      [{ formatVersion: 2 }, 'unknown formatVersion 2, expected 1'],
+      [{ formatVersion: '1' }, 'unknown formatVersion "1", expected 1'],
+      [{ id: 5 }, 'invalid id 5'],
+      [{ id: '-a' }, 'invalid id "-a"'],
+      [{ id: 'a/b' }, 'invalid id "a/b"'],
+      [{ id: 'x'.repeat(129) }, `invalid id "${'x'.repeat(129)}"`],
+      [{ role: 'both' }, 'invalid role "both"'],
+      [{ machine: 7 }, 'unknown machine 7'],
+      [{ machine: 'seed-other' }, 'unknown machine "seed-other"'],
+      [{ machine: 'toString' }, 'unknown machine "toString"'],
+      [{ machineVersion: 2 }, 'machine seed-target version 2 is not the version this agent runs (1)'],
+      [{ params: null }, 'params is not an object'],
+      [{ params: [] }, 'params is not an object'],
+      [{ params: 'x' }, 'params is not an object'],
+      [{ secrets: [] }, 'secrets is not an object'],
+      [{ snapshot: [] }, 'snapshot is not an object'],
+      [{ snapshot: 'x' }, 'snapshot is not an object'],
+      [{ history: {} }, 'history is not an array'],
+      [{ history: [null] }, 'history[0] is not {state, enteredAt, leftAt, error}'],
+      [{ history: [{ state: 'a', enteredAt: 't', leftAt: null, error: null }, { state: 1, enteredAt: 't', leftAt: null, error: null }] }, 'history[1] is not {state, enteredAt, leftAt, error}'],
+      [{ history: [{ state: 'a', enteredAt: 1, leftAt: null, error: null }] }, 'history[0] is not {state, enteredAt, leftAt, error}'],
+      [{ history: [{ state: 'a', enteredAt: 't', leftAt: 1, error: null }] }, 'history[0] is not {state, enteredAt, leftAt, error}'],
+      [{ history: [{ state: 'a', enteredAt: 't', leftAt: null }] }, 'history[0] is not {state, enteredAt, leftAt, error}'],
+      [{ history: [['a']] }, 'history[0] is not {state, enteredAt, leftAt, error}'],
+      [{ progress: {} }, 'progress is neither null nor progress'],
+      [{ progress: [] }, 'progress is neither null nor progress'],
+      [{ progress: { bytesDone: '5' } }, 'progress is neither null nor progress'],
+      [{ waiting: 'x' }, 'waiting is neither null nor an object'],
+      [{ waiting: [] }, 'waiting is neither null nor an object'],
+      [{ pgids: {} }, 'pgids is not an array of process ids'],
+      [{ pgids: [1] }, 'pgids is not an array of process ids'],
+      [{ pgids: [5, 2.5] }, 'pgids is not an array of process ids'],
+      [{ pgids: ['5'] }, 'pgids is not an array of process ids'],
+      [{ marks: [] }, 'marks is not an object of strings'],
+      [{ marks: null }, 'marks is not an object of strings'],
+      [{ marks: { a: 'x', b: 1 } }, 'marks is not an object of strings'],
+      [{ createdAt: 1 }, 'createdAt/updatedAt missing'],
+      [{ updatedAt: undefined }, 'createdAt/updatedAt missing'],
+    ];
+    for (const [change, error] of cases) {
+      const text = typeof change === 'string' ? change : JSON.stringify({ ...good, ...change });
+      let message = '';
+      try {
+        parseSeedRecord(text, machines);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect([change, message]).toEqual([change, error]);
+    }
+    // Through the store: moved aside with that error, the good one kept.
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    store.save(good);
+    writeFileSync(join(store.dir, 'bad.json'), JSON.stringify({ ...record('bad'), pgids: [1] }));
+    expect(store.loadAll()).toEqual([good]);
+    expect(store.corruptFiles().map((c) => [c.file, c.error])).toEqual([[join(store.dir, 'bad.json'), 'pgids is not an array of process ids']]);
+  });
+
+  test('files moved aside in the same millisecond under the same name are all kept', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    jest.useFakeTimers({ now: new Date('2026-11-26T10:20:30.456Z'), doNotFake: ['nextTick', 'setImmediate', 'setTimeout', 'setInterval', 'queueMicrotask'] });
+    try {
+      const store = new SeedStore(dir, machines);
+      for (let i = 0; i < 3; i++) {
+        writeFileSync(join(store.dir, 'x.json'), `broken ${i}`);
+        store.loadAll();
+      }
+      const stamp = '2026-11-26T10-20-30-456Z';
+      expect(readdirSync(store.corruptDir).sort()).toEqual([`x.json.${stamp}`, `x.json.${stamp}.1`, `x.json.${stamp}.2`]);
+      expect(store.corruptFiles().map((c) => [c.movedTo, readFileSync(c.movedTo!, 'utf8')])).toEqual([
+        [join(store.corruptDir, `x.json.${stamp}`), 'broken 0'],
+        [join(store.corruptDir, `x.json.${stamp}.1`), 'broken 1'],
+        [join(store.corruptDir, `x.json.${stamp}.2`), 'broken 2'],
+      ]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  test('a corrupt file that cannot be moved aside stays, is not loaded, and its entry says why and what to do', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    writeFileSync(store.corruptDir, 'a file where the corrupt/ directory belongs');
+    writeFileSync(join(store.dir, 'x.json'), '{');
+    expect(store.loadAll()).toEqual([]);
+    const [entry, ...rest] = store.corruptFiles();
+    expect(rest).toEqual([]);
+    expect(entry!.file).toBe(join(store.dir, 'x.json'));
+    expect(entry!.movedTo).toBeNull();
+    expect(entry!.error).toMatch(new RegExp(`^[^;]*JSON[^;]*; StateDir ${dir}: cannot move the corrupt ${join(store.dir, 'x.json')} to ${store.corruptDir}: (Error: )?EEXIST.* \\(.*StateDir ${dir}.*\\)$`));
+    expect(existsSync(join(store.dir, 'x.json'))).toBe(true);
   });
 });
