@@ -64,7 +64,7 @@ export function port(value: unknown): number {
 }
 
 export function nonNegativeInt(name: string, value: unknown): number {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  if (Number.isInteger(value) && (value as number) >= 0) return value as number;
   if (typeof value === 'string' && /^\d{1,15}$/.test(value)) return Number(value);
   throw badRequest(`invalid ${name} ${JSON.stringify(value)}`, 'use a non-negative integer');
 }
@@ -99,7 +99,7 @@ export function isWithin(root: string, path: string): boolean {
 
 /** An absolute path inside one of the allowed roots, or a 403 naming them. */
 export function pathWithin(value: unknown, roots: readonly string[], what = 'path'): string {
-  if (typeof value !== 'string' || value === '' || !isAbsolute(value) || value.includes('\0')) {
+  if (typeof value !== 'string' || !isAbsolute(value) || value.includes('\0')) {
     throw badRequest(`invalid ${what} ${JSON.stringify(value)}`, 'give an absolute path');
   }
   const path = normalize(value);

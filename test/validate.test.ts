@@ -68,6 +68,7 @@ describe('names from requests', () => {
     // Without a snapshots directory (LVM), a path is no LV name.
     expect(refusal(() => validate.snapshotName(`${dir}/snap-1`)).message).toMatch(/invalid logical volume name/);
     expect(refusal(() => validate.snapshotName('/dev/vg/a b', dir)).message).toMatch(/invalid logical volume name/);
+    for (const bad of nonString) expect(refusal(() => validate.snapshotName(bad, dir)).message).toMatch(/invalid logical volume name/);
   });
 
   test('LV patterns: absent is "", else up to 128 LVM characters', () => {
@@ -102,7 +103,7 @@ describe('numbers from requests', () => {
     for (const [given, want] of [[1, 1], [65535, 65535], ['1', 1], ['65535', 65535], ['00080', 80], ['3306', 3306]] as const) {
       expect([given, validate.port(given)]).toEqual([given, want]);
     }
-    pins(validate.port, [], [0, -1, 65536, 1.5, NaN, '0', '65536', '123456', '', '1a', '-1', '+1', ' 1', '1e3', null, undefined], /invalid port/);
+    pins(validate.port, [], [0, -1, 65536, 1.5, NaN, '0', '65536', '123456', '', '1a', '-1', '+1', ' 1', '1 ', '1e3', '0x50', null, undefined, [80], true], /invalid port/);
     expect(refusal(() => validate.port(0)).hint).toBe('use 1-65535');
   });
 
@@ -110,14 +111,14 @@ describe('numbers from requests', () => {
     for (const [given, want] of [[0, 0], [7, 7], ['0', 0], ['42', 42], ['123456789012345', 123456789012345]] as const) {
       expect([given, validate.nonNegativeInt('offset', given)]).toEqual([given, want]);
     }
-    pins((v) => validate.nonNegativeInt('offset', v), [], [-1, 1.5, NaN, '', '1234567890123456', '-1', '1a', 'a1', ' 1', null, undefined], /invalid offset/);
+    pins((v) => validate.nonNegativeInt('offset', v), [], [-1, 1.5, NaN, '', '1234567890123456', '-1', '1a', 'a1', ' 1', '1 ', '1e3', null, undefined, [5], true], /invalid offset/);
     expect(refusal(() => validate.nonNegativeInt('offset', -1)).hint).toMatch(/non-negative integer/);
   });
 
   test('durations: whole seconds within the range, which the refusal names', () => {
     const d = (v: unknown) => validate.durationSeconds('timeoutSeconds', v, 10, 2 * 86400);
     for (const [given, want] of [[10, 10], [172800, 172800], ['10', 10], ['172800', 172800], ['0000011', 11]] as const) expect([given, d(given)]).toEqual([given, want]);
-    for (const bad of [9, 172801, 10.5, NaN, '9', '172801', '', '1a', 'a1', '1234567890123456', null, undefined]) {
+    for (const bad of [9, 172801, 10.5, NaN, '9', '172801', '', '1a', 'a1', ' 12', '12 ', '1e3', '0x20', '1234567890123456', null, undefined, [11], true]) {
       const err = refusal(() => d(bad));
       expect([bad, err.code]).toEqual([bad, 'bad_request']);
       expect(err.message).toBe(`invalid timeoutSeconds ${JSON.stringify(bad)}: must be whole seconds from 10 to 172800`);
