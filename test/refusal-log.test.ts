@@ -22,6 +22,8 @@ const testRoutes: RouteModule = (routes) => {
     throw new AgentError('not_found', `no item ${String(ctx.params.id)}`, { hint: `ask for another than ${String(ctx.params.id)}` });
   });
   routes.post('/api/too-large', (ctx) => ctx.throw(413, 'body too large'));
+  routes.post('/api/koa-400', (ctx) => ctx.throw(400, 'koa says bad'));
+  routes.post('/api/koa-500', (ctx) => ctx.throw(500, 'koa failed'));
   // Handlers that write their own answer (streams, SSE) may refuse without a throw.
   routes.post('/api/own-400', (ctx) => sendJson(ctx, 400, 'no'));
   routes.post('/api/own-500', (ctx) => sendJson(ctx, 500, 'BAD'));
@@ -133,12 +135,18 @@ describe('refusals and errors, with secrets to keep out of the log', () => {
     const headers = { 'X-Agent-Token': app.token };
     const large = await call(`${app.url}/api/too-large`, { method: 'POST', headers });
     expect([large.status, large.body]).toEqual([400, { Code: 'ERROR', Message: 'body too large', Details: { code: 'bad_request', hint: null } }]);
+    const koa400 = await call(`${app.url}/api/koa-400`, { method: 'POST', headers });
+    expect([koa400.status, koa400.body.Message, koa400.body.Details.code]).toEqual([400, 'koa says bad', 'bad_request']);
+    const koa500 = await call(`${app.url}/api/koa-500`, { method: 'POST', headers });
+    expect([koa500.status, koa500.body.Message, koa500.body.Details.code]).toEqual([500, 'koa failed', 'internal']);
     const boom = await call(`${app.url}/api/boom`, { method: 'POST', headers });
     expect([boom.status, boom.body.Message, boom.body.Details.code]).toEqual([500, 'kaput', 'internal']);
     const disk = await call(`${app.url}/api/disk`, { method: 'POST', headers });
     expect([disk.status, disk.body.Message, disk.body.Details.code]).toEqual([500, 'disk gone', 'io']);
     expect(logged()).toEqual([
       { level: 'warn', msg: 'refused POST /api/too-large: body too large', method: 'POST', route: '/api/too-large', path: '/api/too-large', status: 400, hint: null },
+      { level: 'warn', msg: 'refused POST /api/koa-400: koa says bad', method: 'POST', route: '/api/koa-400', path: '/api/koa-400', status: 400, hint: null },
+      { level: 'error', msg: 'request failed', method: 'POST', path: '/api/koa-500', error: 'koa failed' },
       { level: 'error', msg: 'request failed', method: 'POST', path: '/api/boom', error: 'kaput' },
       { level: 'error', msg: 'request failed', method: 'POST', path: '/api/disk', error: 'disk gone' },
     ]);

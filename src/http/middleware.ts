@@ -41,26 +41,29 @@ export function errorHandler(opts: { secrets: () => readonly string[] }): Middle
       // Refusals answered without a throw (a handler that writes its own response).
       if (ctx.status >= 400 && ctx.status < 500) logRefusal(ctx, ctx.status, undefined, secrets());
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      // koa-basic-auth and koa itself throw http-errors; keep their status, give them our shape.
-      if (status === 401 && !(err instanceof AgentError)) {
+      if (err instanceof AgentError) {
+        if (err.httpStatus >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, error: err.message });
+        else logRefusal(ctx, err.httpStatus, err, secrets());
+        sendError(ctx, err);
+        return;
+      }
+      // koa-basic-auth and koa itself throw http-errors (whose status is 400-599): keep what it says, in our
+      // shape. Anything else is a failure of ours.
+      const status = (err as { status?: number }).status ?? 500;
+      if (status === 401) {
         ctx.set('WWW-Authenticate', 'Basic realm="orchestrator-agent"');
         const e = new AgentError('unauthorized', 'basic authentication required', { hint: 'send the HTTPAuthUser / HTTPAuthPassword credentials' });
         sendError(ctx, e);
         logRefusal(ctx, 401, e, secrets());
         return;
       }
-      if (!(err instanceof AgentError) && typeof status === 'number' && status >= 400 && status < 500) {
+      if (status < 500) {
         const e = new AgentError('bad_request', (err as Error).message);
         sendError(ctx, e);
         logRefusal(ctx, e.httpStatus, e, secrets());
         return;
       }
-      if (!(err instanceof AgentError) || err.httpStatus >= 500) {
-        log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
-      } else {
-        logRefusal(ctx, err.httpStatus, err, secrets());
-      }
+      log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
       sendError(ctx, err);
     }
   };
