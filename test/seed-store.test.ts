@@ -1,5 +1,6 @@
 // The seed store on real files: durable writes, and unreadable files moved aside without stopping anything.
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEED_FORMAT_VERSION, SeedStore, parseSeedRecord, stateDirError, writeFileDurably, type SeedRecord } from '../src/seeds/seed-store.js';
@@ -7,9 +8,21 @@ import { tempDir } from './support/agent-process.js';
 
 const machines = { 'seed-target': 1, 'seed-source': 1 };
 const dirs: string[] = [];
+const mounts: string[] = [];
 afterEach(() => {
+  for (const m of mounts.splice(0).reverse()) spawnSync('umount', ['-l', m]);
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+
+/** A small tmpfs at dir/name, to be made read-only by the test. */
+function tmpfs(dir: string, name: string): string {
+  const at = join(dir, name);
+  mkdirSync(at);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', at]);
+  mounts.push(at);
+  return at;
+}
+const remount = (at: string, mode: 'ro' | 'rw') => execFileSync('mount', ['-o', `remount,${mode}`, at]);
 
 function record(id: string): SeedRecord {
   const now = new Date().toISOString();
@@ -40,8 +53,12 @@ describe('seed store', () => {
     store.save(r);
     r.pgids.push(4242);
     store.save(r);
+    expect(store.dir).toBe(join(dir, 'seeds'));
+    expect(readdirSync(dir)).toEqual(['seeds']);
     expect(readdirSync(store.dir)).toEqual(['abc-1.json']);
+    expect(readFileSync(store.fileOf('abc-1'), 'utf8')).toBe(JSON.stringify(r, null, 1) + '\n');
     expect(new SeedStore(dir, machines).loadAll()).toEqual([r]);
+    expect(store.problems()).toEqual([]);
   });
 
   test('a temp file left by a write that died before its rename is discarded and the old state kept', () => {
@@ -72,6 +89,7 @@ describe('seed store', () => {
       expect(existsSync(c.movedTo!)).toBe(true);
     }
     expect(corrupt.find((c) => c.file.endsWith('old.json'))!.error).toContain('version 99');
+    expect(corrupt.find((c) => c.file.endsWith('renamed.json'))!.error).toBe('file name does not match its id other');
     expect(readFileSync(corrupt.find((c) => c.file.endsWith('broken.json'))!.movedTo!, 'utf8')).toContain('"bro');
   });
 
@@ -80,6 +98,11 @@ describe('seed store', () => {
     ['ENOSPC', 'is full: free space'],
     ['EACCES', 'may not write in StateDir /srv/oa: make it the owner (chown)'],
     ['ENOENT', 'does not exist and could not be created'],
+    ['EPERM', `the agent (uid ${process.getuid!()}) may not write in StateDir /srv/oa: make it the owner (chown)`],
+    ['EDQUOT', 'the disk quota of the agent\'s user on StateDir /srv/oa is used up'],
+    ['ENOTDIR', 'StateDir /srv/oa (or a part of its path) is not a directory'],
+    ['EIO', 'the disk holding StateDir /srv/oa reports I/O errors'],
+    ['EXDEV', 'check that StateDir /srv/oa is a writable directory with free space'],
   ])('a StateDir failure with %s names StateDir and says what to do', (errno, hint) => {
     const dir = tempDir();
     dirs.push(dir);
@@ -229,7 +252,86 @@ describe('seed store', () => {
     expect(rest).toEqual([]);
     expect(entry!.file).toBe(join(store.dir, 'x.json'));
     expect(entry!.movedTo).toBeNull();
-    expect(entry!.error).toMatch(new RegExp(`^[^;]*JSON[^;]*; StateDir ${dir}: cannot move the corrupt ${join(store.dir, 'x.json')} to ${store.corruptDir}: (Error: )?EEXIST.* \\(.*StateDir ${dir}.*\\)$`));
+    expect(entry!.error).toMatch(new RegExp(`^[^;]*JSON[^;]*; StateDir ${dir}: cannot move the corrupt ${join(store.dir, 'x.json')} to ${store.corruptDir}: (Error: )?EEXIST.* \\(check that StateDir ${dir} is a writable directory with free space\\)$`));
     expect(existsSync(join(store.dir, 'x.json'))).toBe(true);
+  });
+
+  test('a failure that is not an errno still names StateDir and what was tried', () => {
+    const e = stateDirError('/srv/oa', 'list /srv/oa/seeds', 'disk on fire');
+    expect([e.code, e.message, e.hint]).toEqual(['io', 'StateDir /srv/oa: cannot list /srv/oa/seeds: disk on fire', 'check that StateDir /srv/oa is a writable directory with free space']);
+  });
+
+  test('ENOENT, EACCES or EPERM on a read-only filesystem are told as EROFS; elsewhere they stay what they are', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const ro = tmpfs(dir, 'ro');
+    remount(ro, 'ro');
+    const rofs = 'is on a read-only filesystem: remount it read-write';
+    for (const errno of ['ENOENT', 'EACCES', 'EPERM']) {
+      const err = Object.assign(new Error(errno), { code: errno });
+      expect([errno, stateDirError('/srv/oa', 'x', err, join(ro, 'a', 'b')).hint]).toEqual([errno, expect.stringContaining(rofs)]);
+      expect([errno, stateDirError('/srv/oa', 'x', err, join(dir, 'a', 'b')).hint]).toEqual([errno, expect.not.stringContaining(rofs)]);
+    }
+    // Without a path, StateDir itself is asked.
+    expect(stateDirError(ro, 'x', Object.assign(new Error('ENOENT'), { code: 'ENOENT' })).hint).toContain(rofs);
+    // Any other errno is taken as it is, even there; so is an error whose path cannot be walked.
+    expect(stateDirError('/srv/oa', 'x', Object.assign(new Error('EIO'), { code: 'EIO' }), ro).hint).toContain('reports I/O errors');
+    writeFileSync(join(dir, 'a-file'), '');
+    expect(stateDirError('/srv/oa', 'x', Object.assign(new Error('ENOENT'), { code: 'ENOENT' }), join(dir, 'a-file', 'x')).hint).toContain('does not exist');
+  });
+
+  test('a StateDir that cannot be created is a problem reported once; saves fail naming it until it can be written', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const ro = tmpfs(dir, 'ro');
+    remount(ro, 'ro');
+    const state = join(ro, 'state');
+    const store = new SeedStore(state, machines);
+    expect(store.loadAll()).toEqual([]);
+    expect(store.loadAll()).toEqual([]);
+    const [problem, ...more] = store.problems();
+    expect(more).toEqual([]);
+    expect(problem).toEqual({ at: expect.any(String), message: expect.stringMatching(new RegExp(`^StateDir ${state}: cannot create ${state}/seeds: `)), hint: expect.stringContaining('read-only filesystem') });
+    let saveError: unknown;
+    try {
+      store.save(record('s1'));
+    } catch (err) {
+      saveError = err;
+    }
+    expect(saveError).toEqual(expect.objectContaining({ code: 'io', message: expect.stringMatching(new RegExp(`^StateDir ${state}: cannot persist seed s1 to ${state}/seeds/s1.json: `)) }));
+    expect(store.problems()).toEqual([problem, { at: expect.any(String), message: (saveError as Error).message, hint: expect.stringContaining('read-only filesystem') }]);
+    // Once writable, the next save succeeds and the save problem is gone; the start problem stays.
+    remount(ro, 'rw');
+    mkdirSync(join(state, 'seeds'), { recursive: true });
+    store.save(record('s1'));
+    expect(store.problems()).toEqual([problem]);
+  });
+
+  test('a nested StateDir is made with its parents; a stale temp file on a read-only StateDir is a warning and the rest loads', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const nested = new SeedStore(join(dir, 'a', 'b'), machines);
+    expect(statSync(join(dir, 'a', 'b', 'seeds')).mode & 0o777).toBe(0o700);
+    expect(nested.problems()).toEqual([]);
+    const fs = tmpfs(dir, 'state');
+    const store = new SeedStore(fs, machines);
+    store.save(record('s1'));
+    writeFileSync(join(store.dir, 's1.json.tmp-77'), '{');
+    remount(fs, 'ro');
+    expect(store.loadAll().map((r) => r.id)).toEqual(['s1']);
+    expect(store.problems()).toEqual([
+      { at: expect.any(String), message: expect.stringMatching(new RegExp(`^StateDir ${fs}: cannot remove the unfinished write ${store.dir}/s1.json.tmp-77: `)), hint: expect.stringContaining('read-only filesystem') },
+    ]);
+  });
+
+  test('a StateDir that cannot be listed is reported, once', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    rmSync(store.dir, { recursive: true });
+    writeFileSync(store.dir, 'not a directory');
+    expect(store.loadAll()).toEqual([]);
+    expect(store.loadAll()).toEqual([]);
+    expect(store.problems()).toEqual([{ at: expect.any(String), message: expect.stringMatching(new RegExp(`^StateDir ${dir}: cannot list ${store.dir}: `)), hint: expect.stringContaining('is not a directory') }]);
   });
 });

@@ -295,9 +295,8 @@ export class SeedStore {
       this.corrupt.push({ file, movedTo, error });
     } catch (err) {
       const e = stateDirError(this.stateDir, `move the corrupt ${file} to ${this.corruptDir}`, err, this.corruptDir);
-      const why = e.hint ? ` (${e.hint})` : '';
       log.error('seed state file is corrupt and could not be moved aside; the agent goes on without it', { file, error, moveError: e.describe() });
-      this.corrupt.push({ file, movedTo: null, error: `${error}; ${e.message}${why}` });
+      this.corrupt.push({ file, movedTo: null, error: `${error}; ${e.describe()}` });
     }
   }
 }
