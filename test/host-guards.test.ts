@@ -167,6 +167,8 @@ describe('the datadir purge guard', () => {
       }, 'the holder to start');
       for (const err of [await rejection(ops.ensureNotInUse(data)), await rejection(ops.purge(data)), await rejection(guarded.purge(data))]) {
         expect([err.code, err.message]).toEqual(['conflict', expect.stringContaining(`pid ${holder.pid} (sleep 600) works in ${data}`)]);
+        expect(err.message).toMatch(new RegExp(`^refusing to purge the datadir ${data}: a process uses it: `));
+        expect(err.hint).toBe('a server still runs on this datadir although the status command may say it is stopped: stop that process (and fix MySQLServiceStatusCommand if it said stopped), then retry');
       }
       expect(readdirSync(data)).toEqual(['ibdata1']);
       expect(purged()).toBe('');
