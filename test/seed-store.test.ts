@@ -1,7 +1,7 @@
 // The seed store on real files: durable writes, and unreadable files moved aside without stopping anything.
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEED_FORMAT_VERSION, SeedStore, parseSeedRecord, stateDirError, writeFileDurably, type SeedRecord } from '../src/seeds/seed-store.js';
 import { tempDir } from './support/agent-process.js';
@@ -333,5 +333,20 @@ describe('seed store', () => {
     expect(store.loadAll()).toEqual([]);
     expect(store.loadAll()).toEqual([]);
     expect(store.problems()).toEqual([{ at: expect.any(String), message: expect.stringMatching(new RegExp(`^StateDir ${dir}: cannot list ${store.dir}: `)), hint: expect.stringContaining('is not a directory') }]);
+  });
+
+  test('saving closes every file and directory it opened', () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const store = new SeedStore(dir, machines);
+    for (let i = 0; i < 20; i++) store.save(record(`s${i % 3}`));
+    const open = readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return [];
+      }
+    });
+    expect(open.filter((target) => target.startsWith(dir))).toEqual([]);
   });
 });
