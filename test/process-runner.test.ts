@@ -56,10 +56,13 @@ describe('process runner', () => {
   test('on timeout the whole process group is killed, grandchildren included', async () => {
     const dir = tempDir();
     const pidFile = join(dir, 'grandchild.pid');
+    let pgid = 0;
     const err = await rejection(
-      runProgram('bash', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { timeoutMs: 500, killGraceMs: 1000 }),
+      runProgram('bash', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { timeoutMs: 500, killGraceMs: 1000, onStart: (p) => (pgid = p) }),
     );
     expect(err.code).toBe('command_timeout');
+    // The run ends only once the whole group is gone.
+    expect(processGroupAlive(pgid)).toBe(false);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     await waitFor(() => !alive(grandchild), 'grandchild to die');
   });
@@ -269,8 +272,10 @@ describe('piped processes (backup streams)', () => {
     const failed = await rejection(failing.done);
     expect([failed.code, failed.message, failed.details]).toEqual(['command_failed', 'bash -c cat >/dev/null; echo "bad input" >&2; exit 4 exited with code 4: bad input', { command: 'bash -c cat >/dev/null; echo "bad input" >&2; exit 4', exitCode: 4, stderr: 'bad input' }]);
 
-    const slow = await runPiped('bash', ['-c', 'echo started >&2; sleep 600 & wait'], { timeoutMs: 300, killGraceMs: 1000 });
+    let pgid = 0;
+    const slow = await runPiped('bash', ['-c', 'echo started >&2; sleep 600 & wait'], { timeoutMs: 300, killGraceMs: 1000, onStart: (p) => (pgid = p) });
     const timedOut = await rejection(slow.done);
+    expect(processGroupAlive(pgid)).toBe(false);
     expect([timedOut.code, timedOut.message, timedOut.details]).toEqual(['command_timeout', 'bash -c echo started >&2; sleep 600 & wait did not finish within 0s and was killed', { command: 'bash -c echo started >&2; sleep 600 & wait', stderr: 'started' }]);
 
     const controller = new AbortController();
