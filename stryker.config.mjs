@@ -50,7 +50,8 @@ export default {
   // a few fast test files per module, running them all for such a mutant costs seconds.
   ignoreStatic: false,
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 1),
-  timeoutMS: 20000,
+  // Added to 1.5 x the tests' own time before a mutant counts as hanging (killed by timeout).
+  timeoutMS: Number(process.env.STRYKER_TIMEOUT_MS ?? 20000),
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
   tempDirName: '.stryker-tmp',
