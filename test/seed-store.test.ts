@@ -265,6 +265,7 @@ describe('seed store', () => {
     const dir = tempDir();
     dirs.push(dir);
     const ro = tmpfs(dir, 'ro');
+    writeFileSync(join(ro, 'a-file'), '');
     remount(ro, 'ro');
     const rofs = 'is on a read-only filesystem: remount it read-write';
     for (const errno of ['ENOENT', 'EACCES', 'EPERM']) {
@@ -278,6 +279,7 @@ describe('seed store', () => {
     expect(stateDirError('/srv/oa', 'x', Object.assign(new Error('EIO'), { code: 'EIO' }), ro).hint).toContain('reports I/O errors');
     writeFileSync(join(dir, 'a-file'), '');
     expect(stateDirError('/srv/oa', 'x', Object.assign(new Error('ENOENT'), { code: 'ENOENT' }), join(dir, 'a-file', 'x')).hint).toContain('does not exist');
+    expect(stateDirError('/srv/oa', 'x', Object.assign(new Error('ENOENT'), { code: 'ENOENT' }), join(ro, 'a-file', 'x')).hint).toContain('does not exist');
   });
 
   test('a StateDir that cannot be created is a problem reported once; saves fail naming it until it can be written', () => {
