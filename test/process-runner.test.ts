@@ -266,6 +266,24 @@ describe('piped processes (backup streams)', () => {
     expect((await dropped.done).exitCode).toBe(0);
   });
 
+  test('a program that cannot start ends done with why, and is never reported as started', async () => {
+    let started = false;
+    const missing = await runPiped('/nonexistent/extractor', ['-x'], { timeoutMs: 5000, onStart: () => (started = true) });
+    const err = await rejection(missing.done);
+    expect([err.code, err.message]).toEqual(['command_failed', expect.stringMatching(/^\/nonexistent\/extractor -x could not start: /)]);
+    expect(started).toBe(false);
+    let startedToo = false;
+    await rejection(runProgram('/nonexistent/program', [], { timeoutMs: 5000, onStart: () => (startedToo = true) }));
+    expect(startedToo).toBe(false);
+  });
+
+  test('an explicit tag marks a piped process', async () => {
+    const p = await runPiped('bash', ['-c', `tr '\\0' '\\n' < /proc/$$/environ | grep ^${TAG_ENV}=`], { timeoutMs: 5000, tag: 'seed:piped-1' });
+    p.stdin.end();
+    expect(await collect(p.stdout)).toBe(`${TAG_ENV}=seed:piped-1\n`);
+    await p.done;
+  });
+
   test('a failure, a timeout, an abort and a kill each end done with what happened', async () => {
     const failing = await runPiped('bash', ['-c', 'cat >/dev/null; echo "bad input" >&2; exit 4'], { timeoutMs: 5000 });
     failing.stdin.end('x');
