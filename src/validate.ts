@@ -7,7 +7,8 @@ const patterns = {
   // LVM names: letters, digits, and + _ . - (lvm(8)); optionally vg/lv or /dev/vg/lv.
   lvName: /^(\/dev\/)?([A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}\/)?[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}$/,
   lvPattern: /^[A-Za-z0-9+_.-]{0,128}$/,
-  hostname: /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/,
+  // Not all digits and dots: such a name is an address ("256.1.1.1", "1.2.3"), and the ipv4 pattern judges it.
+  hostname: /^(?=.{1,253}$)(?![\d.]*$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/,
   ipv4: /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/,
   commandName: /^[A-Za-z0-9_.-]{1,64}$/,
   relayLogName: /^[A-Za-z0-9_.-]{1,255}$/,
@@ -63,7 +64,7 @@ export function port(value: unknown): number {
 }
 
 export function nonNegativeInt(name: string, value: unknown): number {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  if (Number.isInteger(value) && (value as number) >= 0) return value as number;
   if (typeof value === 'string' && /^\d{1,15}$/.test(value)) return Number(value);
   throw badRequest(`invalid ${name} ${JSON.stringify(value)}`, 'use a non-negative integer');
 }
@@ -98,7 +99,7 @@ export function isWithin(root: string, path: string): boolean {
 
 /** An absolute path inside one of the allowed roots, or a 403 naming them. */
 export function pathWithin(value: unknown, roots: readonly string[], what = 'path'): string {
-  if (typeof value !== 'string' || value === '' || !isAbsolute(value) || value.includes('\0')) {
+  if (typeof value !== 'string' || !isAbsolute(value) || value.includes('\0')) {
     throw badRequest(`invalid ${what} ${JSON.stringify(value)}`, 'give an absolute path');
   }
   const path = normalize(value);

@@ -2,7 +2,8 @@
 // system directories (also behind a symlink), path checks do not let a sibling with a common prefix pass,
 // and every configured command is bounded by CommandTimeoutSeconds and killed as a group.
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, type Config } from '../src/config.js';
 import { AgentError } from '../src/errors.js';
@@ -59,6 +60,7 @@ const systemDirs = [
   '/', '/usr', '/etc', '/var', '/home', '/root', '/boot', '/bin', '/sbin', '/opt', '/srv', '/tmp', '/proc', '/sys',
   '/dev', '/run', '/mnt', '/media', '/var/lib', '/usr/local', '/var/tmp', '/lib', '/lib64', '/lib32', '/usr/lib',
   '/usr/lib64', '/usr/libexec', '/usr/bin', '/usr/sbin', '/usr/share', '/var/log', '/var/cache', '/var/spool',
+  '/usr/include', '/usr/src', '/var/mail', '/var/opt', '/var/local', '/var/backups',
 ];
 
 describe('the datadir purge guard', () => {
@@ -105,6 +107,105 @@ describe('the datadir purge guard', () => {
     symlinkSync(join(base, 'loop-a'), join(base, 'loop-b'));
     expect((await rejection(guarded.purge(join(base, 'loop-a')))).code).toBe('io');
     expect(purged()).toBe('');
+  });
+
+  test('below or beside a system directory is no system directory: the guard lets it through to the next check', async () => {
+    // None of these exist: past the guard, the purge stops at "not found", never at "system directory".
+    for (const path of ['/var/lib/mysql-oa-missing', '/usr/lib/oa-missing', '/lib/oa-missing', '/usr/libx/oa-missing', '/libx/oa-missing',
+      '/srv/lib', '/srv/oa-missing/lib64', '/opt/usr/lib', '/tmp/oa-missing/var', '/var/lib/../lib/oa-missing']) {
+      const err = await rejection(guarded.purge(path));
+      expect([path, err.code, err.message]).toEqual([path, 'not_found', expect.stringMatching(/^cannot resolve datadir \/\S+: ENOENT/)]);
+    }
+    expect(purged()).toBe('');
+  });
+
+  test('refusals say which datadir and why', async () => {
+    const base = dir('why');
+    writeFileSync(join(base, 'a-file'), 'x');
+    const cases: Array<[string, string, string | undefined]> = [
+      ['', 'refusing to delete the content of an empty datadir path', undefined],
+      [' \n', 'refusing to delete the content of an empty datadir path', undefined],
+      ['data/mysql', 'refusing to delete the content of relative datadir path "data/mysql"', 'MySQLDatadirCommand must print an absolute path'],
+      ['/var/lib/', 'refusing to delete the content of system directory /var/lib', undefined],
+      [join(base, 'a-file'), `refusing to delete the content of ${join(base, 'a-file')}: not a directory`, undefined],
+    ];
+    for (const [given, message, hint] of cases) {
+      const err = await rejection(guarded.purge(given));
+      expect([given, err.code, err.message, err.hint]).toEqual([given, 'forbidden', message, hint]);
+    }
+    expect(purged()).toBe('');
+  });
+
+  test('the datadir as a command printed it (a newline, spaces) is the datadir; a blank purge command is no command', async () => {
+    const base = dir('spaced');
+    mkdirSync(join(base, 'mysql'));
+    await guarded.purge(` ${join(base, 'mysql')}/\n`);
+    expect(purged()).toBe(`${join(base, 'mysql')}\n`);
+    rmSync(markFile);
+    writeFileSync(join(base, 'mysql', 'ibdata1'), 'x');
+    await new LocalDatadir(config({ MySQLDeleteDatadirContentCommand: ' \n' })).purge(join(base, 'mysql'));
+    expect(readdirSync(join(base, 'mysql'))).toEqual([]);
+  });
+
+  test('a datadir in use is refused (409) before anything is deleted; a missing one is not in use', async () => {
+    const base = dir('inuse');
+    const data = join(base, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'ibdata1'), 'x');
+    const ops = new LocalDatadir(config({}));
+    await ops.ensureNotInUse(data);
+    await ops.ensureNotInUse(join(base, 'missing'));
+    expect((await rejection(ops.ensureNotInUse('/var'))).code).toBe('forbidden');
+    const holder = spawn('sleep', ['600'], { cwd: data, stdio: 'ignore', detached: true });
+    try {
+      await waitFor(() => {
+        try {
+          return readlinkSync(`/proc/${holder.pid}/cwd`) === data;
+        } catch {
+          return false;
+        }
+      }, 'the holder to start');
+      for (const err of [await rejection(ops.ensureNotInUse(data)), await rejection(ops.purge(data)), await rejection(guarded.purge(data))]) {
+        expect([err.code, err.message]).toEqual(['conflict', expect.stringContaining(`pid ${holder.pid} (sleep 600) works in ${data}`)]);
+        expect(err.message).toMatch(new RegExp(`^refusing to purge the datadir ${data}: a process uses it: `));
+        expect(err.hint).toBe('a server still runs on this datadir although the status command may say it is stopped: stop that process (and fix MySQLServiceStatusCommand if it said stopped), then retry');
+      }
+      expect(readdirSync(data)).toEqual(['ibdata1']);
+      expect(purged()).toBe('');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  test('an aborted purge stops before deleting; one that cannot delete says so', async () => {
+    const base = dir('abort');
+    const data = join(base, 'data');
+    mkdirSync(join(data, 'ro'), { recursive: true });
+    writeFileSync(join(data, 'ibdata1'), 'x');
+    const ops = new LocalDatadir(config({}));
+    const aborted = new AbortController();
+    aborted.abort();
+    const err = await rejection(ops.purge(data, aborted.signal));
+    expect([err.code, err.message]).toEqual(['aborted', `purging ${data} was aborted`]);
+    expect(readdirSync(data).sort()).toEqual(['ibdata1', 'ro']);
+    // A read-only filesystem mounted inside: its content cannot be deleted.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', join(data, 'ro')]);
+    try {
+      writeFileSync(join(data, 'ro', 'table.ibd'), 'y');
+      execFileSync('mount', ['-o', 'remount,ro', join(data, 'ro')]);
+      const io = await rejection(ops.purge(data));
+      expect([io.code, io.message]).toEqual(['io', expect.stringMatching(new RegExp(`^cannot delete the content of ${data}: .*(EROFS|EBUSY)`))]);
+    } finally {
+      execFileSync('umount', ['-l', join(data, 'ro')]);
+    }
+  });
+
+  test('size and free space are measured on the real directory', async () => {
+    const base = dir('size');
+    writeFileSync(join(base, 'f'), Buffer.alloc(256 * 1024, 1));
+    const ops = new LocalDatadir(config({}));
+    expect(await ops.diskUsage(base)).toBeGreaterThanOrEqual(256 * 1024);
+    expect(await ops.availableSpace(base)).toBeGreaterThan(0);
   });
 
   test('a real datadir passes the guard: the command gets the resolved path', async () => {

@@ -1,8 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
-import { runProgram, runShell, templateToScript, TAG_ENV } from '../src/process-runner.js';
+import { killProcessGroup, processGroupAlive, runPiped, runProgram, runShell, runShellStatus, templateToScript, TAG_ENV, withProcessScope } from '../src/process-runner.js';
 import { tempDir } from './support/agent-process.js';
 
 function alive(pid: number): boolean {
@@ -55,10 +56,13 @@ describe('process runner', () => {
   test('on timeout the whole process group is killed, grandchildren included', async () => {
     const dir = tempDir();
     const pidFile = join(dir, 'grandchild.pid');
+    let pgid = 0;
     const err = await rejection(
-      runProgram('bash', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { timeoutMs: 500, killGraceMs: 1000 }),
+      runProgram('bash', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { timeoutMs: 500, killGraceMs: 1000, onStart: (p) => (pgid = p) }),
     );
     expect(err.code).toBe('command_timeout');
+    // The run ends only once the whole group is gone.
+    expect(processGroupAlive(pgid)).toBe(false);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     await waitFor(() => !alive(grandchild), 'grandchild to die');
   });
@@ -152,5 +156,189 @@ exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "\${keep[@]}" "$@"
     expect(templateToScript('mount %s %s %s', 3)).toBe('mount "$1" "$2" "$3"');
     expect(templateToScript('/usr/local/bin/post-copy', 1)).toBe('/usr/local/bin/post-copy "$1"');
     expect(templateToScript('/usr/local/bin/start', 0)).toBe('/usr/local/bin/start');
+  });
+});
+
+describe('what a run gives back', () => {
+  test('output as printed (final newline kept), stdin closed unless input is given, cwd and env applied', async () => {
+    const dir = tempDir();
+    const r = await runProgram('bash', ['-c', 'echo out; echo err >&2'], { timeoutMs: 5000 });
+    expect(r).toEqual({ command: 'bash -c echo out; echo err >&2', exitCode: 0, stdout: 'out\n', stderr: 'err\n' });
+    // No input: stdin is closed, so a program reading it ends at once.
+    expect((await runProgram('cat', [], { timeoutMs: 5000 })).stdout).toBe('');
+    expect((await runProgram('cat', [], { timeoutMs: 5000, input: 'from stdin' })).stdout).toBe('from stdin');
+    expect((await runProgram('pwd', [], { timeoutMs: 5000, cwd: dir })).stdout).toBe(`${dir}\n`);
+    const env = await runProgram('bash', ['-c', 'echo "$OA_TEST_VAR:$PATH"'], { timeoutMs: 5000, env: { OA_TEST_VAR: 'set' } });
+    expect(env.stdout).toBe(`set:${process.env.PATH}\n`);
+  });
+
+  test('a configured command gets its values as $1.. and the agent as $0; a status command may fail', async () => {
+    expect((await runShell('echo "$0|$1|$2"', ['a b', '$c'], { timeoutMs: 5000 })).stdout).toBe('orchestrator-agent|a b|$c\n');
+    const status = await runShellStatus('echo "$1" >&2; exit 3', ['stopped'], { timeoutMs: 5000 });
+    expect(status).toEqual({ command: 'bash -c echo "$1" >&2; exit 3 orchestrator-agent stopped', exitCode: 3, stdout: '', stderr: 'stopped\n' });
+  });
+
+  test('a failure names the command, the exit code or signal, and the end of a long stderr', async () => {
+    const quiet = await rejection(runProgram('bash', ['-c', 'exit 4'], { timeoutMs: 5000 }));
+    expect([quiet.code, quiet.message, quiet.details]).toEqual(['command_failed', 'bash -c exit 4 exited with code 4', { command: 'bash -c exit 4', exitCode: 4, stderr: '' }]);
+    const long = await rejection(runProgram('bash', ['-c', 'head -c 3000 /dev/zero | tr "\\0" a >&2; printf "%02000d" 0 | tr 0 b >&2; echo " " >&2; exit 1'], { timeoutMs: 5000 }));
+    expect(long.message).toBe(`bash -c head -c 3000 /dev/zero | tr "\\0" a >&2; printf "%02000d" 0 | tr 0 b >&2; echo " " >&2; exit 1 exited with code 1: …${'b'.repeat(2000)}`);
+    expect(long.details!.stderr).toBe(`…${'b'.repeat(2000)}`);
+    const killed = await rejection(runProgram('bash', ['-c', 'kill -9 $$'], { timeoutMs: 5000 }));
+    expect([killed.code, killed.message]).toEqual(['command_failed', 'bash -c kill -9 $$ was killed by SIGKILL']);
+    const missing = await rejection(runProgram('/nonexistent/program', ['x'], { timeoutMs: 5000 }));
+    expect(missing.message).toMatch(/^\/nonexistent\/program x could not start: .*ENOENT/);
+  });
+
+  test('a timeout says how long it allowed and what to do; an abort before the start runs nothing', async () => {
+    const err = await rejection(runProgram('bash', ['-c', 'echo partial >&2; exec sleep 600'], { timeoutMs: 600, killGraceMs: 1000 }));
+    expect([err.code, err.message, err.hint, err.details]).toEqual([
+      'command_timeout',
+      'bash -c echo partial >&2; exec sleep 600 did not finish within 1s and was killed',
+      'raise CommandTimeoutSeconds if the command is expected to take longer',
+      { command: 'bash -c echo partial >&2; exec sleep 600', stderr: 'partial' },
+    ]);
+    const dir = tempDir();
+    const controller = new AbortController();
+    controller.abort();
+    const marker = join(dir, 'ran');
+    const early = await rejection(runProgram('touch', [marker], { timeoutMs: 5000, signal: controller.signal }));
+    expect([early.code, early.message]).toEqual(['aborted', `not started, already aborted: touch ${marker}`]);
+    const piped = await rejection(runPiped('touch', [marker], { timeoutMs: 5000, signal: controller.signal }));
+    expect([piped.code, piped.message]).toEqual(['aborted', `not started, already aborted: touch ${marker}`]);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  test('a scope tags and reports every process started inside it; explicit options win', async () => {
+    const seen: number[] = [];
+    const tagOf = `tr '\\0' '\\n' < /proc/$$/environ | grep ^${TAG_ENV}= || echo untagged`;
+    const [scoped, explicit, outside] = await withProcessScope({ tag: 'seed:scope-1', onStart: (p) => seen.push(p) }, async () => [
+      await runProgram('bash', ['-c', `${tagOf}; echo $$`], { timeoutMs: 5000 }),
+      await runProgram('bash', ['-c', tagOf], { timeoutMs: 5000, tag: 'seed:own' }),
+    ]).then(async (r) => [...r, await runProgram('bash', ['-c', tagOf], { timeoutMs: 5000 })]);
+    const [tagLine, pid] = scoped!.stdout.trim().split('\n');
+    expect(tagLine).toBe(`${TAG_ENV}=seed:scope-1`);
+    expect(explicit!.stdout).toBe(`${TAG_ENV}=seed:own\n`);
+    expect(outside!.stdout).toBe('untagged\n');
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe(Number(pid));
+    // Piped processes too.
+    const piped = await withProcessScope({ tag: 'seed:scope-2', onStart: (p) => seen.push(p) }, () => runPiped('bash', ['-c', tagOf], { timeoutMs: 5000 }));
+    piped.stdin.end();
+    const out: Buffer[] = [];
+    for await (const chunk of piped.stdout) out.push(chunk as Buffer);
+    await piped.done;
+    expect(Buffer.concat(out).toString()).toBe(`${TAG_ENV}=seed:scope-2\n`);
+    expect(seen).toHaveLength(3);
+  });
+
+  test('with sudo the program runs as "sudo -n program args" (a stand-in sudo records its arguments)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'sudo'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${join(dir, 'sudo.args')}\nshift\nexec "$@"\n`, { mode: 0o755 });
+    const env = { PATH: `${dir}:${process.env.PATH}` };
+    const r = await runProgram('printf', ['%s', 'a b'], { timeoutMs: 5000, sudo: true, env });
+    expect([r.command, r.stdout]).toEqual(['sudo -n printf %s a b', 'a b']);
+    expect(readFileSync(join(dir, 'sudo.args'), 'utf8')).toBe('-n\nprintf\n%s\na b\n');
+    const plain = await runProgram('printf', ['%s', 'x'], { timeoutMs: 5000, env });
+    expect(plain.command).toBe('printf %s x');
+  });
+});
+
+describe('process groups', () => {
+  test('a group whose only member is a zombie is gone: nothing to kill', async () => {
+    // setsid puts "sleep 0" in a group of its own; its parent then becomes "sleep 600", which never reaps it.
+    const parent = spawn('bash', ['-c', 'setsid sleep 0 & echo $!; exec sleep 600'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const first = await new Promise<string>((r) => parent.stdout!.once('data', (d: Buffer) => r(d.toString())));
+      const pgid = Number(first.trim());
+      await waitFor(() => {
+        try {
+          return readFileSync(`/proc/${pgid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+        } catch {
+          return false;
+        }
+      }, 'the zombie');
+      expect(processGroupAlive(pgid)).toBe(false);
+      expect(processGroupAlive(parent.pid!)).toBe(true);
+      await killProcessGroup(pgid, 60_000); // returns at once: nothing alive in it
+      expect(readFileSync(`/proc/${pgid}/stat`, 'utf8')).toMatch(/\) Z /);
+    } finally {
+      process.kill(-parent.pid!, 'SIGKILL');
+    }
+  });
+
+  test('killing a group ends every member; a group that is gone is left alone', async () => {
+    const child = spawn('bash', ['-c', 'sleep 600 & sleep 600 & wait'], { detached: true, stdio: 'ignore' });
+    const pgid = child.pid!;
+    await waitFor(() => processGroupAlive(pgid), 'the group');
+    await killProcessGroup(pgid, 2000);
+    await waitFor(() => !processGroupAlive(pgid), 'the group to be gone');
+    await killProcessGroup(pgid, 2000);
+    expect(processGroupAlive(pgid)).toBe(false);
+  });
+});
+
+describe('piped processes (backup streams)', () => {
+  async function collect(stream: NodeJS.ReadableStream): Promise<string> {
+    const out: Buffer[] = [];
+    for await (const chunk of stream) out.push(chunk as Buffer);
+    return Buffer.concat(out).toString();
+  }
+
+  test('stdin and stdout are streams; done resolves once the program exited 0', async () => {
+    let pgid = 0;
+    const p = await runPiped('tr', ['a-z', 'A-Z'], { timeoutMs: 5000, onStart: (g) => (pgid = g) });
+    p.stdin.end('backup stream');
+    expect(await collect(p.stdout)).toBe('BACKUP STREAM');
+    expect(await p.done).toEqual({ command: 'tr a-z A-Z', exitCode: 0, stdout: '', stderr: '' });
+    expect(pgid).toBeGreaterThan(1);
+    // Output dropped: nothing to read, nothing to block on.
+    const dropped = await runPiped('bash', ['-c', 'cat; head -c 1000000 /dev/zero'], { timeoutMs: 5000, cwd: tempDir(), env: { X: '1' } }, 'ignore');
+    dropped.stdin.end('x');
+    expect(await collect(dropped.stdout)).toBe('');
+    expect((await dropped.done).exitCode).toBe(0);
+  });
+
+  test('a program that cannot start ends done with why, and is never reported as started', async () => {
+    let started = false;
+    const missing = await runPiped('/nonexistent/extractor', ['-x'], { timeoutMs: 5000, onStart: () => (started = true) });
+    const err = await rejection(missing.done);
+    expect([err.code, err.message]).toEqual(['command_failed', expect.stringMatching(/^\/nonexistent\/extractor -x could not start: /)]);
+    expect(started).toBe(false);
+    let startedToo = false;
+    await rejection(runProgram('/nonexistent/program', [], { timeoutMs: 5000, onStart: () => (startedToo = true) }));
+    expect(startedToo).toBe(false);
+  });
+
+  test('an explicit tag marks a piped process', async () => {
+    const p = await runPiped('bash', ['-c', `tr '\\0' '\\n' < /proc/$$/environ | grep ^${TAG_ENV}=`], { timeoutMs: 5000, tag: 'seed:piped-1' });
+    p.stdin.end();
+    expect(await collect(p.stdout)).toBe(`${TAG_ENV}=seed:piped-1\n`);
+    await p.done;
+  });
+
+  test('a failure, a timeout, an abort and a kill each end done with what happened', async () => {
+    const failing = await runPiped('bash', ['-c', 'cat >/dev/null; echo "bad input" >&2; exit 4'], { timeoutMs: 5000 });
+    failing.stdin.end('x');
+    const failed = await rejection(failing.done);
+    expect([failed.code, failed.message, failed.details]).toEqual(['command_failed', 'bash -c cat >/dev/null; echo "bad input" >&2; exit 4 exited with code 4: bad input', { command: 'bash -c cat >/dev/null; echo "bad input" >&2; exit 4', exitCode: 4, stderr: 'bad input' }]);
+
+    let pgid = 0;
+    const slow = await runPiped('bash', ['-c', 'echo started >&2; sleep 600 & wait'], { timeoutMs: 300, killGraceMs: 1000, onStart: (p) => (pgid = p) });
+    const timedOut = await rejection(slow.done);
+    expect(processGroupAlive(pgid)).toBe(false);
+    expect([timedOut.code, timedOut.message, timedOut.details]).toEqual(['command_timeout', 'bash -c echo started >&2; sleep 600 & wait did not finish within 0s and was killed', { command: 'bash -c echo started >&2; sleep 600 & wait', stderr: 'started' }]);
+
+    const controller = new AbortController();
+    const aborting = await runPiped('sleep', ['600'], { timeoutMs: 60_000, signal: controller.signal, killGraceMs: 1000 });
+    controller.abort();
+    const aborted = await rejection(aborting.done);
+    expect([aborted.code, aborted.message]).toEqual(['aborted', 'sleep 600 was aborted']);
+
+    const killing = await runPiped('sleep', ['600'], { timeoutMs: 60_000, killGraceMs: 1000 });
+    await killing.kill();
+    await killing.kill(); // once is enough; again is harmless
+    const killed = await rejection(killing.done);
+    expect([killed.code, killed.message]).toEqual(['command_failed', 'sleep 600 was killed by SIGTERM']);
   });
 });

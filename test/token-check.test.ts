@@ -87,6 +87,15 @@ describe('the token check, with TokenHttpHeader set', () => {
     }
   });
 
+  test('the token is one value: a repeated ?token= is refused, even one spelling the token byte by byte', async () => {
+    const { url, token } = agent;
+    const asBytes = [...token].map((c) => `token=${c.charCodeAt(0)}`).join('&');
+    expectRefused(await call(`${url}/api/mysql-port?${asBytes}`), 'the token as repeated byte values');
+    expectRefused(await call(`${url}/api/mysql-port?token=${token}&token=${token}`), 'the token twice');
+    // Spaces after "Bearer" are not part of the token.
+    expect(await call(`${url}/api/mysql-port`, { headers: { Authorization: `Bearer   ${token}` } })).toEqual({ status: 200, body: 3306 });
+  });
+
   test('HEAD takes the token like GET; a refusal says where the token goes', async () => {
     const { url, token } = agent;
     expect((await fetch(`${url}/api/mysql-port?token=${token}`, { method: 'HEAD' })).status).toBe(200);
@@ -162,7 +171,7 @@ describe('basic auth in front of the token (HTTPAuthUser)', () => {
 });
 
 describe('client certificate OUs (UseMutualTLS, SSLValidOUs)', () => {
-  const pki = makeTestPki(tempDir('oa-token-pki-'), ['orchestrator', 'intruder']);
+  const pki = makeTestPki(tempDir('oa-token-pki-'), ['orchestrator', 'intruder', 'ops+orchestrator', '']);
   let agent: Agent;
   beforeAll(async () => {
     agent = await startApp({
@@ -181,7 +190,28 @@ describe('client certificate OUs (UseMutualTLS, SSLValidOUs)', () => {
     expect((await get('/api/mysql-port', pki.clients.orchestrator!)).status).toBe(401);
     const refused = await get(`/api/mysql-port?token=${agent.token}`, pki.clients.intruder!);
     expect(refused.status).toBe(403);
-    expect((refused.body as { Message: string }).Message).toContain('intruder');
+    expect((refused.body as { Message: string }).Message).toBe('client certificate OU ["intruder"] is not in SSLValidOUs');
     expect(await get('/api/status', pki.clients.intruder!)).toEqual({ status: 200, body: 'OK' });
+  });
+
+  test('one listed OU among several is enough; a certificate without an OU is refused', async () => {
+    expect(await get(`/api/mysql-port?token=${agent.token}`, pki.clients['ops+orchestrator']!)).toEqual({ status: 200, body: 3306 });
+    const none = await get(`/api/mysql-port?token=${agent.token}`, pki.clients['']!);
+    expect([none.status, (none.body as { Message: string }).Message]).toEqual([403, 'client certificate OU [] is not in SSLValidOUs']);
+  });
+
+  test('with SSLValidOUs empty, any certificate the CA signed is served', async () => {
+    const open = await startApp({
+      UseSSL: true, UseMutualTLS: true, SSLValidOUs: [], SSLCertFile: pki.server.cert, SSLPrivateKeyFile: pki.server.key, SSLCAFile: pki.caCert,
+    });
+    try {
+      for (const client of [pki.clients.intruder!, pki.clients['']!]) {
+        const tls = new HttpsAgent({ ca: pki.read(pki.caCert), cert: pki.read(client.cert), key: pki.read(client.key), keepAlive: false });
+        const res = await nodeFetch(`${open.url}/api/mysql-port?token=${open.token}`, { agent: tls });
+        expect([res.status, await res.json()]).toEqual([200, 3306]);
+      }
+    } finally {
+      await open.close();
+    }
   });
 });

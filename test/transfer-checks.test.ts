@@ -4,10 +4,11 @@
 import { describe, expect, test } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import { xxh3 } from '@node-rs/xxhash';
-import { newAuthKey, newNonce, proof, proofMatches } from '../src/transfer/auth.js';
+import { frameKeys, newAuthKey, newNonce, proof, proofMatches } from '../src/transfer/auth.js';
 import { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM, createChecksum, isChecksumAlgorithm } from '../src/transfer/checksum.js';
 import { alreadyVerified, safeRelativePath, STAGING_DIR, validateManifest } from '../src/transfer/manifest.js';
 import { tokensEqual } from '../src/token.js';
+import { AgentError } from '../src/errors.js';
 
 function digestOf(algorithm: 'xxh3-64' | 'sha256', ...parts: string[]): string {
   const c = createChecksum(algorithm);
@@ -63,6 +64,20 @@ describe('the transfer key proof', () => {
     expect(proofMatches(key, 'sender', newNonce(), mac)).toBe(false);
     expect(proofMatches(newAuthKey(), 'sender', nonce, mac)).toBe(false);
     expect(proof(key, 'receiver', nonce)).not.toBe(mac);
+  });
+
+  test('proofs and frame keys are the protocol\'s fixed values, so agents of different versions agree', () => {
+    // Known answers: a changed label, salt or hash is a protocol change that older peers would refuse.
+    const fixedKey = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff';
+    const receiverNonce = 'a'.repeat(48);
+    const senderNonce = 'b'.repeat(48);
+    expect(proof(fixedKey, 'sender', receiverNonce)).toBe('9a04b0e018987bbb1ce6f75acae042d592bf8a40400f0306fd577b378d2ed044');
+    expect(proof(fixedKey, 'receiver', senderNonce)).toBe('dfb4c4c9451915cfe92eb1f815d8777d1dd849267e22c376621520ada74dfeb4');
+    const keys = frameKeys(fixedKey, receiverNonce, senderNonce);
+    expect(keys.senderToReceiver.toString('hex')).toBe('01746a83a4733826d60b3eb5e716eb695d6e5a174607d0e27d7780e4f86c0107');
+    expect(keys.receiverToSender.toString('hex')).toBe('932c6d2edabfa5989fca95d0792228b7acc086a91cdf1877aadc5b2aaa59d495');
+    // The nonces' order is part of the salt.
+    expect(frameKeys(fixedKey, senderNonce, receiverNonce).senderToReceiver.toString('hex')).toBe('2fca1c479e8c05f537db1845fe252bbc9b4097e5556e99c5d53b5870241aa266');
   });
 
   test('a MAC that is not exactly 64 lowercase hex digits is refused without an exception', () => {
@@ -123,6 +138,28 @@ describe('manifest rules', () => {
         e = x;
       }
       expect(e).toEqual(expect.objectContaining({ code: 'bad_request', message: expect.stringMatching(/manifest entr/) }));
+    }
+  });
+
+  test('each refusal names the entry and says why', () => {
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [file(''), '""', 'not a plain relative path'],
+      [file('a\\b'), '"a\\\\b"', 'not a plain relative path'],
+      [file('a\0b'), '"a\\u0000b"', 'not a plain relative path'],
+      [file('/etc/passwd'), '"/etc/passwd"', 'absolute path'],
+      [file('a//b'), '"a//b"', 'empty, "." or ".." component'],
+      [file('a/..'), '"a/.."', 'empty, "." or ".." component'],
+      [file('.orchestrator-agent-transfer.tmp/x'), '".orchestrator-agent-transfer.tmp/x"', 'name reserved for the transfer itself'],
+      [file('f', { gid: -1 }), '"f"', 'bad owner'],
+      [file('f', { mtimeMs: '1000' }), '"f"', 'bad mode or mtime'],
+      [file('f', { size: -1 }), '"f"', 'bad size'],
+      [link('l', ''), '"l"', 'bad symlink target'],
+      [link('l', '/etc/passwd'), '"l"', 'symlink target /etc/passwd is absolute'],
+      [link('l', '../data2'), '"l"', 'symlink target ../data2 points outside the destination'],
+      [{ type: 'fifo', path: 'p', ...owner }, '"p"', 'unknown type "fifo"'],
+    ];
+    for (const [entry, quoted, why] of cases) {
+      expect(() => validateManifest([entry], dest)).toThrow(new AgentError('forbidden', `refusing manifest entry ${quoted}: ${why}`));
     }
   });
 

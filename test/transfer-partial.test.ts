@@ -2,7 +2,7 @@
 // speaks the protocol by hand over real TCP and stops early in the two ways the real sender never does.
 import { afterAll, afterEach, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import { MANIFEST_FILE, isTransferComplete, newAuthKey, startReceiver } from '../src/transfer/index.js';
@@ -56,6 +56,9 @@ describe('the receiver never finishes on a partial copy', () => {
     expect(o.ok).toBe(true);
     expect(await isTransferComplete(state, dest)).toBe(true);
     for (const f of files) expect(readFileSync(join(dest, f.path)).equals(f.content)).toBe(true);
+    // The manifest is kept under the name a restarted or later agent looks for; nothing of the transfer stays in the datadir.
+    expect(readdirSync(state)).toContain('transfer-manifest.json');
+    expect(readdirSync(dest).sort()).toEqual(files.map((f) => f.path).sort());
   });
 
   test('a connection closed cleanly between two frames, with files missing, fails the receive and writes no manifest', async () => {

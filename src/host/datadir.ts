@@ -1,7 +1,7 @@
 // The MySQL datadir: size, free space, and purging its content before a seed, behind guardrails that
 // refuse to empty anything that looks like a system directory.
 import { readdir, realpath, rm, stat } from 'node:fs/promises';
-import { isAbsolute, join, normalize } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Config } from '../config.js';
 import { AgentError } from '../errors.js';
 import { runShell } from '../process-runner.js';
@@ -34,7 +34,8 @@ export async function checkPurgeTarget(datadir: string): Promise<string> {
       hint: 'MySQLDatadirCommand must print an absolute path',
     });
   }
-  const lexical = normalize(given).replace(/(.)\/+$/, '$1');
+  // Absolute already, so resolve only normalises: "." and ".." segments, repeated and trailing slashes.
+  const lexical = resolve(given);
   if (isSystemDir(lexical)) throw new AgentError('forbidden', `refusing to delete the content of system directory ${lexical}`);
   let real: string;
   try {

@@ -32,34 +32,38 @@ function logRefusal(ctx: Context, status: number, err: AgentError | undefined, s
   });
 }
 
-export function errorHandler(opts: { secrets?: () => readonly string[] } = {}): Middleware {
-  const secrets = () => opts.secrets?.() ?? [];
+/** secrets: the values no refusal log line may show (the process token, passwords). */
+export function errorHandler(opts: { secrets: () => readonly string[] }): Middleware {
+  const { secrets } = opts;
   return async (ctx: Context, next: Next) => {
     try {
       await next();
-      // Refusals answered without a throw (the router's 405).
+      // Refusals answered without a throw (a handler that writes its own response).
       if (ctx.status >= 400 && ctx.status < 500) logRefusal(ctx, ctx.status, undefined, secrets());
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      // koa-basic-auth and koa itself throw http-errors; keep their status, give them our shape.
-      if (status === 401 && !(err instanceof AgentError)) {
+      if (err instanceof AgentError) {
+        if (err.httpStatus >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, error: err.message });
+        else logRefusal(ctx, err.httpStatus, err, secrets());
+        sendError(ctx, err);
+        return;
+      }
+      // koa-basic-auth and koa itself throw http-errors (whose status is 400-599): keep what it says, in our
+      // shape. Anything else is a failure of ours.
+      const status = (err as { status?: number }).status ?? 500;
+      if (status === 401) {
         ctx.set('WWW-Authenticate', 'Basic realm="orchestrator-agent"');
         const e = new AgentError('unauthorized', 'basic authentication required', { hint: 'send the HTTPAuthUser / HTTPAuthPassword credentials' });
         sendError(ctx, e);
         logRefusal(ctx, 401, e, secrets());
         return;
       }
-      if (!(err instanceof AgentError) && typeof status === 'number' && status >= 400 && status < 500) {
+      if (status < 500) {
         const e = new AgentError('bad_request', (err as Error).message);
         sendError(ctx, e);
         logRefusal(ctx, e.httpStatus, e, secrets());
         return;
       }
-      if (!(err instanceof AgentError) || err.httpStatus >= 500) {
-        log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
-      } else {
-        logRefusal(ctx, err.httpStatus, err, secrets());
-      }
+      log.error('request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
       sendError(ctx, err);
     }
   };
@@ -75,7 +79,7 @@ export function markStateChanging(router: Router): Middleware {
     const asPost = router.match(ctx.path, 'POST');
     const own = safe ? router.match(ctx.path, ctx.method) : asPost;
     ctx.state.stateChanging = !safe || asPost.route;
-    ctx.state.route = (own.route ? own : asPost).pathAndMethod.find((layer) => layer.methods.length > 0)?.path;
+    ctx.state.route = (own.route ? own : asPost).pathAndMethod[0]?.path;
     await next();
   };
 }
@@ -94,14 +98,14 @@ export function basicAuth(user: string, password: string): Middleware {
 
 /** Where a request's token may come from: GET (orchestrator's calls) also takes ?token=, POST only headers. */
 export function requestToken(ctx: Context, tokenHeader: string, allowQuery: boolean): string | undefined {
-  if (tokenHeader) {
-    const fromHeader = ctx.get(tokenHeader);
-    if (fromHeader) return fromHeader;
-  }
+  // ctx.get('') is '': no TokenHttpHeader, no header token.
+  const fromHeader = ctx.get(tokenHeader);
+  if (fromHeader) return fromHeader;
   const authz = ctx.get('Authorization');
   if (authz.startsWith('Bearer ')) return authz.slice('Bearer '.length).trim();
   const q = ctx.query.token;
-  if (allowQuery && typeof q === 'string' && q !== '') return q;
+  // Only one value: a repeated ?token= is an array, never a token.
+  if (allowQuery && typeof q === 'string') return q;
   return undefined;
 }
 
@@ -123,9 +127,8 @@ export function requireToken(token: string, tokenHeader: string): Middleware {
 export function requireClientOU(validOUs: readonly string[]): Middleware {
   return async (ctx, next) => {
     if (validOUs.length > 0) {
-      const socket = ctx.req.socket as TLSSocket;
-      const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-      const ou = cert?.subject?.OU;
+      // Installed only with UseSSL and UseMutualTLS: a TLS socket whose client showed a certificate.
+      const ou = (ctx.req.socket as TLSSocket).getPeerCertificate().subject?.OU;
       const ous = Array.isArray(ou) ? ou : ou ? [ou] : [];
       if (!ous.some((o) => validOUs.includes(o))) {
         throw new AgentError('forbidden', `client certificate OU ${JSON.stringify(ous)} is not in SSLValidOUs`);

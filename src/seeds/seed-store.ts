@@ -91,7 +91,7 @@ export function parseSeedRecord(text: string, knownMachines: Record<string, numb
   if (r.formatVersion !== SEED_FORMAT_VERSION) throw new Error(`unknown formatVersion ${JSON.stringify(r.formatVersion)}, expected ${SEED_FORMAT_VERSION}`);
   if (typeof r.id !== 'string' || !idPattern.test(r.id)) throw new Error(`invalid id ${JSON.stringify(r.id)}`);
   if (r.role !== 'target' && r.role !== 'source') throw new Error(`invalid role ${JSON.stringify(r.role)}`);
-  if (typeof r.machine !== 'string' || !(r.machine in knownMachines)) throw new Error(`unknown machine ${JSON.stringify(r.machine)}`);
+  if (typeof r.machine !== 'string' || !Object.hasOwn(knownMachines, r.machine)) throw new Error(`unknown machine ${JSON.stringify(r.machine)}`);
   if (r.machineVersion !== knownMachines[r.machine]) {
     throw new Error(`machine ${r.machine} version ${JSON.stringify(r.machineVersion)} is not the version this agent runs (${knownMachines[r.machine]})`);
   }
@@ -304,9 +304,8 @@ export class SeedStore {
       this.corrupt.push({ file, movedTo, error });
     } catch (err) {
       const e = stateDirError(this.stateDir, `move the corrupt ${file} to ${this.corruptDir}`, err, this.corruptDir);
-      const why = e.hint ? ` (${e.hint})` : '';
       log.error('seed state file is corrupt and could not be moved aside; the agent goes on without it', { file, error, moveError: e.describe() });
-      this.corrupt.push({ file, movedTo: null, error: `${error}; ${e.message}${why}` });
+      this.corrupt.push({ file, movedTo: null, error: `${error}; ${e.describe()}` });
     }
   }
 }

@@ -16,7 +16,7 @@ export interface Checksum {
 }
 
 export function isChecksumAlgorithm(v: unknown): v is ChecksumAlgorithm {
-  return typeof v === 'string' && (CHECKSUM_ALGORITHMS as readonly string[]).includes(v);
+  return (CHECKSUM_ALGORITHMS as readonly unknown[]).includes(v);
 }
 
 export function createChecksum(algorithm: ChecksumAlgorithm): Checksum {

@@ -1,6 +1,6 @@
 // What a transfer moves: the entries of a datadir (files, directories, symlinks) with size, mode, owner and
 // mtime, and the rules a receiver applies before it lets an entry touch its disk.
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import { AgentError } from '../errors.js';
 import { isWithin } from '../validate.js';
@@ -63,12 +63,13 @@ export interface FinalManifest {
 }
 
 /**
- * Walks sourceDir (without following symlinks) into a sorted list of entries. Sockets, FIFOs and devices
+ * Walks sourceDir (following a symlink at the top only) into a sorted list of entries. Sockets, FIFOs and devices
  * (mysql.sock may live in a datadir) are skipped, as are the transfer's own files at the top.
  */
 export async function walkSource(sourceDir: string): Promise<ManifestEntry[]> {
   const root = resolve(sourceDir);
-  const top = await lstat(root).catch((err: NodeJS.ErrnoException) => {
+  // The top is followed (a datadir is often a link, /var/lib/mysql -> /data/mysql); nothing below it is.
+  const top = await stat(root).catch((err: NodeJS.ErrnoException) => {
     throw new AgentError('not_found', `cannot read source directory ${root}: ${err.code ?? err.message}`, {
       hint: 'check the datadir or snapshot mount point the seed sends from',
     });
@@ -108,7 +109,7 @@ function refuse(path: string, why: string): AgentError {
 /** A relative, normalised, '/'-separated path with no "..", or a 403. */
 export function safeRelativePath(path: unknown): string {
   if (typeof path !== 'string' || path === '' || path.includes('\0') || path.includes('\\')) throw refuse(String(path), 'not a plain relative path');
-  if (isAbsolute(path) || path.startsWith('/')) throw refuse(path, 'absolute path');
+  if (isAbsolute(path)) throw refuse(path, 'absolute path');
   const parts = path.split('/');
   if (parts.some((p) => p === '' || p === '.' || p === '..')) throw refuse(path, 'empty, "." or ".." component');
   if (reservedNames.has(parts[0]!)) throw refuse(path, 'name reserved for the transfer itself');
@@ -116,7 +117,11 @@ export function safeRelativePath(path: unknown): string {
 }
 
 function isInt(v: unknown, min = 0): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= min;
+  return Number.isInteger(v) && (v as number) >= min;
+}
+
+function isFiniteNumber(v: unknown): v is number {
+  return Number.isFinite(v);
 }
 
 /**
@@ -136,7 +141,7 @@ export function validateManifest(raw: unknown, destDir: string): ManifestEntry[]
     if (parent !== '.' && seen.get(parent) !== 'dir') throw refuse(path, `parent ${parent} is not a directory listed before it`);
     if (!isInt(e.uid) || !isInt(e.gid)) throw refuse(path, 'bad owner');
     if (e.type === 'file' || e.type === 'dir') {
-      if (!isInt(e.mode) || e.mode > 0o7777 || typeof e.mtimeMs !== 'number' || !Number.isFinite(e.mtimeMs)) throw refuse(path, 'bad mode or mtime');
+      if (!isInt(e.mode) || e.mode > 0o7777 || !isFiniteNumber(e.mtimeMs)) throw refuse(path, 'bad mode or mtime');
       if (e.type === 'file') {
         if (!isInt(e.size) || e.size > Number.MAX_SAFE_INTEGER) throw refuse(path, 'bad size');
         out.push({ type: 'file', path, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtimeMs: e.mtimeMs });

@@ -14,7 +14,7 @@ export interface TestPki {
   caCert: string;
   /** Server certificate for 127.0.0.1/localhost, signed by the CA, OU=agents. */
   server: CertFiles;
-  /** Client certificates signed by the CA, by OU. */
+  /** Client certificates signed by the CA, by OU ("a+b": two OUs, "": none). */
   clients: Record<string, CertFiles>;
   /** Self-signed, for 127.0.0.1: a server nobody's CA vouches for. */
   untrusted: CertFiles;
@@ -44,7 +44,11 @@ export function makeTestPki(dir: string, clientOUs: string[]): TestPki {
   const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n';
   const server = signed(dir, 'server', '/O=oa-test/OU=agents/CN=127.0.0.1', serverExt);
   const clients: Record<string, CertFiles> = {};
-  for (const ou of clientOUs) clients[ou] = signed(dir, `client-${ou}`, `/O=oa-test/OU=${ou}/CN=client-${ou}`, 'extendedKeyUsage=clientAuth\n');
+  for (const ous of clientOUs) {
+    const name = ous === '' ? 'no-ou' : ous.replaceAll('+', '-');
+    const subject = ous.split('+').filter((ou) => ou !== '').map((ou) => `/OU=${ou}`).join('');
+    clients[ous] = signed(dir, `client-${name}`, `/O=oa-test${subject}/CN=client-${name}`, 'extendedKeyUsage=clientAuth\n');
+  }
   const untrusted = { cert: join(dir, 'untrusted.crt'), key: join(dir, 'untrusted.key') };
   openssl(dir, [
     'req', '-x509', ...ecKey, '-keyout', untrusted.key, '-out', untrusted.cert, '-days', '2',
