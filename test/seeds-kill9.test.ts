@@ -461,6 +461,8 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
     { chart: T, state: 'purgingDatadir', hold: { side: 'target', program: 'purge' }, expect: { source: done, target: done } },
     // mbstream is started and reads nothing: the source's send is cut, and the backup restarts from the beginning.
     { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, expect: { source: done, target: done } },
+    // Both agents at once, mariabackup and mbstream both running: both restart and stream anew.
+    { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, kill: ['source', 'target'], expect: { source: done, target: done } },
     // The prepare did its work but the agent never learned it: a copy is never prepared twice, so the seed
     // fails and removes it.
     {
@@ -476,6 +478,19 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
     // CHANGE MASTER ran but the agent did not record it: the restart configures replication again.
     { chart: T, state: 'settingUpReplication', hold: { side: 'target', program: 'client', match: 'CHANGE MASTER', mode: 'after' }, expect: { source: done, target: done } },
     { chart: T, state: 'catchingUp', hold: { side: 'target', program: 'client', match: 'SHOW SLAVE STATUS' }, expect: { source: done, target: done } },
+    // Aborted while the stop command ignores SIGTERM: the restarted cleanup tells the source, which ends
+    // aborted at once; MySQL was never stopped.
+    {
+      chart: T,
+      state: 'cleanup',
+      hold: { side: 'target', program: 'stop', stubborn: true },
+      abort: 'target',
+      expect: {
+        source: { status: 'aborted', error: 'was aborted by its operator during stoppingMySQL' },
+        target: { status: 'aborted', error: 'seed aborted during stoppingMySQL' },
+      },
+      targetUntouched: true,
+    },
     // The prepare fails; the cleanup empties the unprepared copy with the purge command, which is held.
     {
       chart: T,

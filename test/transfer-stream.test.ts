@@ -7,6 +7,7 @@ import { AgentError } from '../src/errors.js';
 import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
 import { acceptStream, offerStream, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
+import { releasePort, tellSenders } from '../src/transfer/farewell.js';
 import { freePort } from './support/seed-hosts.js';
 
 const facts: SourceFacts = { mysqlRunning: true, version: '10.11.19-MariaDB', dataBytes: 123456, logBin: true, gtidMode: false, mysqlHost: '', mysqlPort: 3306 };
@@ -117,5 +118,40 @@ describe('the backup stream', () => {
     const session = await stillWaiting;
     await session.later('still here');
     expect(await offered).toEqual({ kind: 'later', message: 'still here' });
+  });
+
+  test('a target seed that ended answers a stream sender with its reason: the offer fails at once, permanent; a new receiver takes the port back', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const reason = new AgentError('aborted', 'the target seed s1 was aborted by its operator during stoppingMySQL');
+    expect(await tellSenders({ port, bindAddress: '127.0.0.1', authKey, reason, untilMs: Date.now() + 60000 })).toBe(true);
+    try {
+      const err = await offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts }).catch((e: AgentError) => e);
+      expect(err).toBeInstanceOf(AgentError);
+      expect((err as AgentError).code).toBe('aborted');
+      expect((err as AgentError).message).toContain('was aborted by its operator during stoppingMySQL');
+      expect((err as AgentError).details?.fromPeer).toBe(true);
+      expect(isPermanentFailure(err)).toBe(true);
+      const wrong = await offerStream({ host: '127.0.0.1', port, authKey: newAuthKey(), connectTimeoutMs: 5000, facts }).catch((e: AgentError) => e);
+      expect((wrong as AgentError).code).toBe('unauthorized');
+
+      const waiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 30000 });
+      // The receiver listens once the farewell let go of the port; a sender retries until then, as the source seed's step does.
+      const offerUntilListening = async (): Promise<Awaited<ReturnType<typeof offerStream>>> => {
+        for (let i = 0; ; i++) {
+          try {
+            return await offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+          } catch (err) {
+            if (isPermanentFailure(err) || i > 100) throw err;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      };
+      const offered = offerUntilListening();
+      await (await waiting).later('a new seed');
+      expect(await offered).toEqual({ kind: 'later', message: 'a new seed' });
+    } finally {
+      await releasePort(port);
+    }
   });
 });

@@ -15,12 +15,13 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
-import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
+import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
+import { answeringOn, releasePort } from './farewell.js';
 import type { TokenBucket } from './throttle.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
-export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
-const VERSION = 1;
+export { STREAM_MAGIC };
+const VERSION = STREAM_VERSION;
 const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, facts: 20, go: 21, later: 22 } as const;
 const t = (type: number) => type as FrameTypeValue;
 const handshakeTimeoutMs = 30_000;
@@ -100,6 +101,9 @@ function validFacts(body: unknown): SourceFacts {
 
 /** Listens on port until one sender proves the key and sends its facts; wrong keys are refused and reported. */
 export async function acceptStream(opts: ListenOptions): Promise<StreamSession> {
+  // A farewell of an ended seed on this port gives it back (as to the datadir receiver); otherwise
+  // listening starts at once, before any await.
+  if (answeringOn(opts.port)) await releasePort(opts.port);
   const server: Server = transferServer(opts.tls);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>

@@ -70,6 +70,8 @@ export interface HotSeedKillCase {
   /** The agents SIGKILLed while the process is held (default: the side that runs the state). */
   kill?: Side[];
   expect: Record<Side, Outcome>;
+  /** The target seed ends before touching the target's MySQL: it runs on its own data still. */
+  targetUntouched?: boolean;
   /** How many times a program ran (arguments matching `match`) over the whole seed, restarts included. */
   runs?: { side: Side; program: string; match: string; count: number }[];
 }
@@ -164,7 +166,6 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
     runScript(target.commands.start);
     target.sql(`CREATE USER agent@localhost IDENTIFIED BY '${AGENT_PASSWORD}'`);
     target.sql('GRANT PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO agent@localhost');
-    target.sql('CREATE DATABASE stale_target_data');
   };
   resetTarget();
   const running = (db: MariaDBInstance) => {
@@ -187,6 +188,7 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
     const holdDir = (side: Side) => join(sideDir(side), 'holds');
     for (const side of SIDES) mkdirSync(join(holdDir(side), 'bin'), { recursive: true });
     if (!running(target)) resetTarget();
+    target.sql('CREATE DATABASE IF NOT EXISTS stale_target_data');
     source.sql(`INSERT INTO seedtest.cases VALUES ('${id}')`);
 
     // Each side's programs behind its own hold points; chown through PATH (the agent runs it by name).
@@ -296,6 +298,9 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
       expect(target.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
       for (const table of ['seedtest.t', 'seedtest.cases']) expect(target.sql(`CHECKSUM TABLE ${table}`)).toBe(source.sql(`CHECKSUM TABLE ${table}`));
       expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('');
+    } else if (c.targetUntouched) {
+      expect(running(target)).toBe(true);
+      expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('stale_target_data');
     } else {
       // No half copy anyone could start MySQL on.
       expect(running(target)).toBe(false);

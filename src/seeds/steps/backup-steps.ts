@@ -236,11 +236,30 @@ export const ensureOwnerFixed: StepFn<BackupTargetParams> = async (input, signal
 
 export async function cleanupBackupTarget(input: CleanupInput<BackupTargetParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
+  await tellSource(input, env);
   const marks = env.seed.marks();
   const datadir = input.facts.datadir;
   // Once purged and before the copy is prepared, what is there is no database: nobody may start MySQL on it.
   if (datadir && marks[PURGE_STARTED] && !marks[PREPARED]) await emptyDatadir(env, datadir, signal);
   return {};
+}
+
+/**
+ * This target seed ends before the whole stream arrived: keep answering on its transfer port for a while,
+ * so the source seed (offering its stream again every second) is told why and ends now, aborted when this
+ * one was, instead of at its reconnect deadline. Again after a restart in cleanup. Not when the source gave
+ * the reason.
+ */
+async function tellSource(input: CleanupInput<BackupTargetParams>, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const port = input.params.port;
+  if (!authKey || !port || env.seed.marks()[EXTRACTED] !== undefined || input.error?.fromPeer) return;
+  const untilMs = Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
+  if (untilMs <= Date.now()) return;
+  const { tellSenders } = await import('../../transfer/farewell.js');
+  const reason = endReason('target', input, env.seed.id);
+  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: await transferTls(env), authKey, reason, untilMs });
+  if (!ok) log.warn('transfer port is taken: the source seed is not told why this target seed ends', { id: env.seed.id, port });
 }
 
 // ------------------------------------------------------------------ source
