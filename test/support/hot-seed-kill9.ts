@@ -250,75 +250,90 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
     const side = c.hold.side;
     expect(chartFor(method.method, side).machineId).toBe(c.chart);
     const ag = { source: await start('source'), target: await start('target') } as Record<Side, SeedAgent>;
-    for (const h of [c.hold, ...(c.also ?? [])]) arm(h);
-    const created = await ag.target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', {
-      id, role: 'target', method: method.method, replicate: true, timeoutSeconds: 900,
-    });
-    expect(created.status).toBe(201);
-    const sent = await ag.source.call('POST', '/api/seeds', {
-      id, role: 'source', method: method.method, targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey,
-    });
-    expect(sent.status).toBe(201);
+    const play = async () => {
+      for (const h of [c.hold, ...(c.also ?? [])]) arm(h);
+      const created = await ag.target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', {
+        id, role: 'target', method: method.method, replicate: true, timeoutSeconds: 900,
+      });
+      expect(created.status).toBe(201);
+      const sent = await ag.source.call('POST', '/api/seeds', {
+        id, role: 'source', method: method.method, targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey,
+      });
+      expect(sent.status).toBe(201);
 
-    // The held process runs, as a process of this seed's step.
-    await until(`${side} ${c.hold.program} held in ${c.state}`, () => held(c.hold) !== undefined, ag);
-    const pid = held(c.hold)!;
-    expect(taggedPids(seedTag(ag[side].stateDir, id))).toContain(pid);
-    if (c.abort) {
-      expect((await ag[c.abort].call('POST', `/api/seeds/${id}/events`, { type: 'ABORT' })).status).toBe(200);
-      // Read from the file (persisted before the cleanup acts): the cleanup may be short.
-      await until(`${side} in ${c.state}`, () => persistedState(ag[side]).state === c.state, ag, 20);
-    }
-    disarm();
-    const killed = c.kill ?? [side];
-    await Promise.all(killed.map((s) => ag[s].agent.kill9()));
-    expect(persistedState(ag[side])).toEqual({ machine: c.chart, state: c.state });
-    for (const s of killed) {
-      agents.splice(agents.indexOf(ag[s]), 1);
-      ag[s] = await start(s);
-    }
-
-    const end = {} as Record<Side, SeedViewJson>;
-    for (const s of SIDES) end[s] = await ag[s].waitFor(id, (v) => v.status !== 'active', 'an end', 300000);
-    for (const s of SIDES) {
-      const want = c.expect[s];
-      const got = end[s];
-      if (want.status === 'done') expect([s, got.status, got.error]).toEqual([s, 'done', null]);
-      else {
-        expect([s, got.status]).toEqual([s, want.status]);
-        expect(got.error?.message).toContain(want.error);
+      // The held process runs, as a process of this seed's step.
+      await until(`${side} ${c.hold.program} held in ${c.state}`, () => held(c.hold) !== undefined, ag);
+      const pid = held(c.hold)!;
+      expect(taggedPids(seedTag(ag[side].stateDir, id))).toContain(pid);
+      if (c.abort) {
+        expect((await ag[c.abort].call('POST', `/api/seeds/${id}/events`, { type: 'ABORT' })).status).toBe(200);
+        // Read from the file (persisted before the cleanup acts): the cleanup may be short.
+        await until(`${side} in ${c.state}`, () => persistedState(ag[side]).state === c.state, ag, 20);
       }
-    }
-    // The killed side resumed in the state it was killed in.
-    expect(end[side].history.find((h) => h.state === c.state)?.resumedAt).toHaveLength(1);
+      disarm();
+      const killed = c.kill ?? [side];
+      await Promise.all(killed.map((s) => ag[s].agent.kill9()));
+      expect(persistedState(ag[side])).toEqual({ machine: c.chart, state: c.state });
+      for (const s of killed) {
+        agents.splice(agents.indexOf(ag[s]), 1);
+        ag[s] = await start(s);
+      }
 
-    if (c.expect.target.status === 'done') {
-      // The copy replicates from the source and holds exactly its data, this case's row included.
-      expect(target.sql(`SELECT name FROM seedtest.cases WHERE name = '${id}'`)).toBe(id);
-      expect(target.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
-      for (const table of ['seedtest.t', 'seedtest.cases']) expect(target.sql(`CHECKSUM TABLE ${table}`)).toBe(source.sql(`CHECKSUM TABLE ${table}`));
-      expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('');
-    } else if (c.targetUntouched) {
-      expect(running(target)).toBe(true);
-      expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('stale_target_data');
-    } else {
-      // No half copy anyone could start MySQL on.
-      expect(running(target)).toBe(false);
-      expect(readdirSync(target.datadir)).toEqual([]);
-    }
-    expect(running(source)).toBe(true);
-    // Nothing of either agent's seed runs any more but the target's MySQL (a seed step started it).
-    const mysqld = [mysqldPid(target)];
-    for (const s of SIDES) {
-      const left = taggedPids(`seed:${stateDirKey(ag[s].stateDir)}:`).filter((p) => !mysqld.includes(p));
-      expect([s, left]).toEqual([s, []]);
-      for (const path of method.leftovers?.(s, ag[s].stateDir, id) ?? []) expect([s, path, existsSync(path)]).toEqual([s, path, false]);
-    }
-    expect(isLive(pid)).toBe(false);
-    for (const r of c.runs ?? []) expect([r.side, r.program, r.match, runs(r.side, r.program, r.match)]).toEqual([r.side, r.program, r.match, r.count]);
-    for (const a of [ag.source, ag.target]) {
-      agents.splice(agents.indexOf(a), 1);
-      await a.agent.stop();
+      const end = {} as Record<Side, SeedViewJson>;
+      for (const s of SIDES) end[s] = await ag[s].waitFor(id, (v) => v.status !== 'active', 'an end', 300000);
+      for (const s of SIDES) {
+        const want = c.expect[s];
+        const got = end[s];
+        if (want.status === 'done') expect([s, got.status, got.error]).toEqual([s, 'done', null]);
+        else {
+          expect([s, got.status]).toEqual([s, want.status]);
+          expect(got.error?.message).toContain(want.error);
+        }
+      }
+      // The killed side resumed in the state it was killed in.
+      expect(end[side].history.find((h) => h.state === c.state)?.resumedAt).toHaveLength(1);
+
+      if (c.expect.target.status === 'done') {
+        // The copy replicates from the source and holds exactly its data, this case's row included.
+        expect(target.sql(`SELECT name FROM seedtest.cases WHERE name = '${id}'`)).toBe(id);
+        expect(target.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
+        for (const table of ['seedtest.t', 'seedtest.cases']) expect(target.sql(`CHECKSUM TABLE ${table}`)).toBe(source.sql(`CHECKSUM TABLE ${table}`));
+        expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('');
+      } else if (c.targetUntouched) {
+        expect(running(target)).toBe(true);
+        expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('stale_target_data');
+      } else {
+        // No half copy anyone could start MySQL on.
+        expect(running(target)).toBe(false);
+        expect(readdirSync(target.datadir)).toEqual([]);
+      }
+      expect(running(source)).toBe(true);
+      // Nothing of either agent's seed runs any more but the target's MySQL (a seed step started it).
+      const mysqld = [mysqldPid(target)];
+      for (const s of SIDES) {
+        const left = taggedPids(`seed:${stateDirKey(ag[s].stateDir)}:`).filter((p) => !mysqld.includes(p));
+        expect([s, left]).toEqual([s, []]);
+        for (const path of method.leftovers?.(s, ag[s].stateDir, id) ?? []) expect([s, path, existsSync(path)]).toEqual([s, path, false]);
+      }
+      expect(isLive(pid)).toBe(false);
+      for (const r of c.runs ?? []) expect([r.side, r.program, r.match, runs(r.side, r.program, r.match)]).toEqual([r.side, r.program, r.match, r.count]);
+    };
+    try {
+      await play();
+    } finally {
+      // Whatever the outcome, the next case starts with no agent and no held program of this one.
+      for (const a of agents.splice(0)) await a.agent.stop();
+      const mysqld = mysqldPid(target);
+      for (const s of SIDES) {
+        for (const p of taggedPids(`seed:${stateDirKey(ag[s].stateDir)}:`)) {
+          if (p === mysqld) continue;
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+      }
     }
   }
 
