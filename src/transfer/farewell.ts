@@ -1,7 +1,8 @@
 // A target seed that ended before its sender came (failed, or aborted by its operator) keeps answering on
-// its transfer port for a while, to datadir senders and backup stream senders alike: a sender that proves the seed's key gets one ERROR frame with the target's
-// reason, marked permanent, so the source seed ends within a second instead of at its connect deadline. A
-// sender without the key learns nothing. A new receiver on the same port takes the port back at once.
+// its transfer port for a while, to datadir senders and backup stream senders alike: a sender that proves
+// the seed's key gets one ERROR frame with the target's reason, marked permanent, so the source seed ends
+// within a second instead of at its connect deadline. A sender without the key learns nothing. A new
+// receiver on the same port takes the port back at once.
 import type { Server, Socket } from 'node:net';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
