@@ -18,6 +18,8 @@ import { seedTargetMachine, TARGET_STEP_STATES } from '../machines/seed-target.j
 import { seedSourceMachine, SOURCE_STEP_STATES } from '../machines/seed-source.js';
 import { BACKUP_SOURCE_STEP_STATES, seedBackupSourceMachine } from '../machines/seed-backup-source.js';
 import { BACKUP_TARGET_STEP_STATES, seedBackupTargetMachine } from '../machines/seed-backup-target.js';
+import { BACKUP_METHOD, hotSeedRig, type HotSeedKillCase, type HotSeedMethod, type HotSeedRig } from './support/hot-seed-kill9.js';
+import { haveMariaDB, which } from './support/mariadb.js';
 
 let source: SourceHost;
 let snapshotDigest: Record<string, string>;
@@ -122,17 +124,13 @@ const NOT_PERSISTED = ['registration'];
 const covered: Record<string, readonly string[]> = {};
 
 /**
- * Step states known to have no kill -9 case yet: the backup method's charts (a seed by hot backup needs
- * real MariaDB servers and mariabackup on both sides; seed-backup-mariadb.test.ts runs it whole but kills
- * no agent). Listed by name so that any other step state, or a new one here, still fails the test below.
+ * Step states known to have no kill -9 case yet, by chart id (empty: every chart is covered). Listed by
+ * name so that any other step state, or a new one, still fails the test below. A method adding charts may
+ * list its states here until its cases cover them: a HotSeedMethod (test/support/hot-seed-kill9.ts: the
+ * config keys of its programs, each behind a hold point) and a hotSeedKillCases(method, cases) call below,
+ * one case per state naming the chart, the state and the program to hold.
  */
-const NOT_YET_COVERED: Record<string, readonly string[]> = {
-  'seed-backup-source': ['checking', 'streaming', 'cleanup'],
-  'seed-backup-target': [
-    'checking', 'stoppingMySQL', 'purgingDatadir', 'receiving', 'preparing', 'fixingOwner', 'startingMySQL',
-    'settingUpReplication', 'catchingUp', 'cleanup',
-  ],
-};
+const NOT_YET_COVERED: Record<string, readonly string[]> = {};
 
 describe('the matrix covers the charts', () => {
   test('every state of every seed chart that invokes a step has a kill -9 case below', async () => {
@@ -414,4 +412,94 @@ describe('kill -9 with the built-in transfer', () => {
     assertNothingLeft(t, host);
     assertNothingLeft(s);
   }, 120000);
+});
+
+/** The hot-seed methods need real MariaDB servers and their tools (installed by .ci/run). */
+const haveHotSeed = haveMariaDB && ['mariabackup', 'mbstream'].every((p) => which(p) !== undefined);
+if (!haveHotSeed) console.log('SKIPPED: the kill -9 cases of the hot-seed methods need mariadb-server-core, mariadb-client and mariadb-backup');
+
+describe('kill -9 in every state of the hot-seed charts, between two agents on real MariaDB servers', () => {
+  let rig: HotSeedRig;
+  beforeAll(async () => {
+    if (!haveHotSeed) return;
+    // Not in dirs: the servers live across the cases (afterEach empties dirs).
+    rig = await hotSeedRig(tempDir('oa-k9-hot-'));
+  }, 180000);
+  afterAll(async () => {
+    await rig?.close();
+    if (rig) rmSync(rig.dir, { recursive: true, force: true });
+  }, 120000);
+
+  /** Registers a method's cases: each covers its chart's state, and runs on the shared servers. */
+  function hotSeedKillCases(method: HotSeedMethod, cases: HotSeedKillCase[]): void {
+    for (const c of cases) covered[c.chart] = [...new Set([...(covered[c.chart] ?? []), c.state])];
+    const named = cases.map((c) => ({ ...c, name: `${c.chart} ${c.state}, ${c.hold.program} held on the ${c.hold.side}, ${(c.kill ?? [c.hold.side]).join(' and ')} killed` }));
+    (haveHotSeed ? test.each(named) : test.skip.each(named))(`$name`, (c) => rig.run(method, c), 600000);
+  }
+
+  const done = { status: 'done' } as const;
+  const S = seedBackupSourceMachine.id;
+  const T = seedBackupTargetMachine.id;
+  hotSeedKillCases(BACKUP_METHOD, [
+    // The source learns its facts (the client asks the version) while the target waits for them.
+    { chart: S, state: 'checking', hold: { side: 'source', program: 'client', match: 'VERSION\\(\\)' }, expect: { source: done, target: done } },
+    // mariabackup is started and the target's mbstream waits for its stream: the restart streams anew.
+    { chart: S, state: 'streaming', hold: { side: 'source', program: 'backup', match: '--backup' }, expect: { source: done, target: done } },
+    // Aborted while mariabackup ignores SIGTERM: the cleanup waits for the reaper's SIGKILL. The restarted
+    // cleanup still tells the target, which ends aborted at once and removes what it received.
+    {
+      chart: S,
+      state: 'cleanup',
+      hold: { side: 'source', program: 'backup', match: '--backup', stubborn: true },
+      abort: 'source',
+      expect: {
+        source: { status: 'aborted', error: 'seed aborted during streaming' },
+        target: { status: 'aborted', error: 'was aborted by its operator during streaming' },
+      },
+    },
+    // The checks run with the source's facts (the sender waits for the answer).
+    { chart: T, state: 'checking', hold: { side: 'target', program: 'client', match: 'VERSION\\(\\)' }, expect: { source: done, target: done } },
+    { chart: T, state: 'stoppingMySQL', hold: { side: 'target', program: 'stop' }, expect: { source: done, target: done } },
+    { chart: T, state: 'purgingDatadir', hold: { side: 'target', program: 'purge' }, expect: { source: done, target: done } },
+    // mbstream is started and reads nothing: the source's send is cut, and the backup restarts from the beginning.
+    { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, expect: { source: done, target: done } },
+    // Both agents at once, mariabackup and mbstream both running: both restart and stream anew.
+    { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, kill: ['source', 'target'], expect: { source: done, target: done } },
+    // The prepare did its work but the agent never learned it: a copy is never prepared twice, so the seed
+    // fails and removes it.
+    {
+      chart: T,
+      state: 'preparing',
+      hold: { side: 'target', program: 'backup', match: '--prepare', mode: 'after' },
+      expect: { source: done, target: { status: 'failed', error: 'a backup is never prepared twice' } },
+      runs: [{ side: 'target', program: 'backup', match: '--prepare', count: 1 }],
+    },
+    { chart: T, state: 'fixingOwner', hold: { side: 'target', program: 'chown' }, expect: { source: done, target: done } },
+    // The start command started mysqld and has not exited: the restart reaps the command, never mysqld.
+    { chart: T, state: 'startingMySQL', hold: { side: 'target', program: 'start', mode: 'after' }, expect: { source: done, target: done } },
+    // CHANGE MASTER ran but the agent did not record it: the restart configures replication again.
+    { chart: T, state: 'settingUpReplication', hold: { side: 'target', program: 'client', match: 'CHANGE MASTER', mode: 'after' }, expect: { source: done, target: done } },
+    { chart: T, state: 'catchingUp', hold: { side: 'target', program: 'client', match: 'SHOW SLAVE STATUS' }, expect: { source: done, target: done } },
+    // Aborted while the stop command ignores SIGTERM: the restarted cleanup tells the source, which ends
+    // aborted at once; MySQL was never stopped.
+    {
+      chart: T,
+      state: 'cleanup',
+      hold: { side: 'target', program: 'stop', stubborn: true },
+      abort: 'target',
+      expect: {
+        source: { status: 'aborted', error: 'was aborted by its operator during stoppingMySQL' },
+        target: { status: 'aborted', error: 'seed aborted during stoppingMySQL' },
+      },
+      targetUntouched: true,
+    },
+    // The prepare fails; the cleanup empties the unprepared copy with the purge command, which is held.
+    {
+      chart: T,
+      state: 'cleanup',
+      hold: { side: 'target', program: 'purge', nth: 2 },
+      also: [{ side: 'target', program: 'backup', match: '--prepare', mode: 'fail' }],
+      expect: { source: done, target: { status: 'failed', error: 'failed at a hold point' } },
+    },
+  ]);
 });

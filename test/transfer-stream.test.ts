@@ -6,7 +6,8 @@ import { PassThrough, Readable } from 'node:stream';
 import { AgentError } from '../src/errors.js';
 import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
-import { acceptStream, offerStream, type SourceFacts } from '../src/transfer/stream.js';
+import { acceptStream, offerStream, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
+import { releasePort, tellSenders } from '../src/transfer/farewell.js';
 import { freePort } from './support/seed-hosts.js';
 
 const facts: SourceFacts = { mysqlRunning: true, version: '10.11.19-MariaDB', dataBytes: 123456, logBin: true, gtidMode: false, mysqlHost: '', mysqlPort: 3306 };
@@ -90,5 +91,67 @@ describe('the backup stream', () => {
     expect(err).toBeInstanceOf(AgentError);
     expect(isPermanentFailure(err)).toBe(false);
     expect(await sending).toBeInstanceOf(AgentError);
+  });
+
+  test('a sender that will not stream tells the waiting receiver why: the wait ends at once with its reason, permanent; a wrong key tells nothing', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const refusals: string[] = [];
+    // Not listening yet (a receiver emptying a cut stream's copy): the sender keeps trying.
+    const telling = tellStreamReceiver({ host: '127.0.0.1', port, authKey }, new AgentError('aborted', 'the source seed s1 was aborted by its operator during streaming'));
+    await new Promise((r) => setTimeout(r, 1500));
+    const waiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 60000, onRefused: (r) => refusals.push(r) }).catch((e: AgentError) => e);
+    expect(await telling).toBe(true);
+    const err = await waiting;
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe('aborted');
+    expect((err as AgentError).message).toContain('the source seed s1 was aborted by its operator during streaming');
+    expect((err as AgentError).details?.fromPeer).toBe(true);
+    expect(isPermanentFailure(err)).toBe(true);
+    expect(refusals).toEqual([]);
+
+    // Without the key the receiver goes on waiting, and the one who tried is refused.
+    const stillWaiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 60000, onRefused: (r) => refusals.push(r) });
+    expect(await tellStreamReceiver({ host: '127.0.0.1', port, authKey: newAuthKey() }, new AgentError('aborted', 'forged'))).toBe(false);
+    expect(refusals.join()).toContain('wrong transfer key');
+    const offered = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+    const session = await stillWaiting;
+    await session.later('still here');
+    expect(await offered).toEqual({ kind: 'later', message: 'still here' });
+  });
+
+  test('a target seed that ended answers a stream sender with its reason: the offer fails at once, permanent; a new receiver takes the port back', async () => {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const reason = new AgentError('aborted', 'the target seed s1 was aborted by its operator during stoppingMySQL');
+    expect(await tellSenders({ port, bindAddress: '127.0.0.1', authKey, reason, untilMs: Date.now() + 60000 })).toBe(true);
+    try {
+      const err = await offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts }).catch((e: AgentError) => e);
+      expect(err).toBeInstanceOf(AgentError);
+      expect((err as AgentError).code).toBe('aborted');
+      expect((err as AgentError).message).toContain('was aborted by its operator during stoppingMySQL');
+      expect((err as AgentError).details?.fromPeer).toBe(true);
+      expect(isPermanentFailure(err)).toBe(true);
+      const wrong = await offerStream({ host: '127.0.0.1', port, authKey: newAuthKey(), connectTimeoutMs: 5000, facts }).catch((e: AgentError) => e);
+      expect((wrong as AgentError).code).toBe('unauthorized');
+
+      const waiting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 30000 });
+      // The receiver listens once the farewell let go of the port; a sender retries until then, as the source seed's step does.
+      const offerUntilListening = async (): Promise<Awaited<ReturnType<typeof offerStream>>> => {
+        for (let i = 0; ; i++) {
+          try {
+            return await offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts });
+          } catch (err) {
+            if (isPermanentFailure(err) || i > 100) throw err;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      };
+      const offered = offerUntilListening();
+      await (await waiting).later('a new seed');
+      expect(await offered).toEqual({ kind: 'later', message: 'a new seed' });
+    } finally {
+      await releasePort(port);
+    }
   });
 });

@@ -1,13 +1,14 @@
 // A target seed that ended before its sender came (failed, or aborted by its operator) keeps answering on
-// its transfer port for a while: a sender that proves the seed's key gets one ERROR frame with the target's
-// reason, marked permanent, so the source seed ends within a second instead of at its connect deadline. A
-// sender without the key learns nothing. A new receiver on the same port takes the port back at once.
+// its transfer port for a while, to datadir senders and backup stream senders alike: a sender that proves
+// the seed's key gets one ERROR frame with the target's reason, marked permanent, so the source seed ends
+// within a second instead of at its connect deadline. A sender without the key learns nothing. A new
+// receiver on the same port takes the port back at once.
 import type { Server, Socket } from 'node:net';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
 import { clampDelay } from '../timers.js';
 import { newNonce, proofMatches } from './auth.js';
-import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, errorBody } from './protocol.js';
+import { FrameReader, FrameType, FrameWriter, MAGIC, PROTOCOL_VERSION, STREAM_MAGIC, STREAM_VERSION, errorBody } from './protocol.js';
 import { transferServer, type TransferTls } from './tls.js';
 
 export interface FarewellOptions {
@@ -21,6 +22,11 @@ export interface FarewellOptions {
 }
 
 const listening = new Map<number, () => Promise<void>>();
+
+/** Whether a farewell listener of this agent holds the port. */
+export function answeringOn(port: number): boolean {
+  return listening.has(port);
+}
 
 /** Frees a port a farewell listener holds (a new receiver wants it). */
 export async function releasePort(port: number | undefined): Promise<void> {
@@ -67,10 +73,17 @@ async function answer(socket: Socket, authKey: string, body: ReturnType<typeof e
   socket.on('error', () => undefined);
   const timer = setTimeout(() => socket.destroy(), 15_000);
   try {
-    const magic = await reader.exact(MAGIC.length);
-    if (!magic.equals(MAGIC)) return;
+    // A datadir sender (snapshot seeds) or a backup stream's sender: the same handshake frames, each its
+    // own magic and version.
+    const head = await reader.exact(STREAM_MAGIC.length);
+    let version = STREAM_VERSION;
+    if (!head.equals(STREAM_MAGIC)) {
+      const magic = Buffer.concat([head, await reader.exact(MAGIC.length - STREAM_MAGIC.length)]);
+      if (!magic.equals(MAGIC)) return;
+      version = PROTOCOL_VERSION;
+    }
     const nonce = newNonce();
-    await writer.json(FrameType.hello, { version: PROTOCOL_VERSION, nonce });
+    await writer.json(FrameType.hello, { version, nonce });
     const auth = await reader.json([FrameType.auth], 'during the handshake');
     const mac = (auth.body as { mac?: unknown }).mac;
     if (!proofMatches(authKey, 'sender', nonce, mac)) {

@@ -15,12 +15,13 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
-import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, writeAll, type FrameTypeValue } from './protocol.js';
+import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
+import { answeringOn, releasePort } from './farewell.js';
 import type { TokenBucket } from './throttle.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
-export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
-const VERSION = 1;
+export { STREAM_MAGIC };
+const VERSION = STREAM_VERSION;
 const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, facts: 20, go: 21, later: 22 } as const;
 const t = (type: number) => type as FrameTypeValue;
 const handshakeTimeoutMs = 30_000;
@@ -100,6 +101,9 @@ function validFacts(body: unknown): SourceFacts {
 
 /** Listens on port until one sender proves the key and sends its facts; wrong keys are refused and reported. */
 export async function acceptStream(opts: ListenOptions): Promise<StreamSession> {
+  // A farewell of an ended seed on this port gives it back (as to the datadir receiver); otherwise
+  // listening starts at once, before any await.
+  if (answeringOn(opts.port)) await releasePort(opts.port);
   const server: Server = transferServer(opts.tls);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
@@ -162,8 +166,13 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
           }
           await writer.json(t(F.welcome), { mac: proof(opts.authKey, 'receiver', body.nonce) });
           const facts = await reader.json([F.facts], 'instead of the source facts');
-          if (facts.type === F.error) throw peerError(facts.body, `sender ${peer}`);
           clearTimeout(hs);
+          if (facts.type === F.error) {
+            // The sender proved the key and says why its seed ends: the wait ends with its reason.
+            socket.end();
+            setTimeout(() => socket.destroy(), 1000).unref();
+            return end(peerError(facts.body, `the sender ${peer}`));
+          }
           if (settled) return socket.destroy();
           end(undefined, session(socket, reader, writer, socket.remoteAddress ?? '', validFacts(facts.body), opts));
         } catch (err) {
@@ -327,27 +336,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
   });
   const release = () => opts.signal?.removeEventListener('abort', onAbort);
   try {
-    await writeAll(socket, [STREAM_MAGIC]);
-    const hello = await reader.json([F.hello], 'during the handshake');
-    if (hello.type === F.error) throw peerError(hello.body, peer);
-    const hb = hello.body as { version?: unknown; nonce?: unknown };
-    if (hb.version !== VERSION || typeof hb.nonce !== 'string') throw new AgentError('bad_request', `${peer} speaks stream version ${String(hb.version)}, this sender ${VERSION}`);
-    const myNonce = newNonce();
-    await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce });
-    if (!opts.tls) {
-      const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
-      reader.authenticate(keys.receiverToSender);
-      writer.authenticate(keys.senderToReceiver);
-    }
-    // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
-    const welcome = await reader.json([F.welcome], 'during the handshake', { plainError: true });
-    if (welcome.type === F.error) {
-      const e = peerError(welcome.body, peer);
-      throw e.code === 'unauthorized' ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the target seed reported' }) : e;
-    }
-    if (!proofMatches(opts.authKey, 'receiver', myNonce, (welcome.body as { mac?: unknown }).mac)) {
-      throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the target agent' });
-    }
+    await senderHandshake(opts, peer, socket, reader, writer);
     await writer.json(t(F.facts), opts.facts);
     const answer = await reader.json([F.later, F.go], 'after the source facts');
     if (answer.type === F.error) throw peerError(answer.body, peer);
@@ -424,7 +413,79 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
   };
 }
 
-function dial(opts: StreamSendOptions, peer: string): Promise<Socket> {
+/** The sender's half of the handshake: magic, HELLO, AUTH, WELCOME (each side proves the key). */
+async function senderHandshake(opts: Pick<StreamSendOptions, 'authKey' | 'tls'>, peer: string, socket: Socket, reader: FrameReader, writer: FrameWriter): Promise<void> {
+  await writeAll(socket, [STREAM_MAGIC]);
+  const hello = await reader.json([F.hello], 'during the handshake');
+  if (hello.type === F.error) throw peerError(hello.body, peer);
+  const hb = hello.body as { version?: unknown; nonce?: unknown };
+  if (hb.version !== VERSION || typeof hb.nonce !== 'string') throw new AgentError('bad_request', `${peer} speaks stream version ${String(hb.version)}, this sender ${VERSION}`);
+  const myNonce = newNonce();
+  await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce });
+  if (!opts.tls) {
+    const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
+    reader.authenticate(keys.receiverToSender);
+    writer.authenticate(keys.senderToReceiver);
+  }
+  // A receiver refusing the key cannot tag its ERROR frame with a key it does not share.
+  const welcome = await reader.json([F.welcome], 'during the handshake', { plainError: true });
+  if (welcome.type === F.error) {
+    const e = peerError(welcome.body, peer);
+    throw e.code === 'unauthorized' ? new AgentError('unauthorized', `${peer} refused this sender: wrong transfer key`, { hint: 'pass the key the target seed reported' }) : e;
+  }
+  if (!proofMatches(opts.authKey, 'receiver', myNonce, (welcome.body as { mac?: unknown }).mac)) {
+    throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the target agent' });
+  }
+}
+
+export type TellStreamReceiverOptions = Pick<StreamSendOptions, 'host' | 'port' | 'tls' | 'authKey' | 'signal'> & {
+  /** How long to keep trying to reach a receiver that is not listening (yet, or again after a cut stream). */
+  withinMs?: number;
+};
+
+/**
+ * A source seed that ends without having streamed the whole backup (failed, aborted, or aborted and then
+ * killed and restarted) tells its receiver why: the handshake with the seed's key, then one ERROR frame,
+ * marked permanent, instead of the facts. The target seed ends at once with this reason (aborted when this
+ * one was) instead of waiting for a stream that will not come until its reconnect deadline. Answers
+ * whether the receiver was told.
+ */
+export async function tellStreamReceiver(opts: TellStreamReceiverOptions, reason: AgentError): Promise<boolean> {
+  const peer = `receiver ${opts.host}:${opts.port}`;
+  const until = Date.now() + (opts.withinMs ?? 20_000);
+  for (;;) {
+    if (opts.signal?.aborted) return false;
+    let socket: Socket | undefined;
+    try {
+      socket = await dial({ ...opts, connectTimeoutMs: 5000 }, peer);
+      socket.on('error', () => undefined);
+      const reader = new FrameReader(socket);
+      const writer = new FrameWriter(socket);
+      const timer = setTimeout(() => reader.fail(new AgentError('unavailable', `${peer} did not answer the handshake`)), handshakeTimeoutMs);
+      try {
+        await senderHandshake(opts, peer, socket, reader, writer);
+      } finally {
+        clearTimeout(timer);
+      }
+      await writer.json(t(F.error), errorBody(new AgentError(reason.code, reason.message, { hint: reason.hint, details: { permanent: true } })));
+      await new Promise<void>((r) => socket!.end(r));
+      log.info('stream: told the receiver why this sender stops', { peer, reason: reason.message });
+      return true;
+    } catch (err) {
+      const e = asAgentError(err);
+      // Not listening (yet, or any more): try again for a while; any other answer will not change.
+      if (e.code !== 'unavailable' || Date.now() >= until) {
+        log.warn('stream: could not tell the receiver why this sender stops', { peer, error: e.message });
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      socket?.destroy();
+    }
+  }
+}
+
+function dial(opts: Pick<StreamSendOptions, 'host' | 'port' | 'tls' | 'connectTimeoutMs'>, peer: string): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const socket: Socket = transferConnect(opts.host, opts.port, opts.tls);
     const timer = setTimeout(() => {

@@ -12,7 +12,7 @@ export interface SeedViewJson {
   status: string;
   accepts: string[];
   params: Record<string, unknown>;
-  history: { state: string; enteredAt: string; leftAt: string | null; error: string | null }[];
+  history: { state: string; enteredAt: string; leftAt: string | null; error: string | null; resumedAt?: string[] }[];
   progress: { bytesDone: number; bytesTotal: number | null } | null;
   warnings: { at: string; message: string }[];
   error: { code: string; message: string; hint: string | null } | null;
@@ -29,9 +29,10 @@ export interface SeedAgent {
   waitFor(id: string, pred: (v: SeedViewJson) => boolean, what: string, timeoutMs?: number): Promise<SeedViewJson>;
 }
 
-export async function startSeedAgent(dir: string, config: Record<string, unknown>): Promise<SeedAgent> {
+/** An agent on StateDir dir/state; env is added to its environment (a PATH with a test's programs first, say). */
+export async function startSeedAgent(dir: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<SeedAgent> {
   const configFile = writeConfig(dir, { TokenHintFile: join(dir, 'token'), StatusBadSeconds: 3600, ...config });
-  const agent = await startAgentProcess(configFile);
+  const agent = await startAgentProcess(configFile, env);
   const token = readFileSync(join(dir, 'token'), 'utf8');
   const call = async <T>(method: 'GET' | 'POST', path: string, body?: unknown) => {
     const res = await fetch(`${agent.baseUrl}${path}`, {

@@ -14,6 +14,7 @@ import type { SeedCheck } from '../pre-seed-checks.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
 import type { BinlogCoordinates, CleanupInput, SeedFacts, StepInput } from '../../../machines/seed-common.js';
+import { endReason } from './cleanup.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { sleep } from '../../timers.js';
@@ -235,11 +236,30 @@ export const ensureOwnerFixed: StepFn<BackupTargetParams> = async (input, signal
 
 export async function cleanupBackupTarget(input: CleanupInput<BackupTargetParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
+  await tellSource(input, env);
   const marks = env.seed.marks();
   const datadir = input.facts.datadir;
   // Once purged and before the copy is prepared, what is there is no database: nobody may start MySQL on it.
   if (datadir && marks[PURGE_STARTED] && !marks[PREPARED]) await emptyDatadir(env, datadir, signal);
   return {};
+}
+
+/**
+ * This target seed ends before the whole stream arrived: keep answering on its transfer port for a while,
+ * so the source seed (offering its stream again every second) is told why and ends now, aborted when this
+ * one was, instead of at its reconnect deadline. Again after a restart in cleanup. Not when the source gave
+ * the reason.
+ */
+async function tellSource(input: CleanupInput<BackupTargetParams>, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  const port = input.params.port;
+  if (!authKey || !port || env.seed.marks()[EXTRACTED] !== undefined || input.error?.fromPeer) return;
+  const untilMs = Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
+  if (untilMs <= Date.now()) return;
+  const { tellSenders } = await import('../../transfer/farewell.js');
+  const reason = endReason('target', input, env.seed.id);
+  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: await transferTls(env), authKey, reason, untilMs });
+  if (!ok) log.warn('transfer port is taken: the source seed is not told why this target seed ends', { id: env.seed.id, port });
 }
 
 // ------------------------------------------------------------------ source
@@ -373,8 +393,26 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
   }
 };
 
-export async function cleanupBackupSource(_input: CleanupInput<BackupSourceParams>, _signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
+export async function cleanupBackupSource(input: CleanupInput<BackupSourceParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
   await rm(backupScratch(env), { recursive: true, force: true });
+  await tellTarget(input, signal, env);
   return {};
+}
+
+/**
+ * This source seed ends without having streamed the whole backup (the chart reaches cleanup only then):
+ * tell the target seed why, so it ends now with this reason (aborted when this one was) instead of waiting
+ * for a stream until its reconnect deadline. Again after a restart in cleanup. Not when the target gave
+ * the reason, nor with a key it refused.
+ */
+async function tellTarget(input: CleanupInput<BackupSourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
+  const authKey = env.seed.secrets().authKey;
+  if (!authKey || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
+  const { tellStreamReceiver } = await stream();
+  const told = await tellStreamReceiver(
+    { host: input.params.targetHost, port: input.params.targetPort, tls: await transferTls(env), authKey, signal },
+    endReason('source', input, env.seed.id),
+  );
+  if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
 }

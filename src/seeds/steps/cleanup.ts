@@ -47,7 +47,7 @@ export const cleanupSource: CleanupFn<SourceParams> = async (input, signal, env)
 };
 
 /** Why this half ends, as the other half shows it ("the target seed s1 was aborted by its operator during ..."). */
-function endReason(role: 'source' | 'target', input: CleanupInput<unknown>, id: string): AgentError {
+export function endReason(role: 'source' | 'target', input: CleanupInput<unknown>, id: string): AgentError {
   const step = input.error?.step ?? input.failedStep ?? 'its first step';
   if (input.reason === 'aborted') {
     return new AgentError('aborted', `the ${role} seed ${id} was aborted by its operator during ${step}`, {
