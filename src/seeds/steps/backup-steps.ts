@@ -301,6 +301,9 @@ async function sourcePosition(env: StepEnv, version: string, signal: AbortSignal
   return { file: r.File, position: Number(r.Position ?? 0), gtid };
 }
 
+/** How soon the source offers the stream again while the target gets ready (a connection and a handshake each). */
+const OFFER_RETRY_MS = 250;
+
 export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, signal, env) => {
   const source = input.facts.source as SourceFacts | undefined;
   const sourceDir = input.facts.sourceDir;
@@ -332,7 +335,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
     } catch (err) {
       if (signal.aborted || isPermanentFailure(err)) throw err;
       last = err;
-      await sleep(1000, signal);
+      await sleep(OFFER_RETRY_MS, signal);
       continue;
     }
     if (answer.kind === 'later') {
@@ -342,7 +345,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
         env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until, message: `the target is getting ready: ${answer.message}` });
       }
       lastContact = Date.now();
-      await sleep(1000, signal);
+      await sleep(OFFER_RETRY_MS, signal);
       continue;
     }
     lastContact = Date.now();

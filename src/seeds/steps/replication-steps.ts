@@ -88,7 +88,7 @@ function replicationFailure(thread: 'IO' | 'SQL', errno: string, error: string, 
     '1227': 'the replication account lacks a privilege: GRANT REPLICATION SLAVE ON *.* to it on the source',
   };
   return new AgentError('command_failed', `replication from ${source} broke: the ${thread} thread stopped with error ${errno}: ${error}`, {
-    hint: hints[errno] ?? `fix the cause on the target (SHOW SLAVE STATUS), then START SLAVE; the copied data stays in place and MySQL runs`,
+    hint: hints[errno] ?? `fix the cause on the target (SHOW SLAVE STATUS, or SHOW REPLICA STATUS on MySQL 8), then START SLAVE (START REPLICA); the copied data stays in place and MySQL runs`,
   });
 }
 
