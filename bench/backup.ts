@@ -9,7 +9,7 @@
 process.env.BENCH_MARIADB_MIB = process.env.BENCH_BACKUP_MIB ?? '2048';
 process.env.BENCH_MARIADB_DIR = process.env.BENCH_BACKUP_DIR ?? '/tmp/oa-bench-backup-data';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { freePort, haveMariaDB, which } from '../test/support/mariadb.js';
@@ -35,6 +35,13 @@ function fresh(name: string): string {
 
 const sync = () => execFileSync('sync');
 
+/** CPU seconds of a process itself and of its children it has waited for (/proc/PID/stat utime+stime, cutime+cstime). */
+function cpu(pid: number | 'self'): { own: number; children: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+  const tick = 100; // USER_HZ
+  return { own: (fields[11]! + fields[12]!) / tick, children: (fields[13]! + fields[14]!) / tick };
+}
+
 interface Source {
   datadir: string;
   socket: string;
@@ -42,7 +49,8 @@ interface Source {
 }
 
 /** mariabackup --backup --stream=xbstream | socat  →  socat | mbstream -x, sync; then mariabackup --prepare, sync. */
-async function baseline(src: Source): Promise<{ stream: number; prepare: number }> {
+async function baseline(src: Source): Promise<{ stream: number; prepare: number; cpu: number }> {
+  const cpu0 = cpu('self').children;
   const dest = fresh('baseline');
   const scratch = fresh('baseline-scratch');
   sync();
@@ -57,16 +65,18 @@ async function baseline(src: Source): Promise<{ stream: number; prepare: number 
   await Promise.all([exited(backup, 'mariabackup --backup'), exited(connect, 'socat (send)'), exited(listen, 'socat (listen)'), exited(extract, 'mbstream -x')]);
   sync();
   const t1 = performance.now();
+  const streamCpu = cpu('self').children - cpu0;
   await exited(spawn('mariabackup', ['--prepare', `--target-dir=${dest}`], { stdio: 'ignore' }), 'mariabackup --prepare');
   sync();
-  return { stream: (t1 - t0) / 1000, prepare: (performance.now() - t1) / 1000 };
+  return { stream: (t1 - t0) / 1000, prepare: (performance.now() - t1) / 1000, cpu: streamCpu };
 }
 
 const seconds = (h: { enteredAt: string; leftAt: string | null }) => (Date.parse(h.leftAt ?? h.enteredAt) - Date.parse(h.enteredAt)) / 1000;
 
 /** A target seed (MySQL stopped, empty datadir, no start) fed by a source seed; whole seed and its receiving step. */
-async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ stream: number; prepare: number; total: number }> {
+async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ stream: number; prepare: number; total: number; agentsCpu: number; programsCpu: number }> {
   fresh('target');
+  const before = [source, target].map((a) => cpu(a.agent.child.pid!));
   sync();
   const id = `bench-backup-${n}-${Date.now()}`;
   const t0 = performance.now();
@@ -76,9 +86,12 @@ async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ 
   if (sent.status !== 201) throw new Error(`source seed: ${sent.status} ${JSON.stringify(sent.body)}`);
   const v = await target.waitFor(id, (s) => s.status !== 'active', 'the end of the seed', 7_200_000);
   const total = (performance.now() - t0) / 1000;
+  const after = [source, target].map((a) => cpu(a.agent.child.pid!));
+  const agentsCpu = after.reduce((n, c, i) => n + c.own - before[i]!.own, 0);
+  const programsCpu = after.reduce((n, c, i) => n + c.children - before[i]!.children, 0);
   if (v.status !== 'done') throw new Error(`the seed ended ${v.status}: ${JSON.stringify(v.error)}`);
   const step = (name: string) => seconds(v.history.find((h) => h.state === name)!);
-  return { stream: step('receiving'), prepare: step('preparing'), total };
+  return { stream: step('receiving'), prepare: step('preparing'), total, agentsCpu, programsCpu };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -144,8 +157,8 @@ async function main(): Promise<void> {
       `running MariaDB on ${(bytes / MiB).toFixed(0)} MiB of generated rows (${dataDir}), ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, ` +
         `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${rounds} alternating rounds over 127.0.0.1; stream times include extraction and sync\n`,
     );
-    const base: Array<{ stream: number; prepare: number }> = [];
-    const mine: Array<{ stream: number; prepare: number; total: number }> = [];
+    const base: Array<Awaited<ReturnType<typeof baseline>>> = [];
+    const mine: Array<Awaited<ReturnType<typeof ours>>> = [];
     const rate = (s: number) => (bytes / MiB / s).toFixed(0);
     for (let r = 1; r <= rounds; r++) {
       base.push(await baseline(src));
@@ -153,8 +166,9 @@ async function main(): Promise<void> {
       const b = base.at(-1)!;
       const m = mine.at(-1)!;
       process.stdout.write(
-        `round ${r}: mariabackup|socat|mbstream ${b.stream.toFixed(1)} s (${rate(b.stream)} MiB/s) + prepare ${b.prepare.toFixed(1)} s   ` +
-          `agent seed: receiving ${m.stream.toFixed(1)} s (${rate(m.stream)} MiB/s) + preparing ${m.prepare.toFixed(1)} s, whole seed ${m.total.toFixed(1)} s\n`,
+        `round ${r}: mariabackup|socat|mbstream ${b.stream.toFixed(1)} s (${rate(b.stream)} MiB/s, ${b.cpu.toFixed(1)} CPU s) + prepare ${b.prepare.toFixed(1)} s   ` +
+          `agent seed: receiving ${m.stream.toFixed(1)} s (${rate(m.stream)} MiB/s) + preparing ${m.prepare.toFixed(1)} s, whole seed ${m.total.toFixed(1)} s ` +
+          `(CPU s: both agents ${m.agentsCpu.toFixed(1)}, their programs ${m.programsCpu.toFixed(1)})\n`,
       );
     }
     const bs = median(base.map((b) => b.stream));
