@@ -6,6 +6,9 @@ import { describe, expect, test } from '@jest/globals';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, loadConfig, type Config } from '../src/config.js';
+import type { DatadirOps, MySQLService } from '../src/host/interfaces.js';
+import { MySQLClient } from '../src/host/mysql-client.js';
+import { inspectBackupTarget } from '../src/seeds/pre-seed-checks.js';
 import { backupPosition, ensureBackupPrepared, parseBinlogInfo } from '../src/seeds/steps/backup-steps.js';
 import type { StepEnv } from '../src/seeds/steps/step-env.js';
 import type { BackupTargetParams } from '../machines/seed-backup-target.js';
@@ -68,6 +71,32 @@ describe('hot backups with xtrabackup or mariabackup', () => {
     expect(readFileSync(argvLog, 'utf8').split('\n')).toEqual(['--prepare', `--target-dir=${datadir}`, '--use-memory=256M', '--rollback-prepared-trx', '----', '']);
     // xtrabackup's file, with its GTID set over two lines, read as one set.
     expect(out).toEqual({ backupPosition: { file: 'binlog.000007', position: 157, gtid: '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,5ad9cd8a-71ca-11e1-9e33-c80aa9429562:1-17' } });
+  });
+
+  test('with this MySQL stopped, the major version comes from xtrabackup --version, which prints it on stdout', async () => {
+    const program = join(dir, 'xtrabackup-version');
+    writeFileSync(program, '#!/bin/bash\necho "xtrabackup version 8.0.35-30 based on MySQL server 8.0.35 Linux (x86_64) (revision id: 6beb4b49)"\n');
+    chmodSync(program, 0o755);
+    const stopped: MySQLService = { datadir: async () => dir, port: async () => 3306, isRunning: async () => false, stop: async () => undefined, start: async () => undefined };
+    const disk: DatadirOps = { diskUsage: async () => 0, availableSpace: async () => 1024 ** 4, ensureNotInUse: async () => undefined, purge: async () => undefined };
+    const check = async (version: string) =>
+      (
+        await inspectBackupTarget({
+          config: { ...defaultConfig(), SeedBackupProgram: program },
+          mysql: stopped,
+          datadir: disk,
+          client: new MySQLClient('mysql', 'SeedCredentialsFile', ''),
+          replication: new MySQLClient('mysql', 'ReplicationCredentialsFile', ''),
+          datadirPath: dir,
+          source: { mysqlRunning: true, version, dataBytes: 1024, logBin: true, gtidMode: true, mysqlHost: '', mysqlPort: 3306 },
+          sourceMySQL: { host: '127.0.0.1', port: 3306 },
+          replicate: false,
+          force: false,
+          signal: new AbortController().signal,
+        })
+      ).find((c) => c.name === 'sameMajorVersion')!;
+    expect(await check('8.0.36-28')).toMatchObject({ ok: true, message: `source 8.0.36-28 and ${program} here (MySQL is stopped) are both 8.0` });
+    expect((await check('8.4.3')).ok).toBe(false);
   });
 
   test('the recorded position is read from mariabackup\'s file first, then xtrabackup\'s, with or without GTIDs', async () => {
