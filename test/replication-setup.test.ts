@@ -3,7 +3,7 @@
 // gets on stdin, and answers the replica status from a file the test writes. MariaDB's statements run on a
 // real server in seed-backup-gtid-mariadb.test.ts and seed-backup-mariadb.test.ts.
 import { describe, expect, test } from '@jest/globals';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
 import { sourceUsesGtid, sqlFlavor } from '../src/host/replication-sql.js';
@@ -106,7 +106,9 @@ describe('replication set-up and catching up', () => {
     const cols = modern
       ? ['Replica_IO_Running', 'Replica_SQL_Running', 'Relay_Source_Log_File', 'Exec_Source_Log_Pos', 'Seconds_Behind_Source', 'Last_IO_Errno', 'Last_IO_Error', 'Last_SQL_Errno', 'Last_SQL_Error']
       : ['Slave_IO_Running', 'Slave_SQL_Running', 'Relay_Master_Log_File', 'Exec_Master_Log_Pos', 'Seconds_Behind_Master', 'Last_IO_Errno', 'Last_IO_Error', 'Last_SQL_Errno', 'Last_SQL_Error'];
-    writeFileSync(statusFile, `${cols.join('\t')}\n${[io, sqlThread, file, String(pos), behind, '0', '', '0', ''].join('\t')}\n`);
+    // Whole or not at all: the step may be reading it right now.
+    writeFileSync(`${statusFile}.tmp`, `${cols.join('\t')}\n${[io, sqlThread, file, String(pos), behind, '0', '', '0', ''].join('\t')}\n`);
+    renameSync(`${statusFile}.tmp`, statusFile);
   };
   const end = { file: 'binlog.000007', position: 9000, gtid: '' };
   const catching = (version: string) => input({ source: source(version, true), positionAtEnd: end });
