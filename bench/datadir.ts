@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
 const targetMiB = Number(process.env.BENCH_MARIADB_MIB ?? 1024);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const baseDir = process.env.BENCH_MARIADB_DIR ?? '/tmp/oa-bench-mariadb';
-const dataDir = join(baseDir, `datadir-${targetMiB}`);
+export const dataDir = join(baseDir, `datadir-${targetMiB}`);
 const workDir = '/tmp/oa-bench-work';
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
 const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
@@ -53,7 +53,7 @@ function rowsFor(t: number, totalRows: number): number {
   return Math.max(10, Math.round((perSchema * 0.25) / (tablesPerSchema - 2)));
 }
 
-async function makeDatadir(): Promise<void> {
+export async function makeDatadir(): Promise<void> {
   const ready = join(baseDir, `ready-${targetMiB}`);
   if (existsSync(ready) && existsSync(dataDir)) return;
   rmSync(dataDir, { recursive: true, force: true });
@@ -236,7 +236,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+// bench/backup.ts imports the datadir maker; only `npm run bench -- datadir` runs this part.
+if (process.argv[1] && resolve(process.argv[1]) === new URL(import.meta.url).pathname) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

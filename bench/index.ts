@@ -5,6 +5,8 @@
 //   bursts    req/s under 100 connections on a command route: single flight against one process per request
 //   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
 //             the datadir once, minutes)
+//   backup    a seed by hot backup against mariabackup | socat | mbstream -x (+ prepare) on a running MariaDB
+//             with BENCH_BACKUP_MIB (default 2048) MiB of generated rows (bench/backup.ts; minutes)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -14,6 +16,7 @@ const parts: Record<string, string> = {
   start: 'start.js',
   bursts: 'bursts.js',
   datadir: 'datadir.js',
+  backup: 'backup.js',
 };
 
 async function main(): Promise<void> {

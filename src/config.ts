@@ -98,6 +98,12 @@ const extensionKeys = {
   SeedBackupProgram: ['string', 'mariabackup'],
   /** Seeds by backup: the program that extracts the backup stream on the target (mbstream; xbstream). */
   SeedBackupExtractProgram: ['string', 'mbstream'],
+  /** Seeds by backup, source: arguments added after the agent's own to `SeedBackupProgram --backup` (argv, no shell). */
+  SeedBackupFlags: ['string[]', []],
+  /** Seeds by backup, target: arguments added after the agent's own to `SeedBackupProgram --prepare` (argv, no shell). */
+  SeedBackupPrepareFlags: ['string[]', []],
+  /** Seeds with replicate: done once the replica applied up to the copy's end, or lags at most this many seconds (0: the position only). */
+  SeedReplicationMaxLagSeconds: ['uint', 0],
   /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */
   LogLevel: ['string', ''],
   /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */
@@ -298,6 +304,24 @@ const durationRanges: ReadonlyArray<readonly [DurationKey, number, number]> = [
 ];
 type DurationKey = 'CommandTimeoutSeconds' | 'SeedTransferConnectTimeoutSeconds' | 'SeedTransferReconnectTimeoutSeconds';
 
+/**
+ * Options of the backup program that the agent sets itself (the runbook depends on them) or that would put a
+ * secret on the command line: SeedBackupFlags / SeedBackupPrepareFlags may not carry them.
+ */
+const agentOwnedBackupOptions = ['--backup', '--prepare', '--stream', '--target-dir', '--datadir', '--defaults-file', '--defaults-extra-file', '--no-defaults', '--defaults-group-suffix', '--password', '--copy-back', '--move-back'];
+const backupFlagsHint = 'list each argument of the backup program as its own string, with its value joined by "=", e.g. ["--parallel=4", "--use-memory=1G"]; credentials belong in SeedCredentialsFile';
+
+/** Why one extra argument of the backup program is refused, or undefined. */
+function backupFlagProblem(flag: string): string | undefined {
+  if (!/^--?[A-Za-z0-9]/.test(flag)) return `holds ${JSON.stringify(flag)}: each entry must be one option starting with "-", its value joined by "=" (an argv entry, never run through a shell)`;
+  if (/[\0\n\r]/.test(flag)) return `holds ${JSON.stringify(flag)}: an option may not contain a line break or NUL`;
+  const name = flag.split('=')[0]!.replace(/_/g, '-');
+  if (/\s/.test(name) || /\s--?[A-Za-z]/.test(flag)) return `holds ${JSON.stringify(flag)}: that is several arguments in one string (no shell splits it)`;
+  if (agentOwnedBackupOptions.includes(name)) return `holds ${JSON.stringify(flag)}: the agent sets ${name} itself (or it would show a secret in the process list)`;
+  if (/^-p/.test(flag)) return `holds ${JSON.stringify(flag)}: a password on the command line shows in the process list`;
+  return undefined;
+}
+
 /** Cross-key checks, done once at start so a bad combination fails before anything runs: every failure, in one error. */
 export function validateConfig(config: Config, files: string[]): void {
   const problems = configProblems(config, files);
@@ -343,6 +367,10 @@ export function configProblems(config: Config, files: string[]): ConfigProblem[]
   }
   if (config.LogLevel !== '' && !['debug', 'info', 'warn', 'error'].includes(config.LogLevel)) {
     problems.push({ message: `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})` });
+  }
+  for (const key of ['SeedBackupFlags', 'SeedBackupPrepareFlags'] as const) {
+    const problem = config[key].map(backupFlagProblem).find((p) => p !== undefined);
+    if (problem) problems.push({ message: `${key} ${problem} (read: ${where})`, hint: backupFlagsHint });
   }
   if (config.HTTPPort > 65535) {
     problems.push({ message: `HTTPPort ${config.HTTPPort} is not a TCP port (read: ${where})` });

@@ -1,6 +1,7 @@
 // Seeds by hot backup on real MariaDB servers (plain processes) and two real agents over TCP on 127.0.0.1:
 // the source keeps taking writes for the whole seed; the target ends as a replica that has caught up. A
-// wrong replication password fails in the pre-seed checks, before the target's MySQL is touched. The
+// wrong replication password, a source without binary logging, a target filesystem too small (a tmpfs) and a
+// client connected to the target each fail in the pre-seed checks, before the target's MySQL is touched. The
 // passwords never show in the process list, the agents' logs, the state files or the API answers.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -44,6 +45,9 @@ function optionFile(path: string, lines: string[]): string {
   let holder: ChildProcess | undefined;
   let agentConfigOf: (db: MariaDBInstance, name: string, repl: string) => Record<string, unknown>;
   const extraDbs: MariaDBInstance[] = [];
+  const mounted: string[] = [];
+  /** The logs of agents a test started and stopped, for the credentials grep. */
+  const stoppedAgentLogs: string[] = [];
   const answers: string[] = [];
   const processLists: string[] = [];
 
@@ -103,7 +107,7 @@ function optionFile(path: string, lines: string[]): string {
     holder?.kill('SIGKILL');
     for (const a of [source, target, badTarget]) await a?.agent.stop();
     // A stopped agent leaves its steps' programs for its successor to reap; there is none here.
-    for (const d of ['source-agent', 'target-agent', 'bad-target-agent', 'nobinlog-agent', 'throttled-source-agent', 'throttled-source-agent-2']) {
+    for (const d of ['source-agent', 'target-agent', 'bad-target-agent', 'nobinlog-agent', 'throttled-source-agent', 'throttled-source-agent-2', 'smallfs-agent']) {
       for (const pid of taggedPids(`seed:${stateDirKey(join(dir, d, 'state'))}:`)) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -114,6 +118,7 @@ function optionFile(path: string, lines: string[]): string {
     }
     await sourceDb?.kill();
     for (const db of extraDbs) await db.kill();
+    for (const m of mounted) execFileSync('umount', ['-l', m]);
     await targetDb?.kill();
     execFileSync('rm', ['-rf', dir]);
   }, 120000);
@@ -200,6 +205,44 @@ function optionFile(path: string, lines: string[]): string {
       expect(targetDb.sql("SHOW DATABASES LIKE 'stale_replica_data'")).toBe('stale_replica_data');
     } finally {
       await noBinlog.agent.stop();
+      stoppedAgentLogs.push(noBinlog.agent.output());
+    }
+  }, 240000);
+
+  test('a target whose filesystem is too small for the source\'s data fails the pre-seed checks, naming the sizes, with its MySQL untouched', async () => {
+    const id = 'backup-small-fs';
+    // A real MariaDB on a 64 MiB tmpfs (a small redo log so it fits); the source's datadir holds well over that.
+    const mnt = join(dir, 'small-fs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt]);
+    mounted.push(mnt);
+    const data = join(mnt, 'data');
+    execFileSync('mariadb-install-db', ['--no-defaults', '--user=root', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--innodb-log-file-size=4M'], { stdio: 'ignore', timeout: 120000 });
+    const db = await mariadbInstance(dir, data, 'smallfs', ['--server-id=4', '--innodb-log-file-size=4M']);
+    extraDbs.push(db);
+    runScript(db.commands.start);
+    db.sql(`CREATE USER agent@localhost IDENTIFIED BY '${AGENT_PASSWORD}'`);
+    db.sql('GRANT PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO agent@localhost');
+    db.sql('CREATE DATABASE small_target_data');
+    mkdirSync(join(dir, 'smallfs-agent'));
+    const small = await startSeedAgent(join(dir, 'smallfs-agent'), agentConfigOf(db, 'smallfs', REPL_PASSWORD));
+    try {
+      await startSeed(small, id);
+      const tv = (await small.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      const sv = (await source.waitFor(id, finished, 'an end', 120000)) as BackupView;
+      answers.push(JSON.stringify(tv), JSON.stringify(sv));
+      expect(tv.status).toBe('failed');
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      expect(tv.checks?.filter((c) => !c.ok).map((c) => c.name)).toEqual(['freeSpace']);
+      expect(tv.error?.message).toMatch(new RegExp(`${data} has \\d+ MiB free plus \\d+ MiB the seed would replace, the source's data needs \\d+ MiB .*: free space or choose another target`));
+      expect(sv.status).toBe('failed');
+      expect(sv.error?.message).toContain('pre-seed checks failed');
+      // Untouched: still running, on its own data.
+      expect(db.sql("SHOW DATABASES LIKE 'small_target_data'")).toBe('small_target_data');
+      expect(readdirSync(data)).toContain('small_target_data');
+    } finally {
+      await small.agent.stop();
+      stoppedAgentLogs.push(small.agent.output());
     }
   }, 240000);
 
@@ -322,7 +365,7 @@ function optionFile(path: string, lines: string[]): string {
       readdirSync(join(agent.stateDir, 'seeds')).filter((f) => f.endsWith('.json')).map((f) => readFileSync(join(agent.stateDir, 'seeds', f), 'utf8'));
     const places: Record<string, string> = {
       'process list': processLists.join('\n'),
-      'agent logs': [source, target, badTarget].map((a) => a.agent.output()).join('\n'),
+      'agent logs': [...[source, target, badTarget].map((a) => a.agent.output()), ...stoppedAgentLogs].join('\n'),
       'state files': [source, target, badTarget].flatMap(stateFiles).join('\n'),
       'API answers': answers.join('\n'),
     };

@@ -66,7 +66,7 @@ export async function inspectBackupTarget(i: TargetInspection): Promise<SeedChec
     await attempt('sameMajorVersion', async () => {
       const mine = running
         ? ((await i.client.value('SELECT VERSION()', opts)) ?? '')
-        : (await runProgram(i.config.SeedBackupProgram, ['--version'], opts)).stderr + ' ';
+        : await runProgram(i.config.SeedBackupProgram, ['--version'], opts).then((r) => `${r.stderr} ${r.stdout}`); // mariabackup says it on stderr
       const ok = majorVersion(mine) === majorVersion(i.source.version);
       const what = running ? 'this MySQL' : `${i.config.SeedBackupProgram} here (MySQL is stopped)`;
       return {

@@ -186,6 +186,9 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
+/** How much the receiver queues for the extracting program before it waits for the program to read. */
+const SINK_QUEUE_BYTES = 8 * 1024 * 1024;
+
 /** Waits until sink takes more, or closes or fails (a program that exited never drains); a program that reads nothing for idleMs fails it. */
 function drained(sink: Writable, idleMs: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -257,7 +260,9 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
             const data = await reader.exact(h.length);
             hash.update(data);
             bytes += data.length;
-            if (!sink.write(data)) await drained(sink, idleMs);
+            // A few MiB queued for the extractor keep its pipe full: waiting for every write to drain would hand it
+            // one frame at a time, each a round trip through the scheduler on a busy host.
+            if (!sink.write(data) && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
             if (sinkError) throw sinkError;
             if (sink.destroyed) throw new AgentError('io', `the extracting program stopped reading after ${bytes} bytes`);
             const now = performance.now();

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { MySQLClient } from '../../host/mysql-client.js';
+import { binlogStatusQuery, gtidPositionQuery, sourceUsesGtid, sqlFlavor } from '../../host/replication-sql.js';
 import { runPiped, runProgram } from '../../process-runner.js';
 import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
 import { isPermanentFailure } from '../../transfer/protocol.js';
@@ -194,13 +195,25 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
   }
 };
 
+/** The files a backup records its binary log position in: mariabackup's, then xtrabackup's (older mariabackup too). */
+export const BINLOG_INFO_FILES = ['mariadb_backup_binlog_info', 'xtrabackup_binlog_info'];
+
+/**
+ * "file<TAB>position[<TAB>gtid]": MariaDB's GTID position ("0-1-42,1-2-7") or MySQL's GTID set, which
+ * xtrabackup writes over several lines ("uuid:1-5,\nuuid:1-3"); whitespace inside it is dropped.
+ */
+export function parseBinlogInfo(text: string): BinlogCoordinates | null {
+  const m = /^\s*(\S+)\s+(\d+)([\s\S]*)$/.exec(text);
+  if (!m) return null;
+  return { file: m[1]!, position: Number(m[2]), gtid: m[3]!.replace(/\s+/g, '') };
+}
+
 /** The binary log position the backup recorded (where a replica of the copy starts). */
-async function backupPosition(datadir: string): Promise<BinlogCoordinates | null> {
-  for (const name of ['mariadb_backup_binlog_info', 'xtrabackup_binlog_info']) {
+export async function backupPosition(datadir: string): Promise<BinlogCoordinates | null> {
+  for (const name of BINLOG_INFO_FILES) {
     const text = await readFile(join(datadir, name), 'utf8').catch(() => undefined);
-    if (text === undefined) continue;
-    const [file, position, gtid] = text.trim().split(/\s+/);
-    if (file && position && /^\d+$/.test(position)) return { file, position: Number(position), gtid: gtid ?? '' };
+    const position = text === undefined ? null : parseBinlogInfo(text);
+    if (position) return position;
   }
   return null;
 }
@@ -216,7 +229,7 @@ export const ensureBackupPrepared: StepFn<BackupTargetParams> = async (input, si
       });
     }
     env.seed.mark(PREPARE_STARTED, new Date().toISOString());
-    await runProgram(env.config.SeedBackupProgram, ['--prepare', `--target-dir=${datadir}`], {
+    await runProgram(env.config.SeedBackupProgram, ['--prepare', `--target-dir=${datadir}`, ...env.config.SeedBackupPrepareFlags], {
       timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'preparing'),
       signal,
     });
@@ -274,7 +287,7 @@ export const ensureSourceChecked: StepFn<BackupSourceParams> = async (_input, si
   const client = seedClient(env);
   client.options(); // a missing or readable-by-others credentials file fails here, before the target waits on it
   await runProgram(env.config.SeedBackupProgram, ['--version'], opts).catch((err: Error) => {
-    throw new AgentError('config', `the backup program ${env.config.SeedBackupProgram} does not run here: ${err.message}`, { hint: 'install mariadb-backup (or set SeedBackupProgram)' });
+    throw new AgentError('config', `the backup program ${env.config.SeedBackupProgram} does not run here: ${err.message}`, { hint: 'install mariadb-backup (MariaDB) or percona-xtrabackup of the server\'s version (MySQL/Percona) and set SeedBackupProgram' });
   });
   const sourceDir = await env.mysql.datadir(signal);
   if (!(await env.mysql.isRunning(signal))) {
@@ -285,8 +298,7 @@ export const ensureSourceChecked: StepFn<BackupSourceParams> = async (_input, si
   const rows = await client.query('SELECT VERSION() AS version, @@log_bin AS log_bin, @@port AS port', opts);
   const r = rows[0] ?? {};
   const version = r.version ?? '';
-  // MariaDB always records GTIDs but replicas use them only when asked; MySQL's gtid_mode says it.
-  const gtidMode = /mariadb/i.test(version) ? false : ((await client.value("SELECT @@gtid_mode", opts).catch(() => 'OFF')) ?? 'OFF').toUpperCase() === 'ON';
+  const gtidMode = await sourceUsesGtid(sqlFlavor(version), (sql) => client.query(sql, opts));
   const source: SourceFacts = {
     mysqlRunning: true,
     version,
@@ -299,14 +311,18 @@ export const ensureSourceChecked: StepFn<BackupSourceParams> = async (_input, si
   return { sourceDir, source };
 };
 
-async function sourcePosition(env: StepEnv, signal: AbortSignal): Promise<BinlogCoordinates | null> {
+async function sourcePosition(env: StepEnv, version: string, signal: AbortSignal): Promise<BinlogCoordinates | null> {
   const client = seedClient(env);
-  const rows = await client.query('SHOW MASTER STATUS', { signal, timeoutMs: 30_000 });
+  const flavor = sqlFlavor(version);
+  const rows = await client.query(binlogStatusQuery(flavor), { signal, timeoutMs: 30_000 });
   const r = rows[0];
   if (!r || !r.File) return null;
-  const gtid = (await client.value('SELECT @@gtid_binlog_pos', { signal, timeoutMs: 30_000 }).catch(() => '')) ?? '';
+  const gtid = (await client.value(gtidPositionQuery(flavor), { signal, timeoutMs: 30_000 }).catch(() => '')) ?? '';
   return { file: r.File, position: Number(r.Position ?? 0), gtid };
 }
+
+/** How soon the source offers the stream again while the target gets ready (a connection and a handshake each). */
+const OFFER_RETRY_MS = 250;
 
 export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, signal, env) => {
   const source = input.facts.source as SourceFacts | undefined;
@@ -339,7 +355,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
     } catch (err) {
       if (signal.aborted || isPermanentFailure(err)) throw err;
       last = err;
-      await sleep(1000, signal);
+      await sleep(OFFER_RETRY_MS, signal);
       continue;
     }
     if (answer.kind === 'later') {
@@ -349,7 +365,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
         env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until, message: `the target is getting ready: ${answer.message}` });
       }
       lastContact = Date.now();
-      await sleep(1000, signal);
+      await sleep(OFFER_RETRY_MS, signal);
       continue;
     }
     lastContact = Date.now();
@@ -362,7 +378,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
     const backup = await runPiped(
       env.config.SeedBackupProgram,
       // Credentials only through the option file, which must come first.
-      [`--defaults-extra-file=${env.config.SeedCredentialsFile}`, '--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--datadir=${sourceDir}`],
+      [`--defaults-extra-file=${env.config.SeedCredentialsFile}`, '--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--datadir=${sourceDir}`, ...env.config.SeedBackupFlags],
       { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'streaming'), signal },
     );
     try {
@@ -373,7 +389,7 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
             // The backup program's own failure (privileges, disk) would fail again: the target must not wait.
             throw new AgentError(e.code, e.message, { hint: 'see the backup program\'s message; check the grants of the SeedCredentialsFile account (README: seeds by backup)', details: { ...e.details, permanent: true } });
           });
-          return sourcePosition(env, signal);
+          return sourcePosition(env, source.version, signal);
         },
         (await import('../../transfer/throttle.js')).bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
         progress(env, source.dataBytes),

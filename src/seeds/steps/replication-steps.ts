@@ -2,9 +2,10 @@
 // recorded, with the replication account, and wait until both threads run and it has applied what the
 // source had written when the copy ended. The password reaches MySQL only through the client's stdin.
 import { AgentError } from '../../errors.js';
-import { readOptionFile, sqlString, type Row } from '../../host/mysql-client.js';
+import { readOptionFile } from '../../host/mysql-client.js';
+import { changeSourceSql, replicaStatusOf, replicaStatusQuery, sqlFlavor, startReplicaSql, type ReplicaStatus, type SqlFlavor } from '../../host/replication-sql.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
-import type { BinlogCoordinates } from '../../../machines/seed-common.js';
+import type { BinlogCoordinates, SeedFacts } from '../../../machines/seed-common.js';
 import { seedClient, sourceMySQLOf } from './backup-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { sleep } from '../../timers.js';
@@ -22,47 +23,53 @@ export interface ReplicationView {
   executed: string;
   caughtUpTo: string | null;
   lastError: string | null;
+  /** Why the seed counted the replica as caught up: it applied up to caughtUpTo, or lagged at most SeedReplicationMaxLagSeconds. */
+  caughtUpBy?: 'position' | 'lag' | null;
 }
 
 const pos = (p: BinlogCoordinates | null | undefined) => (p ? `${p.file}:${p.position}` : null);
 
-async function slaveStatus(env: StepEnv, signal: AbortSignal): Promise<Row | undefined> {
-  return (await seedClient(env).query('SHOW SLAVE STATUS', { signal, timeoutMs: 30_000 }))[0];
+/** The target runs the source's copy: its statements are those of the source's server family and version. */
+function flavorOf(facts: SeedFacts): SqlFlavor {
+  return sqlFlavor(facts.source?.version ?? '');
+}
+
+async function replicaStatus(env: StepEnv, flavor: SqlFlavor, signal: AbortSignal): Promise<ReplicaStatus | undefined> {
+  const row = (await seedClient(env).query(replicaStatusQuery(flavor), { signal, timeoutMs: 30_000 }))[0];
+  return row ? replicaStatusOf(row) : undefined;
 }
 
 export const ensureReplicationSetUp: StepFn<BackupTargetParams> = async (input, signal, env) => {
   const from = input.facts.backupPosition;
   if (!from) {
-    throw new AgentError('conflict', 'the backup recorded no binary log position (mariadb_backup_binlog_info), so there is no position to replicate from', {
+    throw new AgentError('conflict', 'the backup recorded no binary log position (mariadb_backup_binlog_info / xtrabackup_binlog_info), so there is no position to replicate from', {
       hint: 'enable log_bin on the source and seed again',
     });
   }
   const { host, port } = sourceMySQLOf(input.params, input.facts);
+  const flavor = flavorOf(input.facts);
   const client = seedClient(env);
   const opts = { signal, timeoutMs: 60_000 };
+  // GTID when the source uses GTIDs (its facts say) and the backup recorded them; else file and position.
+  const gtid = input.facts.source?.gtidMode === true && from.gtid !== '';
   if (!env.seed.marks()[REPLICATION_CONFIGURED]) {
+    if (input.facts.source?.gtidMode && !gtid) env.seed.warn('the source uses GTIDs but the backup recorded none: the replica follows the binary log file and position instead');
     const account = readOptionFile('ReplicationCredentialsFile', env.config.ReplicationCredentialsFile);
-    const gtid = input.facts.source?.gtidMode === true && from.gtid !== '';
-    const sql = [
-      'STOP SLAVE;',
-      ...(gtid ? [`SET GLOBAL gtid_slave_pos = ${sqlString(from.gtid)};`] : []),
-      `CHANGE MASTER TO MASTER_HOST=${sqlString(host)}, MASTER_PORT=${port}, MASTER_USER=${sqlString(account.user ?? '')}, MASTER_PASSWORD=${sqlString(account.password ?? '')}, ` +
-        (gtid ? 'MASTER_USE_GTID=slave_pos;' : `MASTER_LOG_FILE=${sqlString(from.file)}, MASTER_LOG_POS=${from.position};`),
-    ].join('\n');
-    await client.query(sql, opts);
+    await client.query(changeSourceSql(flavor, { host, port, user: account.user ?? '', password: account.password ?? '', from, gtid }), opts);
     env.seed.mark(REPLICATION_CONFIGURED, new Date().toISOString());
   }
   // Ensure-style: once configured, only (re)start the threads; the position has moved on since.
-  await client.query('START SLAVE;', opts);
+  await client.query(startReplicaSql(flavor), opts);
   const view: ReplicationView = {
     source: `${host}:${port}`,
-    startedFrom: input.facts.source?.gtidMode && from.gtid ? `GTID ${from.gtid}` : `${from.file}:${from.position}`,
+    startedFrom: gtid ? `GTID ${from.gtid}` : `${from.file}:${from.position}`,
     ioRunning: 'starting',
     sqlRunning: 'starting',
     secondsBehind: null,
     executed: `${from.file}:${from.position}`,
     caughtUpTo: pos(input.facts.positionAtEnd),
     lastError: null,
+    caughtUpBy: null,
   };
   env.seed.mark(REPLICATION, JSON.stringify(view));
   return {};
@@ -81,41 +88,47 @@ function replicationFailure(thread: 'IO' | 'SQL', errno: string, error: string, 
     '1227': 'the replication account lacks a privilege: GRANT REPLICATION SLAVE ON *.* to it on the source',
   };
   return new AgentError('command_failed', `replication from ${source} broke: the ${thread} thread stopped with error ${errno}: ${error}`, {
-    hint: hints[errno] ?? `fix the cause on the target (SHOW SLAVE STATUS), then START SLAVE; the copied data stays in place and MySQL runs`,
+    hint: hints[errno] ?? `fix the cause on the target (SHOW SLAVE STATUS, or SHOW REPLICA STATUS on MySQL 8), then START SLAVE (START REPLICA); the copied data stays in place and MySQL runs`,
   });
 }
 
 const transientIo = new Set(['2003', '2002', '2005', '2006', '2013']);
 
+/** Caught up: both threads run and it applied up to the copy's end, or (maxLag > 0) lags at most maxLag seconds. */
+export function caughtUp(s: ReplicaStatus, end: BinlogCoordinates | null, maxLagSeconds: number): 'position' | 'lag' | null {
+  if (s.ioRunning !== 'Yes' || s.sqlRunning !== 'Yes') return null;
+  if (end === null || reached(s.sourceFile, s.executedPosition, end)) return 'position';
+  if (maxLagSeconds > 0 && s.secondsBehind !== null && s.secondsBehind <= maxLagSeconds) return 'lag';
+  return null;
+}
+
 export const ensureCaughtUp: StepFn<BackupTargetParams> = async (input, signal, env) => {
   const end = input.facts.positionAtEnd ?? null;
   const { host, port } = sourceMySQLOf(input.params, input.facts);
   const source = `${host}:${port}`;
+  const flavor = flavorOf(input.facts);
   for (;;) {
     remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'catchingUp');
-    const s = await slaveStatus(env, signal);
-    if (!s) throw new AgentError('conflict', 'this MySQL is not configured as a replica any more (SHOW SLAVE STATUS is empty)', { hint: 'someone ran RESET SLAVE ALL; create a new seed or set up replication by hand' });
-    const io = s.Slave_IO_Running ?? '';
-    const sql = s.Slave_SQL_Running ?? '';
-    const file = s.Relay_Master_Log_File ?? '';
-    const at = Number(s.Exec_Master_Log_Pos ?? 0);
-    const ioErr = s.Last_IO_Errno ?? '0';
-    const sqlErr = s.Last_SQL_Errno ?? '0';
+    const s = await replicaStatus(env, flavor, signal);
+    if (!s) throw new AgentError('conflict', 'this MySQL is not configured as a replica any more (its replica status is empty)', { hint: 'someone ran RESET SLAVE ALL / RESET REPLICA ALL; create a new seed or set up replication by hand' });
     const previous = JSON.parse(env.seed.marks()[REPLICATION] ?? '{}') as Partial<ReplicationView>;
+    // Read live: a SIGHUP that changes SeedReplicationMaxLagSeconds applies to a seed catching up.
+    const by = caughtUp(s, end, env.config.SeedReplicationMaxLagSeconds);
     const view: ReplicationView = {
       source,
       startedFrom: previous.startedFrom ?? '',
-      ioRunning: io,
-      sqlRunning: sql,
-      secondsBehind: s.Seconds_Behind_Master === null || s.Seconds_Behind_Master === undefined ? null : Number(s.Seconds_Behind_Master),
-      executed: `${file}:${at}`,
+      ioRunning: s.ioRunning,
+      sqlRunning: s.sqlRunning,
+      secondsBehind: s.secondsBehind,
+      executed: `${s.sourceFile}:${s.executedPosition}`,
       caughtUpTo: pos(end),
-      lastError: ioErr !== '0' ? `IO ${ioErr}: ${s.Last_IO_Error ?? ''}` : sqlErr !== '0' ? `SQL ${sqlErr}: ${s.Last_SQL_Error ?? ''}` : null,
+      lastError: s.ioErrno !== '0' ? `IO ${s.ioErrno}: ${s.ioError}` : s.sqlErrno !== '0' ? `SQL ${s.sqlErrno}: ${s.sqlError}` : null,
+      caughtUpBy: by,
     };
     if (JSON.stringify(view) !== JSON.stringify(previous)) env.seed.mark(REPLICATION, JSON.stringify(view));
-    if (sqlErr !== '0' && sql !== 'Yes') throw replicationFailure('SQL', sqlErr, s.Last_SQL_Error ?? '', source);
-    if (ioErr !== '0' && io !== 'Yes' && !transientIo.has(ioErr)) throw replicationFailure('IO', ioErr, s.Last_IO_Error ?? '', source);
-    if (io === 'Yes' && sql === 'Yes' && (end === null || reached(file, at, end))) return {};
+    if (s.sqlErrno !== '0' && s.sqlRunning !== 'Yes') throw replicationFailure('SQL', s.sqlErrno, s.sqlError, source);
+    if (s.ioErrno !== '0' && s.ioRunning !== 'Yes' && !transientIo.has(s.ioErrno)) throw replicationFailure('IO', s.ioErrno, s.ioError, source);
+    if (by) return {};
     await sleep(1000, signal);
   }
 };
