@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
-import { runProgram, runShell, templateToScript, TAG_ENV } from '../src/process-runner.js';
+import { runPiped, runProgram, runShell, templateToScript, TAG_ENV } from '../src/process-runner.js';
 import { tempDir } from './support/agent-process.js';
 
 function alive(pid: number): boolean {
@@ -119,5 +119,18 @@ describe('process runner', () => {
     expect(templateToScript('mount %s %s %s', 3)).toBe('mount "$1" "$2" "$3"');
     expect(templateToScript('/usr/local/bin/post-copy', 1)).toBe('/usr/local/bin/post-copy "$1"');
     expect(templateToScript('/usr/local/bin/start', 0)).toBe('/usr/local/bin/start');
+  });
+
+  test('a piped program\'s output that nobody read yet is kept until its reader comes (the head of a dump)', async () => {
+    const p = await runPiped('seq', ['1', '100000'], { timeoutMs: 30000 });
+    // The reader comes late, as a step that first awaits something else.
+    await new Promise((r) => setTimeout(r, 300));
+    let text = '';
+    for await (const chunk of p.stdout as AsyncIterable<Buffer>) text += chunk.toString();
+    await p.done;
+    const lines = text.split('\n').filter(Boolean);
+    expect(lines.length).toBe(100000);
+    expect(lines[0]).toBe('1');
+    expect(lines.at(-1)).toBe('100000');
   });
 });
