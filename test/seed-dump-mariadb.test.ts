@@ -20,6 +20,7 @@ if (!haveDump) console.log('SKIPPED: seeds by dump need mariadb-server-core and 
 const AGENT_PASSWORD = 'agent-pw-d0e1f2a3b4';
 const TARGET_AGENT_PASSWORD = 'tagent-pw-99aa88bb77';
 const REPL_PASSWORD = 'repl-pw-c4d5e6f7a8';
+const WEAK_PASSWORD = 'weak-pw-1a2b3c4d5e';
 
 type DumpView = SeedViewJson & {
   checks: { name: string; ok: boolean; message: string }[] | null;
@@ -43,7 +44,8 @@ function optionFile(path: string, lines: string[]): string {
   let holder: ChildProcess | undefined;
   const answers: string[] = [];
   const processLists: string[] = [];
-  const agentDirs = ['source-agent', 'target-agent', 'throttled-source-agent'];
+  const agentDirs = ['source-agent', 'target-agent', 'throttled-source-agent', 'weak-target-agent'];
+  let weakTarget: SeedAgent;
   const extraAgents: SeedAgent[] = [];
 
   const call = async <T>(agent: SeedAgent, method: 'GET' | 'POST', path: string, body?: unknown) => {
@@ -81,12 +83,15 @@ function optionFile(path: string, lines: string[]): string {
       'GRANT SELECT, INSERT, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE, EVENT, LOCK TABLES, REFERENCES, SET USER, PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO agent@localhost',
     );
     // seedtest comes with the dump (replaced); keep_me does not (stays).
+    // An account the dump cannot be loaded with (no INSERT).
+    targetDb.sql(`CREATE USER weak@localhost IDENTIFIED BY '${WEAK_PASSWORD}'`);
+    targetDb.sql('GRANT SELECT, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, TRIGGER, LOCK TABLES, SET USER, PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO weak@localhost');
     targetDb.sql('CREATE DATABASE seedtest');
     targetDb.sql('CREATE TABLE seedtest.old_only (i INT)');
     targetDb.sql('CREATE DATABASE keep_me');
     targetDb.sql('CREATE TABLE keep_me.x (i INT)');
 
-    const agentConfig = (db: MariaDBInstance, name: string, password: string) => ({
+    const agentConfig = (db: MariaDBInstance, name: string, password: string, user = 'agent') => ({
       MySQLDatadirCommand: db.commands.datadir,
       MySQLPortCommand: db.commands.port,
       MySQLServiceStatusCommand: db.commands.status,
@@ -95,19 +100,21 @@ function optionFile(path: string, lines: string[]): string {
       MySQLClientCommand: 'mariadb',
       CommandTimeoutSeconds: 120,
       SeedTransferBindAddress: '127.0.0.1',
-      SeedCredentialsFile: optionFile(join(dir, `${name}-agent.cnf`), ['user=agent', `password=${password}`, `socket=${db.socket}`]),
+      SeedCredentialsFile: optionFile(join(dir, `${name}-agent.cnf`), [`user=${user}`, `password=${password}`, `socket=${db.socket}`]),
       ReplicationCredentialsFile: optionFile(join(dir, `${name}-repl.cnf`), ['user=repl', `password=${REPL_PASSWORD}`]),
     });
     for (const d of agentDirs) mkdirSync(join(dir, d));
     sourceConfig = agentConfig(sourceDb, 'source', AGENT_PASSWORD);
     source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
     target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', TARGET_AGENT_PASSWORD));
+    weakTarget = await startSeedAgent(join(dir, 'weak-target-agent'), agentConfig(targetDb, 'weak-target', WEAK_PASSWORD, 'weak'));
   }, 300000);
 
   afterAll(async () => {
+    clearInterval(psWatch);
     writer?.kill('SIGKILL');
     holder?.kill('SIGKILL');
-    for (const a of [source, target, ...extraAgents]) await a?.agent.stop();
+    for (const a of [source, target, weakTarget, ...extraAgents]) await a?.agent.stop();
     for (const d of agentDirs) {
       for (const pid of taggedPids(`seed:${stateDirKey(join(dir, d, 'state'))}:`)) {
         try {
@@ -122,8 +129,21 @@ function optionFile(path: string, lines: string[]): string {
     execFileSync('rm', ['-rf', dir]);
   }, 120000);
 
-  const startSeed = async (src: SeedAgent, id: string) => {
-    const created = await call<{ seed: DumpView; transfer: { port: number; authKey: string } }>(target, 'POST', '/api/seeds', { id, role: 'target', method: 'dump', replicate: true, timeoutSeconds: 600 });
+  // The process list, every 100 ms while seeds run (the long dump of the kill test shows mariadb-dump for seconds).
+  let psWatch: ReturnType<typeof setInterval> | undefined;
+  const watchProcesses = () => {
+    psWatch ??= setInterval(() => {
+      try {
+        processLists.push(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => /mariadb|mysql/.test(l)).join('\n'));
+      } catch {
+        /* ps raced an exiting process */
+      }
+    }, 100);
+  };
+
+  const startSeed = async (src: SeedAgent, id: string, tgt = target) => {
+    watchProcesses();
+    const created = await call<{ seed: DumpView; transfer: { port: number; authKey: string } }>(tgt, 'POST', '/api/seeds', { id, role: 'target', method: 'dump', replicate: true, timeoutSeconds: 600 });
     expect(created.status).toBe(201);
     expect(created.body.seed.method).toBe('dump');
     const sent = await call(src, 'POST', '/api/seeds', { id, role: 'source', method: 'dump', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey });
@@ -159,16 +179,28 @@ function optionFile(path: string, lines: string[]): string {
     }
   }, 240000);
 
+  test('a load the target account may not run fails both seeds at once with the client\'s message, and the half-loaded schemas are dropped', async () => {
+    const id = 'dump-load-refused';
+    await startSeed(source, id, weakTarget);
+    const tv = (await weakTarget.waitFor(id, finished, 'an end', 120000)) as DumpView;
+    // The source is told the failure is permanent: it does not retry until its reconnect deadline.
+    const sv = (await source.waitFor(id, finished, 'an end', 60000)) as DumpView;
+    answers.push(JSON.stringify(tv), JSON.stringify(sv));
+    expect(tv.status).toBe('failed');
+    expect(tv.history.map((h) => h.state)).toEqual(['checking', 'droppingSchemas', 'loading', 'cleanup', 'failed']);
+    expect(tv.error?.message).toContain('loading the dump into this MySQL failed');
+    expect(tv.error?.message).toContain('INSERT command denied');
+    expect(sv.status).toBe('failed');
+    expect(sv.error?.message).toContain('INSERT command denied');
+    // What the failed load left is dropped; the schemas the dump does not bring stay.
+    expect(targetDb.sql("SHOW DATABASES LIKE 'seedtest'")).toBe('');
+    expect(targetDb.sql("SHOW DATABASES LIKE 'app2'")).toBe('');
+    expect(targetDb.sql("SHOW TABLES FROM keep_me LIKE 'x'")).toBe('x');
+  }, 240000);
+
   test('a source under writes is seeded by dump into a target that ends replicating, caught up, with equal checksums', async () => {
     const id = 'dump-replica';
     writer = spawn('bash', ['-c', `i=0; while true; do i=$((i+1)); mariadb --no-defaults -uroot --socket=${sourceDb.socket} -e "INSERT INTO seedtest.during (note) VALUES ('w-$i'); UPDATE seedtest.during SET touched = touched + 1 WHERE id % 7 = $i % 7; UPDATE seedtest.t SET n = n + 1 WHERE id = $i" || exit 1; done`], { stdio: 'ignore' });
-    const psWatch = setInterval(() => {
-      try {
-        processLists.push(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }));
-      } catch {
-        /* ps raced an exiting process */
-      }
-    }, 100);
     // Some writes before the seed starts, more during it.
     const waitRows = Date.now() + 30000;
     while (Number(sourceDb.sql('SELECT COUNT(*) FROM seedtest.during')) < 20 && Date.now() < waitRows) await new Promise((r) => setTimeout(r, 100));
@@ -192,14 +224,14 @@ function optionFile(path: string, lines: string[]): string {
       expect(tv.replication?.startedFrom).not.toBe("x:4");
       expect(tv.progress?.bytesDone).toBeGreaterThan(0);
     } finally {
-      clearInterval(psWatch);
       writer.kill('SIGTERM');
     }
     await new Promise<void>((r) => (writer!.exitCode !== null ? r() : writer!.once('exit', () => r())));
-    const finalRows = sourceDb.sql('SELECT COUNT(*) FROM seedtest.during');
-    expect(Number(finalRows)).toBeGreaterThan(rowsAtStart);
+    expect(Number(sourceDb.sql('SELECT COUNT(*) FROM seedtest.during'))).toBeGreaterThan(rowsAtStart);
+    // A client the writer had started may still commit after it ended: compare with the source as it is now.
     const deadline = Date.now() + 120000;
-    while (targetDb.sql('SELECT COUNT(*) FROM seedtest.during') !== finalRows && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const settled = () => ['seedtest.t', 'seedtest.during'].every((t) => targetDb.sql(`CHECKSUM TABLE ${t}`) === sourceDb.sql(`CHECKSUM TABLE ${t}`));
+    while (!settled() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     // Every row written while the seed ran is on the replica.
     expect(idAtDone).toBeGreaterThan(rowsAtStart);
     expect(Number(targetDb.sql(`SELECT COUNT(*) FROM seedtest.during WHERE id > ${rowsAtStart} AND id <= ${idAtDone}`))).toBe(idAtDone - rowsAtStart);
@@ -219,6 +251,9 @@ function optionFile(path: string, lines: string[]): string {
     let throttled = await startSeedAgent(dirK, config);
     extraAgents.push(throttled);
     sourceDb.sql("INSERT INTO app2.k VALUES ('after-first-seed', 'x')");
+    // A dump of several MB, so that at 1 MB/s the kill lands in the middle of the stream.
+    sourceDb.sql("CREATE TABLE app2.big (id INT PRIMARY KEY, pad VARCHAR(100)) ENGINE=InnoDB");
+    sourceDb.sql("USE app2; INSERT INTO app2.big SELECT seq, REPEAT('p', 100) FROM seq_1_to_40000");
     await startSeed(throttled, id);
     await target.waitFor(id, (v) => finished(v) || (v.state === 'loading' && (v.progress?.bytesDone ?? 0) > 512 * 1024), 'the middle of the stream', 240000);
     await throttled.agent.kill9();
@@ -235,24 +270,25 @@ function optionFile(path: string, lines: string[]): string {
     expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
     // No dump program of the killed agent is left running.
     expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mariadb-dump --defaults-extra-file=${dir}`);
-    for (const table of ['seedtest.t', 'seedtest.during', 'app2.k']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    for (const table of ['seedtest.t', 'seedtest.during', 'app2.k', 'app2.big']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
     expect(targetDb.sql("SELECT val FROM app2.k WHERE k = 'after-first-seed'")).toBe('x');
   }, 600000);
 
   test('the passwords never show in the process list, the logs, the state files or the API answers', () => {
+    clearInterval(psWatch);
     expect(processLists.length).toBeGreaterThan(0);
     const stateFiles = (agent: SeedAgent) =>
       readdirSync(join(agent.stateDir, 'seeds')).filter((f) => f.endsWith('.json')).map((f) => readFileSync(join(agent.stateDir, 'seeds', f), 'utf8'));
     const places: Record<string, string> = {
       'process list': processLists.join('\n'),
-      'agent logs': [source, target, ...extraAgents].map((a) => a.agent.output()).join('\n'),
-      'state files': [source, target].flatMap(stateFiles).join('\n'),
+      'agent logs': [source, target, weakTarget, ...extraAgents].map((a) => a.agent.output()).join('\n'),
+      'state files': [source, target, weakTarget].flatMap(stateFiles).join('\n'),
       'API answers': answers.join('\n'),
     };
     expect(places['state files']).toContain('dump-replica'); // the places are really there
     expect(places['process list']).toContain('mariadb-dump --defaults-extra-file='); // the dump ran while we looked
     for (const [where, text] of Object.entries(places)) {
-      for (const secret of [AGENT_PASSWORD, TARGET_AGENT_PASSWORD, REPL_PASSWORD]) {
+      for (const secret of [AGENT_PASSWORD, TARGET_AGENT_PASSWORD, REPL_PASSWORD, WEAK_PASSWORD]) {
         if (text.includes(secret)) throw new Error(`${secret} shows in the ${where}`);
       }
     }

@@ -192,6 +192,8 @@ export const ensureDumpLoaded: StepFn<DumpTargetParams> = async (input, signal, 
     loaded.catch(() => undefined);
     const scanner = new DumpPositionScanner();
     scanner.pipe(loader.stdin);
+    // A client that stopped reads no more: the stream must not wait on it to drain.
+    loaded.catch((e: Error) => scanner.destroy(e));
     try {
       const end = await session.receive(
         scanner,
