@@ -44,7 +44,8 @@ function optionFile(path: string, lines: string[]): string {
   let holder: ChildProcess | undefined;
   const answers: string[] = [];
   const processLists: string[] = [];
-  const agentDirs = ['source-agent', 'target-agent', 'throttled-source-agent', 'weak-target-agent'];
+  const agentDirs = ['source-agent', 'target-agent', 'throttled-source-agent', 'throttled-source-agent-2', 'weak-target-agent'];
+  let targetConfig: Record<string, unknown>;
   let weakTarget: SeedAgent;
   const extraAgents: SeedAgent[] = [];
 
@@ -106,7 +107,8 @@ function optionFile(path: string, lines: string[]): string {
     for (const d of agentDirs) mkdirSync(join(dir, d));
     sourceConfig = agentConfig(sourceDb, 'source', AGENT_PASSWORD);
     source = await startSeedAgent(join(dir, 'source-agent'), sourceConfig);
-    target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', TARGET_AGENT_PASSWORD));
+    targetConfig = agentConfig(targetDb, 'target', TARGET_AGENT_PASSWORD);
+    target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
     weakTarget = await startSeedAgent(join(dir, 'weak-target-agent'), agentConfig(targetDb, 'weak-target', WEAK_PASSWORD, 'weak'));
   }, 300000);
 
@@ -246,12 +248,12 @@ function optionFile(path: string, lines: string[]): string {
   test('a source agent killed in the middle of the stream comes back, the target drops what it loaded, and the dump loads again from the beginning', async () => {
     const id = 'dump-source-killed';
     const dirK = join(dir, 'throttled-source-agent');
-    // Slow enough to be caught in the middle (the dump is a few MB).
-    const config = { ...sourceConfig, SeedTransferBandwidthMBps: 1 };
+    // Slow enough to be caught in the middle (the dump is about 6 MB).
+    const config = { ...sourceConfig, SeedTransferBandwidthMBps: 2 };
     let throttled = await startSeedAgent(dirK, config);
     extraAgents.push(throttled);
     sourceDb.sql("INSERT INTO app2.k VALUES ('after-first-seed', 'x')");
-    // A dump of several MB, so that at 1 MB/s the kill lands in the middle of the stream.
+    // A dump of several MB, so that at 2 MB/s the kill lands in the middle of the stream.
     sourceDb.sql("CREATE TABLE app2.big (id INT PRIMARY KEY, pad VARCHAR(100)) ENGINE=InnoDB");
     sourceDb.sql("USE app2; INSERT INTO app2.big SELECT seq, REPEAT('p', 100) FROM seq_1_to_40000");
     await startSeed(throttled, id);
@@ -272,6 +274,32 @@ function optionFile(path: string, lines: string[]): string {
     expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(`mariadb-dump --defaults-extra-file=${dir}`);
     for (const table of ['seedtest.t', 'seedtest.during', 'app2.k', 'app2.big']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
     expect(targetDb.sql("SELECT val FROM app2.k WHERE k = 'after-first-seed'")).toBe('x');
+  }, 600000);
+
+  test('a target agent killed while it loads comes back, drops what was loaded, and the dump loads again from the beginning', async () => {
+    const id = 'dump-target-killed';
+    const throttled = await startSeedAgent(join(dir, 'throttled-source-agent-2'), { ...sourceConfig, SeedTransferBandwidthMBps: 2 });
+    extraAgents.push(throttled);
+    sourceDb.sql("INSERT INTO app2.k VALUES ('before-target-kill', 'y')");
+    await startSeed(throttled, id);
+    await target.waitFor(id, (v) => finished(v) || (v.state === 'loading' && (v.progress?.bytesDone ?? 0) > 512 * 1024), 'the middle of the stream', 240000);
+    await target.agent.kill9();
+    target = await startSeedAgent(join(dir, 'target-agent'), targetConfig);
+    const tv = (await target.waitFor(id, finished, 'an end', 400000)) as DumpView;
+    answers.push(JSON.stringify(tv));
+    expect([tv.status, tv.error]).toEqual(['done', null]);
+    const sv = (await throttled.waitFor(id, finished, 'an end', 120000)) as DumpView;
+    answers.push(JSON.stringify(sv));
+    expect([sv.status, sv.error]).toEqual(['done', null]);
+    expect(tv.history.find((h) => h.state === 'loading')).toHaveProperty('resumedAt');
+    expect(tv.warnings.map((w) => w.message).join('\n')).toContain('loaded again from the beginning');
+    expect(sv.warnings.map((w) => w.message).join('\n')).toContain('restarts from the beginning');
+    expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
+    // The killed agent's loading client was reaped by its successor.
+    const loaders = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.endsWith(`--defaults-extra-file=${join(dir, 'target-agent.cnf')} --batch`));
+    expect(loaders).toEqual([]);
+    for (const table of ['seedtest.t', 'seedtest.during', 'app2.k', 'app2.big']) expect(targetDb.sql(`CHECKSUM TABLE ${table}`)).toBe(sourceDb.sql(`CHECKSUM TABLE ${table}`));
+    expect(targetDb.sql("SELECT val FROM app2.k WHERE k = 'before-target-kill'")).toBe('y');
   }, 600000);
 
   test('the passwords never show in the process list, the logs, the state files or the API answers', () => {

@@ -134,8 +134,8 @@ const NOT_YET_COVERED: Record<string, readonly string[]> = {
     'checking', 'stoppingMySQL', 'purgingDatadir', 'receiving', 'preparing', 'fixingOwner', 'startingMySQL',
     'settingUpReplication', 'catchingUp', 'cleanup',
   ],
-  // Seeds by dump (h-dump): test/seed-dump-mariadb.test.ts kills a source agent in streaming on real MariaDB;
-  // the other states wait for the kill -9 harness on real MariaDB (h-kill9b) to cover them here.
+  // Seeds by dump: test/seed-dump-mariadb.test.ts kills the source agent in streaming and the target agent in
+  // loading on real MariaDB; the other states wait for the real-MariaDB kill -9 harness to cover them here.
   'seed-dump-source': ['checking', 'streaming', 'cleanup'],
   'seed-dump-target': ['checking', 'droppingSchemas', 'loading', 'settingUpReplication', 'catchingUp', 'cleanup'],
 };
