@@ -129,7 +129,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
     const timer = setTimeout(() => {
       const refused = refusals.length ? `; refused: ${refusals.slice(-3).join('; ')}` : '';
       end(new AgentError('unavailable', `no sender authenticated on port ${opts.port} within ${Math.round(opts.connectTimeoutMs / 1000)} s${refused}`, {
-        hint: 'start the source seed (method "backup") with this port and key',
+        hint: 'start the source seed (method "backup" or "dump", as the target) with this port and key',
       }));
     }, opts.connectTimeoutMs);
     const onAbort = () => end(new AgentError('aborted', `waiting for the backup stream on port ${opts.port} was aborted`));
