@@ -29,7 +29,7 @@ export interface SeedFacts {
   mountedBySeed?: boolean;
   transferPort?: number;
   /** Backup seeds: the source's MySQL as its agent reported it (address: where its sender connected from). */
-  source?: { mysqlRunning: boolean; version: string; dataBytes: number; logBin: boolean; gtidMode: boolean; mysqlHost: string; mysqlPort: number; address?: string };
+  source?: { mysqlRunning: boolean; version: string; dataBytes: number; logBin: boolean; gtidMode: boolean; mysqlHost: string; mysqlPort: number; address?: string; schemas?: string[] };
   /** Backup seeds, target: owner of the datadir before the seed, given back to the copy. */
   datadirOwner?: { uid: number; gid: number };
   /** Where the copy is consistent (replication starts there), from the backup's own record. */

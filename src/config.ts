@@ -104,6 +104,10 @@ const extensionKeys = {
   SeedBackupPrepareFlags: ['string[]', []],
   /** Seeds with replicate: done once the replica applied up to the copy's end, or lags at most this many seconds (0: the position only). */
   SeedReplicationMaxLagSeconds: ['uint', 0],
+  /** Seeds by dump: the logical dump program on the source (mariadb-dump; mysqldump), streamed to the target. */
+  SeedDumpProgram: ['string', 'mariadb-dump'],
+  /** Seeds by dump: the client that loads the dump stream into the target's running MySQL (mariadb; mysql). */
+  SeedLoadProgram: ['string', 'mariadb'],
   /** "debug", "info", "warn" or "error"; empty keeps the command line's level (--debug, else info). Live on SIGHUP. */
   LogLevel: ['string', ''],
   /** Serve StatusEndpoint without basic auth (for a load balancer's health check); the original asked for it. */

@@ -2,7 +2,7 @@
 // group, a timeout, an optional cancel signal, and on timeout or abort the whole group is killed
 // (SIGTERM, then SIGKILL). Errors carry the command, exit code or signal, and the end of stderr.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { execa as Execa } from 'execa';
 import { AgentError } from './errors.js';
@@ -302,5 +302,8 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
     }
   })();
   done.catch(() => undefined);
-  return { stdin: child.stdin!, stdout: child.stdout ?? Readable.from([]), done, kill };
+  // execa puts an unbuffered stdout in flowing mode a tick later: output nobody reads by then would be lost
+  // (the head of a dump). Piped at once into our own stream, it waits for its reader with backpressure.
+  const stdout = child.stdout ? child.stdout.pipe(new PassThrough({ highWaterMark: 1024 * 1024 })) : Readable.from([]);
+  return { stdin: child.stdin!, stdout, done, kill };
 }

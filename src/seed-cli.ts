@@ -9,16 +9,18 @@ import { version } from './version.js';
 
 export const seedUsage = `Usage: orchestrator-agent seed --source HOST:PORT --target HOST:PORT --snapshot NAME [options]
        orchestrator-agent seed --source HOST:PORT --target HOST:PORT --method backup [--replicate] [options]
+       orchestrator-agent seed --source HOST:PORT --target HOST:PORT --method dump [--replicate] [options]
 
 Copies the source host's data into the target host's datadir through both agents' seed API: from a
-snapshot (method snapshot, the default) or as a hot backup of the running source MySQL (method backup).
+snapshot (method snapshot, the default), as a hot backup of the running source MySQL (method backup), or as a
+logical dump of its user schemas loaded into the target's running MySQL (method dump).
 
 Options:
   --source HOST:PORT         the source agent's API (it mounts the snapshot and sends)
   --target HOST:PORT         the target agent's API (it stops MySQL, purges, receives; its HOST is where the source sends)
   --snapshot NAME            snapshot (LV or btrfs subvolume) the source mounts (method snapshot)
-  --method METHOD            snapshot (default) or backup
-  --replicate                method backup: start MySQL and replicate from the source until caught up
+  --method METHOD            snapshot (default), backup or dump
+  --replicate                method backup or dump: (start MySQL and) replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
   --linked                   the target agent creates the source half itself and hands it the key (agent-to-agent:
@@ -186,10 +188,10 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
       throw new UsageError(`--source and --target name the same agent (${values.source} and ${values.target}): a seed copies one host's data into another host; give the target agent's HOST:PORT`);
     }
     const method = values.method;
-    if (method !== 'snapshot' && method !== 'backup') throw new UsageError(`--method must be "snapshot" or "backup", got ${JSON.stringify(method)}`);
+    if (method !== 'snapshot' && method !== 'backup' && method !== 'dump') throw new UsageError(`--method must be "snapshot", "backup" or "dump", got ${JSON.stringify(method)}`);
     if (method === 'snapshot' && !values.snapshot) throw new UsageError('--snapshot NAME is required (the snapshot the source mounts and sends)');
-    if (method === 'backup' && values.snapshot) throw new UsageError('--snapshot does not apply to --method backup (it copies the running MySQL)');
-    if (values.replicate && method !== 'backup') throw new UsageError('--replicate needs --method backup');
+    if (method !== 'snapshot' && values.snapshot) throw new UsageError(`--snapshot does not apply to --method ${method} (it copies the running MySQL)`);
+    if (values.replicate && method === 'snapshot') throw new UsageError('--replicate needs --method backup or dump');
     const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
     if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw new UsageError(`--timeout must be a whole number of seconds, got ${values.timeout}`);
     const id = values.id ?? `seed-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
@@ -210,7 +212,7 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     const url = (hp: { host: string; port: number }) => `${scheme}://${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
     opts = {
       id,
-      method: method as 'snapshot' | 'backup',
+      method: method as 'snapshot' | 'backup' | 'dump',
       replicate: values.replicate,
       snapshot: values.snapshot ?? '',
       startMySQL: values['start-mysql'],
@@ -236,7 +238,7 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
 
 interface DriveOptions {
   id: string;
-  method: 'snapshot' | 'backup';
+  method: 'snapshot' | 'backup' | 'dump';
   replicate: boolean;
   snapshot: string;
   startMySQL: boolean;
@@ -251,11 +253,11 @@ interface DriveOptions {
 async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> {
   const tty = out.isTTY === true;
   const say = (line: string) => out.write(`${tty ? '\r\x1b[2K' : ''}${line}\n`);
-  const what = o.method === 'backup' ? `hot backup${o.replicate ? ', then replicating' : ''}` : `snapshot ${o.snapshot}`;
+  const what = o.method === 'snapshot' ? `snapshot ${o.snapshot}` : `${o.method === 'backup' ? 'hot backup' : 'logical dump'}${o.replicate ? ', then replicating' : ''}`;
   say(`orchestrator-agent ${version}: seeding ${o.target.host} from ${o.source.host} (${what}), seed id ${o.id}`);
 
   const withTimeout = o.timeout === undefined ? {} : { timeoutSeconds: o.timeout };
-  const withMethod = o.method === 'backup' ? { method: 'backup' } : {};
+  const withMethod = o.method === 'snapshot' ? {} : { method: o.method };
   const created = await o.target.call<{ seed: SeedViewLike; transfer: { port: number; authKey?: string } | null }>('POST', '/api/seeds', {
     id: o.id,
     role: 'target',

@@ -157,6 +157,19 @@ exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "\${keep[@]}" "$@"
     expect(templateToScript('/usr/local/bin/post-copy', 1)).toBe('/usr/local/bin/post-copy "$1"');
     expect(templateToScript('/usr/local/bin/start', 0)).toBe('/usr/local/bin/start');
   });
+
+  test('a piped program\'s output that nobody read yet is kept until its reader comes (the head of a dump)', async () => {
+    const p = await runPiped('seq', ['1', '100000'], { timeoutMs: 30000 });
+    // The reader comes late, as a step that first awaits something else.
+    await new Promise((r) => setTimeout(r, 300));
+    let text = '';
+    for await (const chunk of p.stdout as AsyncIterable<Buffer>) text += chunk.toString();
+    await p.done;
+    const lines = text.split('\n').filter(Boolean);
+    expect(lines.length).toBe(100000);
+    expect(lines[0]).toBe('1');
+    expect(lines.at(-1)).toBe('100000');
+  });
 });
 
 describe('what a run gives back', () => {

@@ -86,14 +86,30 @@ describe('orchestrator-agent seed', () => {
     expect(output).toContain('the seed did not complete');
   });
 
+  test('--method dump --replicate asks both agents for a logical-dump seed that replicates, and reports how it ended', async () => {
+    const { code, output } = await runCli(['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--method', 'dump', '--replicate', '--id', 'cli-dump'], env);
+    expect(output).toContain('(logical dump, then replicating)');
+    const view = (await target.seed('cli-dump')) as Awaited<ReturnType<SeedAgent['seed']>> & { method: string; machine: string };
+    expect([view.method, view.machine]).toEqual(['dump', 'seed-dump-target']);
+    expect(view.params).toMatchObject({ method: 'dump', replicate: true });
+    expect((await sender.seed('cli-dump')).method).toBe('dump');
+    // These agents have no MariaDB credentials for a dump: the seed cannot complete, and the command says so.
+    expect(code).toBe(1);
+    expect(view.status).not.toBe('active');
+    expect(output).toContain('the seed did not complete');
+  });
+
   test('usage errors: --replicate without --method backup, --snapshot with it', async () => {
     const base = ['--source', '127.0.0.1:1', '--target', '127.0.0.1:2'];
     const replicate = await runCli([...base, '--snapshot', 's', '--replicate'], env);
     expect(replicate.code).toBe(2);
-    expect(replicate.output).toContain('--replicate needs --method backup');
+    expect(replicate.output).toContain('--replicate needs --method backup or dump');
     const snapshot = await runCli([...base, '--method', 'backup', '--snapshot', 's'], env);
     expect(snapshot.code).toBe(2);
     expect(snapshot.output).toContain('--snapshot does not apply to --method backup');
+    const dump = await runCli([...base, '--method', 'dump', '--snapshot', 's'], env);
+    expect(dump.code).toBe(2);
+    expect(dump.output).toContain('--snapshot does not apply to --method dump');
   });
 
   test('refuses one agent as both source and target (same HOST:PORT, a loopback alias, or one token for both) and creates nothing', async () => {

@@ -1,5 +1,6 @@
-// POST /api/seeds "method": snapshot by default (today's flow, shown as method in the view), a clear 400 for
-// a method this agent does not run yet or does not know, and old seed files (no method) read as snapshot.
+// POST /api/seeds "method": snapshot by default (today's flow, shown as method in the view), dump runs its own
+// chart (startMySQL ignored), a clear 400 for a method this agent does not know, and old seed files (no method)
+// read as snapshot.
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ afterAll(async () => {
 });
 
 describe('seed methods', () => {
-  test('snapshot is the default method, dump answers 400 not yet implemented, an unknown method 400, and an old seed file reads as snapshot', async () => {
+  test('snapshot is the default method, dump makes a seed of its own chart, an unknown method 400, and an old seed file reads as snapshot', async () => {
     host = makeTargetHost(dir, await freePort());
     // A seed file written before methods existed (no method anywhere in it), finished.
     mkdirSync(join(dir, 'state', 'seeds'), { recursive: true });
@@ -38,9 +39,17 @@ describe('seed methods', () => {
     agent = await startSeedAgent(dir, { ...host.config });
     expect((await agent.seed('old')).method).toBe('snapshot');
 
-    const dump = await agent.call<{ Message: string; Hint?: string }>('POST', '/api/seeds', { id: 'd1', role: 'target', method: 'dump' });
-    expect(dump.status).toBe(400);
-    expect(dump.body.Message).toContain('not yet implemented');
+    const dump = await agent.call<{ seed: { method: string; machine: string; state: string; params: Record<string, unknown> }; transfer: { port: number; authKey: string } }>(
+      'POST', '/api/seeds', { id: 'd1', role: 'target', method: 'dump', startMySQL: true, replicate: true },
+    );
+    expect(dump.status).toBe(201);
+    expect([dump.body.seed.method, dump.body.seed.machine, dump.body.seed.state]).toEqual(['dump', 'seed-dump-target', 'checking']);
+    // A dump loads into the running MySQL: startMySQL is not a parameter of it.
+    expect(dump.body.seed.params).not.toHaveProperty('startMySQL');
+    expect(dump.body.seed.params).toMatchObject({ method: 'dump', replicate: true, force: false });
+    expect(dump.body.transfer.authKey).toMatch(/^[0-9a-f]{32,}$/);
+    await agent.call('POST', '/api/seeds/d1/events', { type: 'ABORT' });
+    expect((await agent.waitFor('d1', (v) => v.status !== 'active', 'an end')).status).toBe('aborted');
     const unknown = await agent.call<{ Message: string }>('POST', '/api/seeds', { id: 'u1', role: 'target', method: 'rsync' });
     expect(unknown.status).toBe(400);
     expect(unknown.body.Message).toContain('method must be one of');

@@ -20,6 +20,8 @@ import { BACKUP_SOURCE_STEP_STATES, seedBackupSourceMachine } from '../machines/
 import { BACKUP_TARGET_STEP_STATES, seedBackupTargetMachine } from '../machines/seed-backup-target.js';
 import { BACKUP_METHOD, hotSeedRig, type HotSeedKillCase, type HotSeedMethod, type HotSeedRig } from './support/hot-seed-kill9.js';
 import { haveMariaDB, which } from './support/mariadb.js';
+import { DUMP_SOURCE_STEP_STATES, seedDumpSourceMachine } from '../machines/seed-dump-source.js';
+import { DUMP_TARGET_STEP_STATES, seedDumpTargetMachine } from '../machines/seed-dump-target.js';
 
 let source: SourceHost;
 let snapshotDigest: Record<string, string>;
@@ -130,7 +132,12 @@ const covered: Record<string, readonly string[]> = {};
  * config keys of its programs, each behind a hold point) and a hotSeedKillCases(method, cases) call below,
  * one case per state naming the chart, the state and the program to hold.
  */
-const NOT_YET_COVERED: Record<string, readonly string[]> = {};
+const NOT_YET_COVERED: Record<string, readonly string[]> = {
+  // Seeds by dump: test/seed-dump-mariadb.test.ts kills the source agent in streaming and the target agent in
+  // loading on real MariaDB; the other states wait for a HotSeedMethod of their own here.
+  'seed-dump-source': ['checking', 'streaming', 'cleanup'],
+  'seed-dump-target': ['checking', 'droppingSchemas', 'loading', 'settingUpReplication', 'catchingUp', 'cleanup'],
+};
 
 describe('the matrix covers the charts', () => {
   test('every state of every seed chart that invokes a step has a kill -9 case below', async () => {
@@ -149,6 +156,8 @@ describe('the matrix covers the charts', () => {
     expect([...SOURCE_STEP_STATES].sort()).toEqual(invokingStates(seedSourceMachine as unknown as Chart).sort());
     expect([...BACKUP_SOURCE_STEP_STATES].sort()).toEqual(invokingStates(seedBackupSourceMachine as unknown as Chart).sort());
     expect([...BACKUP_TARGET_STEP_STATES].sort()).toEqual(invokingStates(seedBackupTargetMachine as unknown as Chart).sort());
+    expect([...DUMP_SOURCE_STEP_STATES].sort()).toEqual(invokingStates(seedDumpSourceMachine as unknown as Chart).sort());
+    expect([...DUMP_TARGET_STEP_STATES].sort()).toEqual(invokingStates(seedDumpTargetMachine as unknown as Chart).sort());
   });
 });
 

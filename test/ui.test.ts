@@ -257,6 +257,28 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a dump seed shows its own runbook, that MySQL keeps running, and that a failed load dropped only the replaced schemas', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      feed.emit(seedView({
+        id: 'dump-seed', machine: 'seed-dump-target', method: 'dump', state: 'failed', status: 'failed',
+        params: { method: 'dump', replicate: true, force: false, stepByStep: false, port: 4001 },
+        marks: ['checks', 'schemasDropStarted', 'streamAttempts'],
+        error: { code: 'command_failed', message: 'loading the dump into this MySQL failed: INSERT command denied', hint: null },
+        history: [...['checking', 'droppingSchemas', 'loading'].map((state) => ({ state, enteredAt: Date.now() - 1000, leftAt: Date.now(), error: state === 'loading' ? 'loading the dump into this MySQL failed' : null })),
+          { state: 'cleanup', enteredAt: Date.now(), leftAt: Date.now(), error: null }, { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null }],
+      } as Parameters<typeof seedView>[0]));
+      const card = page.locator('[data-seed-id="dump-seed"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      const shown = await card.locator('ol.stepper li').evaluateAll((lis) => lis.map((li) => `${li.getAttribute('data-step')} ${li.getAttribute('data-step-status')}`));
+      expect(shown).toEqual(['checking done', 'droppingSchemas done', 'loading failed', 'settingUpReplication skipped', 'catchingUp skipped', 'cleanup done']);
+      expect(await card.locator('[data-step="loading"] .step-label').textContent()).toBe('receive and load the dump');
+      expect(await card.locator('[data-fact="MySQL afterwards"]').textContent()).toContain('keeps running with the loaded dump');
+      expect(await card.locator('.aftermath').textContent()).toContain('the schemas the dump replaces were dropped');
+      await page.close();
+    });
+
     test('the page reconnects after the stream drops and shows what changed meanwhile', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);

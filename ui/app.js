@@ -108,7 +108,9 @@
     unmounting: 'unmount the snapshot',
     cleanup: 'clean up',
     checking: 'pre-seed checks',
-    streaming: 'stream the backup',
+    streaming: 'stream the copy',
+    droppingSchemas: 'drop the schemas the dump replaces',
+    loading: 'receive and load the dump',
     preparing: 'prepare the backup',
     fixingOwner: 'fix file owners',
     settingUpReplication: 'set up replication',
@@ -177,6 +179,13 @@
 
   /** What ABORT will do now, said before the operator confirms. */
   function abortConsequences(view) {
+    if (view.role === 'target' && view.method === 'dump') {
+      const dropped = marked(view, 'schemasDropStarted') || (view.state === 'droppingSchemas' && !view.paused);
+      return 'Cleanup kills this seed\'s processes and stops the receiver. MySQL keeps running. ' +
+        (marked(view, 'dumpLoaded') ? 'The loaded schemas stay.'
+          : dropped ? 'The schemas the dump replaces are dropped (a half-done load is no copy); the other schemas stay.'
+            : 'No schema has been touched yet.');
+    }
     if (view.role === 'target') {
       const purged = marked(view, 'purgeStarted') || (view.state === 'purgingDatadir' && !view.paused);
       const copied = marked(view, 'transferred') || marked(view, 'backupPrepared');
@@ -185,8 +194,8 @@
           : purged ? 'The datadir is emptied again (the partial copy is removed) and MySQL stays stopped: seed again or restore before starting MySQL.'
             : 'The datadir has not been touched yet; MySQL is left as it is now.');
     }
-    if (view.method === 'backup') {
-      return 'Cleanup kills this seed\'s processes (the backup stream). MySQL on this host keeps running, untouched. The target seed fails once the stream is gone.';
+    if (view.method === 'backup' || view.method === 'dump') {
+      return `Cleanup kills this seed's processes (the ${view.method} stream).` + ' MySQL on this host keeps running, untouched. The target seed fails once the stream is gone.';
     }
     return 'Cleanup kills this seed\'s processes (the sender) and unmounts the snapshot if this seed mounted it. ' +
       'MySQL on this host is not touched. The target seed fails once the sender is gone.';
@@ -207,6 +216,13 @@
     if (step === 'settingUpReplication' || step === 'catchingUp') {
       return { state: 'MySQL runs on the complete copy, but replication is not ' + (step === 'catchingUp' ? 'caught up.' : 'set up.'),
         todo: 'Look at the replica status (SHOW REPLICA STATUS), fix the cause, then set up replication by hand or seed again.' };
+    }
+    if (view.method === 'dump') {
+      if (marked(view, 'dumpLoaded')) return { state: 'MySQL runs with the loaded schemas.', todo: 'Fix the cause above and seed again, or go on by hand.' };
+      if (marked(view, 'schemasDropStarted')) {
+        return { state: 'MySQL runs; the schemas the dump replaces were dropped (what a load left half done too); the other schemas, users and grants stay.', todo: 'Fix the cause above and seed again (or restore those schemas).' };
+      }
+      return { state: 'MySQL runs, untouched: no schema was dropped.', todo: 'Fix the cause above and seed again.' };
     }
     if (marked(view, 'backupPrepared')) {
       return { state: 'The datadir holds the complete, prepared copy, but MySQL was not started on it.', todo: 'Read the MySQL error log (GET /api/mysql-error-log-tail), fix the cause and start MySQL.' };
@@ -233,6 +249,7 @@
     if (view.role === 'source') {
       facts.push(['peer', `target ${p.targetHost}:${p.targetPort}`]);
       if (view.method === 'backup') facts.push(['snapshot', 'none: a hot backup of the running MySQL']);
+      else if (view.method === 'dump') facts.push(['snapshot', 'none: a logical dump of the running MySQL']);
       else facts.push(['snapshot', p.alreadyMounted ? `already mounted by orchestrator${p.sourceDir ? ' (' + p.sourceDir + ')' : ''}` : p.snapshot || '?']);
     } else {
       facts.push(['peer', view.transfer && view.transfer.port ? `the source sends to port ${view.transfer.port}` : 'the source connects to this host']);
@@ -241,6 +258,7 @@
     if (view.transport) facts.push(['transport', view.transport]);
     if (view.role === 'target') {
       facts.push(['MySQL afterwards', p.receiveOnly ? 'left to orchestrator (original route: it stops, purges, runs post-copy, starts)'
+        : view.method === 'dump' ? (p.replicate ? 'keeps running with the loaded dump, then set up to replicate from the source until caught up' : 'keeps running with the loaded dump')
         : p.replicate ? 'started, then set up to replicate from the source until caught up'
           : p.startMySQL ? (view.method === 'backup' ? 'started on the prepared copy' : 'started after the post-copy command') : 'left stopped (startMySQL was not asked)']);
     } else {

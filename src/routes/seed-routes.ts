@@ -182,7 +182,19 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
         port: typeof existing?.params.port === 'number' ? existing.params.port : await pickPort(config.SeedTransferBindAddress),
       };
       result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
-    } else if (method === 'backup' && role === 'source') {
+    } else if (method === 'dump' && role === 'target') {
+      // startMySQL does not apply: a dump is loaded into the running MySQL (a pre-seed check requires it).
+      const existing = seeds.get(id);
+      const params = {
+        method,
+        replicate: bool(body, 'replicate'),
+        sourceMySQL: sourceMySQLOf(body),
+        force: bool(body, 'force'),
+        stepByStep,
+        port: typeof existing?.params.port === 'number' ? existing.params.port : await pickPort(config.SeedTransferBindAddress),
+      };
+      result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
+    } else if ((method === 'backup' || method === 'dump') && role === 'source') {
       const params = { method, targetHost: validate.host(body.targetHost), targetPort: validate.port(body.targetPort), stepByStep };
       result = seeds.create(id, 'source', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: authKeyOf(body) } });
     } else if (role === 'target') {

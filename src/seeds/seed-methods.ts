@@ -7,6 +7,8 @@ import { MACHINE_ID as SOURCE_ID, MACHINE_VERSION as SOURCE_VERSION, seedSourceM
 import { MACHINE_ID as TARGET_ID, MACHINE_VERSION as TARGET_VERSION, seedTargetMachine } from '../../machines/seed-target.js';
 import { MACHINE_ID as BACKUP_SOURCE_ID, MACHINE_VERSION as BACKUP_SOURCE_VERSION, seedBackupSourceMachine } from '../../machines/seed-backup-source.js';
 import { MACHINE_ID as BACKUP_TARGET_ID, MACHINE_VERSION as BACKUP_TARGET_VERSION, seedBackupTargetMachine } from '../../machines/seed-backup-target.js';
+import { MACHINE_ID as DUMP_SOURCE_ID, MACHINE_VERSION as DUMP_SOURCE_VERSION, seedDumpSourceMachine } from '../../machines/seed-dump-source.js';
+import { MACHINE_ID as DUMP_TARGET_ID, MACHINE_VERSION as DUMP_TARGET_VERSION, seedDumpTargetMachine } from '../../machines/seed-dump-target.js';
 import type { SeedRole } from './seed-store.js';
 import {
   cleanupBackupSource,
@@ -19,6 +21,15 @@ import {
   ensureSourceChecked,
 } from './steps/backup-steps.js';
 import { ensureCaughtUp, ensureReplicationSetUp } from './steps/replication-steps.js';
+import {
+  cleanupDumpSource,
+  cleanupDumpTarget,
+  ensureDumpLoaded,
+  ensureDumpSourceChecked,
+  ensureDumpStreamed,
+  ensureDumpTargetChecked,
+  ensureSchemasDropped,
+} from './steps/dump-steps.js';
 import { cleanupSource, cleanupTarget, type CleanupFn } from './steps/cleanup.js';
 import { ensureDatadirPurged } from './steps/datadir-steps.js';
 import { ensureMySQLStarted, ensureMySQLStopped } from './steps/mysql-steps.js';
@@ -94,6 +105,26 @@ const charts: SeedChart[] = [
     machine: seedBackupSourceMachine,
     steps: { ensureSourceChecked, ensureBackupStreamed },
     cleanup: cleanupBackupSource,
+    firstState: 'checking',
+  },
+  {
+    method: 'dump',
+    role: 'target',
+    machineId: DUMP_TARGET_ID,
+    machineVersion: DUMP_TARGET_VERSION,
+    machine: seedDumpTargetMachine,
+    steps: { ensureDumpTargetChecked, ensureSchemasDropped, ensureDumpLoaded, ensureReplicationSetUp, ensureCaughtUp },
+    cleanup: cleanupDumpTarget,
+    firstState: 'checking',
+  },
+  {
+    method: 'dump',
+    role: 'source',
+    machineId: DUMP_SOURCE_ID,
+    machineVersion: DUMP_SOURCE_VERSION,
+    machine: seedDumpSourceMachine,
+    steps: { ensureDumpSourceChecked, ensureDumpStreamed },
+    cleanup: cleanupDumpSource,
     firstState: 'checking',
   },
 ];

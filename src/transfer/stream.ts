@@ -15,7 +15,7 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
-import { errorBody, FrameReader, frameName, FrameWriter, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
+import { errorBody, FrameReader, frameName, FrameWriter, isPermanentFailure, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
 import { answeringOn, releasePort } from './farewell.js';
 import type { TokenBucket } from './throttle.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
@@ -44,6 +44,8 @@ export interface SourceFacts {
   /** Where a replica reaches the source's MySQL; host '' means "the address the sender connected from". */
   mysqlHost: string;
   mysqlPort: number;
+  /** Seeds by dump: the user schemas the dump brings (the target drops them before loading). */
+  schemas?: string[];
 }
 
 export interface StreamEnd {
@@ -96,7 +98,12 @@ function validFacts(body: unknown): SourceFacts {
     typeof b.mysqlHost === 'string' &&
     typeof b.mysqlPort === 'number';
   if (!ok) throw new AgentError('bad_request', 'the sender sent malformed source facts', { hint: 'run the same agent version on both hosts' });
-  return { mysqlRunning: b.mysqlRunning, version: b.version, dataBytes: b.dataBytes, logBin: b.logBin, gtidMode: b.gtidMode, mysqlHost: b.mysqlHost, mysqlPort: b.mysqlPort } as SourceFacts;
+  const facts = { mysqlRunning: b.mysqlRunning, version: b.version, dataBytes: b.dataBytes, logBin: b.logBin, gtidMode: b.gtidMode, mysqlHost: b.mysqlHost, mysqlPort: b.mysqlPort } as SourceFacts;
+  if (b.schemas !== undefined) {
+    if (!Array.isArray(b.schemas) || !b.schemas.every((s) => typeof s === 'string')) throw new AgentError('bad_request', 'the sender sent malformed source facts (schemas)', { hint: 'run the same agent version on both hosts' });
+    facts.schemas = b.schemas as string[];
+  }
+  return facts;
 }
 
 /** Listens on port until one sender proves the key and sends its facts; wrong keys are refused and reported. */
@@ -126,7 +133,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
     const timer = setTimeout(() => {
       const refused = refusals.length ? `; refused: ${refusals.slice(-3).join('; ')}` : '';
       end(new AgentError('unavailable', `no sender authenticated on port ${opts.port} within ${Math.round(opts.connectTimeoutMs / 1000)} s${refused}`, {
-        hint: 'start the source seed (method "backup") with this port and key',
+        hint: 'start the source seed (method "backup" or "dump", as the target) with this port and key',
       }));
     }, opts.connectTimeoutMs);
     const onAbort = () => end(new AgentError('aborted', `waiting for the backup stream on port ${opts.port} was aborted`));
@@ -236,7 +243,8 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
       // The extracting program ending before the stream did is a failure, whatever it was doing.
       void sinkExited?.then(
         () => !ending && reader.fail(new AgentError('io', 'the extracting program exited before the stream ended')),
-        (err: Error) => !ending && reader.fail(new AgentError('io', `the extracting program failed: ${err.message}`)),
+        // A failure the sink's owner marked permanent (a loader stopping on a statement) stays permanent for the sender.
+        (err: Error) => !ending && reader.fail(new AgentError('io', `the extracting program failed: ${err.message}`, { details: { permanent: isPermanentFailure(err) } })),
       );
       const onAbort = () => reader.fail(new AgentError('aborted', 'the backup stream was aborted'));
       opts.signal?.addEventListener('abort', onAbort, { once: true });

@@ -38,7 +38,7 @@ export function replicationClient(env: StepEnv): MySQLClient {
   return new MySQLClient(env.config.MySQLClientCommand || 'mysql', 'ReplicationCredentialsFile', env.config.ReplicationCredentialsFile);
 }
 
-function transferKey(env: StepEnv): string {
+export function transferKey(env: StepEnv): string {
   const key = env.seed.secrets().authKey;
   if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
   return key;
@@ -52,7 +52,7 @@ export function sourceMySQLOf(params: BackupTargetParams, facts: SeedFacts): { h
   return { host: s.mysqlHost || s.address || '', port: s.mysqlPort };
 }
 
-function progress(env: StepEnv, total: number | null) {
+export function progress(env: StepEnv, total: number | null) {
   return (p: StreamProgress) => {
     const rate = p.seconds > 0 ? Math.round(p.bytesDone / p.seconds) : null;
     env.seed.setProgress({
@@ -68,7 +68,7 @@ function progress(env: StepEnv, total: number | null) {
 }
 
 /** How long to wait for the peer now: the connect deadline first, then a reconnect window from now. */
-function peerDeadline(input: StepInput<unknown>, env: StepEnv, seen: boolean): number {
+export function peerDeadline(input: StepInput<unknown>, env: StepEnv, seen: boolean): number {
   const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
   const until = seen ? Math.max(connect, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000) : connect;
   return Math.min(until, input.deadlines.seed);
@@ -311,7 +311,7 @@ export const ensureSourceChecked: StepFn<BackupSourceParams> = async (_input, si
   return { sourceDir, source };
 };
 
-async function sourcePosition(env: StepEnv, version: string, signal: AbortSignal): Promise<BinlogCoordinates | null> {
+export async function sourcePosition(env: StepEnv, version: string, signal: AbortSignal): Promise<BinlogCoordinates | null> {
   const client = seedClient(env);
   const flavor = sqlFlavor(version);
   const rows = await client.query(binlogStatusQuery(flavor), { signal, timeoutMs: 30_000 });
