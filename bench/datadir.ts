@@ -7,12 +7,14 @@
 // down cleanly, so the copy sees what a snapshot of a stopped server holds.
 // BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 and BENCH_PEER_CLI (another build's peer-cli.js) as in the
 // transfer part; BENCH_PEER_CLI_BEFORE adds a third run to every round with that build's peer-cli.js, so a
-// change is measured against the build before it under the same load.
+// change is measured against the build before it under the same load. --hog (or --hog=N, BENCH_HOG=N) keeps
+// one CPU-spinning process per core (or N) running beside both ends for all rounds (bench/hog.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { newAuthKey } from '../src/transfer/index.js';
+import { hogCount, startHogs } from './hog.js';
 import { freePort, haveMariaDB, installDatadir, which } from '../test/support/mariadb.js';
 
 const MiB = 1024 * 1024;
@@ -24,6 +26,7 @@ const workDir = '/tmp/oa-bench-work';
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
 const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 const peerCliBefore = process.env.BENCH_PEER_CLI_BEFORE;
+const hogs = hogCount();
 const schemas = 8;
 const tablesPerSchema = 40;
 
@@ -211,8 +214,19 @@ async function main(): Promise<void> {
   mkdirSync(workDir, { recursive: true });
   process.stdout.write(
     `real datadir: ${(bytes / MiB).toFixed(0)} MiB in ${files} files (${dataDir}), ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, ` +
-      `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${rounds} alternating rounds over 127.0.0.1, times include the final sync\n`,
+      `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${rounds} alternating rounds over 127.0.0.1, times include the final sync` +
+      `${hogs > 0 ? `; ${hogs} CPU hog process(es) running beside both ends` : ''}\n`,
   );
+  const hog = startHogs(hogs);
+  try {
+    await measure(bytes);
+  } finally {
+    hog.stop();
+  }
+}
+
+/** The alternating rounds: baseline, this build, and the build before when asked. */
+async function measure(bytes: number): Promise<void> {
   const base: number[] = [];
   const mine: number[] = [];
   const before: number[] = [];
@@ -222,7 +236,10 @@ async function main(): Promise<void> {
     mine.push(await ours());
     if (peerCliBefore) before.push(await ours(peerCliBefore));
     const then = peerCliBefore ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s)` : '';
-    process.stdout.write(`round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)${then}\n`);
+    process.stdout.write(
+      `round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)${then}` +
+        `   ${(base.at(-1)! / mine.at(-1)!).toFixed(2)}x, load ${loadavg()[0]!.toFixed(1)}\n`,
+    );
   }
   rmSync(workDir, { recursive: true, force: true });
   const mb = median(base);

@@ -3,7 +3,8 @@
 // Rounds alternate baseline and ours so a busy machine hurts both alike. BENCH_ROUNDS (default 3),
 // BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2),
 // BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64; BENCH_PEER_CLI runs another
-// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load).
+// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load). --hog (or --hog=N,
+// BENCH_HOG=N) keeps one CPU-spinning process per core (or N) running beside both ends (bench/hog.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { newAuthKey } from '../src/transfer/index.js';
+import { hogCount, startHogs } from './hog.js';
 
 const MiB = 1024 * 1024;
 const gib = Number(process.env.BENCH_GIB ?? 2);
@@ -159,17 +161,26 @@ async function main(): Promise<void> {
   mkdirSync(workDir, { recursive: true });
   const base: number[] = [];
   const mine: number[] = [];
-  process.stdout.write(`transfer of ${(bytes / MiB / 1024).toFixed(2)} GiB (${dataDir}) over 127.0.0.1, ${rounds} alternating rounds, rates include the final sync\n`);
-  for (let r = 1; r <= rounds; r++) {
-    const b = await baseline();
-    const o = await ours();
-    base.push(rate(bytes, b.secondsWithSync));
-    mine.push(rate(bytes, o.secondsWithSync));
-    process.stdout.write(
-      `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
-        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
-        `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
-    );
+  const hogs = hogCount();
+  process.stdout.write(
+    `transfer of ${(bytes / MiB / 1024).toFixed(2)} GiB (${dataDir}) over 127.0.0.1, ${rounds} alternating rounds, rates include the final sync` +
+      `${hogs > 0 ? `; ${hogs} CPU hog process(es) running beside both ends` : ''}\n`,
+  );
+  const hog = startHogs(hogs);
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      const b = await baseline();
+      const o = await ours();
+      base.push(rate(bytes, b.secondsWithSync));
+      mine.push(rate(bytes, o.secondsWithSync));
+      process.stdout.write(
+        `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
+          `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
+          `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
+      );
+    }
+  } finally {
+    hog.stop();
   }
   rmSync(workDir, { recursive: true, force: true });
   const mb = median(base);
