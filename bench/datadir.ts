@@ -159,7 +159,7 @@ async function baseline(): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-function peer(cli: string, args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>> } {
+function peer(cli: string, args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>>; cpuSeconds: () => number } {
   const child = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -168,6 +168,10 @@ function peer(cli: string, args: string[], key: string): { exit: Promise<void>; 
   exit.catch(() => undefined);
   let pending = '';
   const listeners: Array<(line: Record<string, unknown>) => void> = [];
+  let cpu = NaN;
+  listeners.push((line) => {
+    if (typeof line.cpuSeconds === 'number') cpu = line.cpuSeconds;
+  });
   child.stdout!.on('data', (d: Buffer) => {
     pending += d.toString();
     let i;
@@ -185,11 +189,11 @@ function peer(cli: string, args: string[], key: string): { exit: Promise<void>; 
     child.once('exit', () => rej(new Error(`transfer ${args[0]} exited without a result`)));
   });
   result.catch(() => undefined);
-  return { exit, result };
+  return { exit, result, cpuSeconds: () => cpu };
 }
 
-/** Our receiver and sender, each in its own process as on two agents, then sync. */
-async function ours(cli = peerCli): Promise<number> {
+/** Our receiver and sender, each in its own process as on two agents, then sync: seconds, and CPU seconds of both ends. */
+async function ours(cli = peerCli): Promise<{ seconds: number; cpu: number }> {
   const dest = freshDest('oa');
   sync();
   const key = newAuthKey();
@@ -202,7 +206,7 @@ async function ours(cli = peerCli): Promise<number> {
   });
   await Promise.all([sender.result, sender.exit, receiverDone]);
   sync();
-  return (performance.now() - t0) / 1000;
+  return { seconds: (performance.now() - t0) / 1000, cpu: sender.cpuSeconds() + receiver.cpuSeconds() };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -230,15 +234,36 @@ async function measure(bytes: number): Promise<void> {
   const base: number[] = [];
   const mine: number[] = [];
   const before: number[] = [];
+  const cpu: number[] = [];
+  const cpuBefore: number[] = [];
   const rate = (s: number) => bytes / MiB / s;
   for (let r = 1; r <= rounds; r++) {
     base.push(await baseline());
-    mine.push(await ours());
-    if (peerCliBefore) before.push(await ours(peerCliBefore));
-    const then = peerCliBefore ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s)` : '';
+    // This build and the one before take turns going first, so neither always follows the baseline.
+    const runMine = async () => {
+      const o = await ours();
+      mine.push(o.seconds);
+      cpu.push(o.cpu);
+    };
+    const runBefore = async () => {
+      if (!peerCliBefore) return;
+      const o = await ours(peerCliBefore);
+      before.push(o.seconds);
+      cpuBefore.push(o.cpu);
+    };
+    if (r % 2 === 1) {
+      await runMine();
+      await runBefore();
+    } else {
+      await runBefore();
+      await runMine();
+    }
+    const then = peerCliBefore
+      ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s, ${(base.at(-1)! / before.at(-1)!).toFixed(2)}x, ${cpuBefore.at(-1)!.toFixed(1)} CPU s)`
+      : '';
     process.stdout.write(
-      `round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)${then}` +
-        `   ${(base.at(-1)! / mine.at(-1)!).toFixed(2)}x, load ${loadavg()[0]!.toFixed(1)}\n`,
+      `round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s, ` +
+        `${(base.at(-1)! / mine.at(-1)!).toFixed(2)}x, ${cpu.at(-1)!.toFixed(1)} CPU s both ends)${then}   load ${loadavg()[0]!.toFixed(1)}\n`,
     );
   }
   rmSync(workDir, { recursive: true, force: true });
@@ -246,10 +271,10 @@ async function measure(bytes: number): Promise<void> {
   const mo = median(mine);
   process.stdout.write(`tar|socat: ${mb.toFixed(1)} s median (${rate(mb).toFixed(0)} MiB/s), built-in: ${mo.toFixed(1)} s median (${rate(mo).toFixed(0)} MiB/s)\n`);
   const perRound = base.map((b, i) => b / mine[i]!);
-  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best), ${median(perRound).toFixed(2)}x (median of rounds); load average now ${loadavg()[0]!.toFixed(2)}\n`);
+  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best), ${median(perRound).toFixed(2)}x (median of rounds), ${median(cpu).toFixed(1)} CPU s (median, both ends); load average now ${loadavg()[0]!.toFixed(2)}\n`);
   if (peerCliBefore) {
     const perRoundBefore = base.map((b, i) => b / before[i]!);
-    process.stdout.write(`before (${peerCliBefore}): ${median(before).toFixed(1)} s median (${rate(median(before)).toFixed(0)} MiB/s), ${(mb / median(before)).toFixed(2)}x tar|socat (median), ${median(perRoundBefore).toFixed(2)}x (median of rounds)\n`);
+    process.stdout.write(`before (${peerCliBefore}): ${median(before).toFixed(1)} s median (${rate(median(before)).toFixed(0)} MiB/s), ${(mb / median(before)).toFixed(2)}x tar|socat (median), ${median(perRoundBefore).toFixed(2)}x (median of rounds), ${median(cpuBefore).toFixed(1)} CPU s\n`);
   }
 }
 

@@ -178,6 +178,8 @@ class ReceiveSession {
   private readonly started = performance.now();
   private readonly openFiles = new Set<FileHandle>();
   private finalizing: Promise<void>[] = [];
+  /** Opens and writes of files being received, running in the background: a failure waits for them before closing files. */
+  private readonly pendingIo = new Set<Promise<unknown>>();
   /** Files verified and renamed into place, still open: recorded once a batch fsynced them and their directory. */
   private unsynced: Array<{ fh: FileHandle; file: VerifiedFile }> = [];
   private unsyncedBytes = 0;
@@ -429,9 +431,16 @@ class ReceiveSession {
     const tmp = join(this.staging, stagingName(entry.path));
     const prefix = offset > 0 ? this.state.takePrefixHash(entry.path) : undefined;
     if (offset > 0 && !prefix) throw new AgentError('internal', `no checksum of the verified part of ${entry.path}`);
-    const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
-    this.openFiles.add(fh);
-    if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
+    // The file is opened, written and finalized in the background: the stream goes on to the next frames (and
+    // files) while the pool threads do the I/O, never waiting for an open or a write to come back.
+    const opened = this.io(
+      (async () => {
+        const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
+        this.openFiles.add(fh);
+        if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
+        return fh;
+      })(),
+    );
     const hash = prefix ?? createChecksum(algorithm);
     const chunks = offset > 0 ? [...this.state.partial(entry.path)!.chunks] : [];
     let chunkHash = createChecksum(algorithm);
@@ -447,9 +456,7 @@ class ReceiveSession {
       batch = [];
       batchBytes = 0;
       if (inflight.length >= writesInFlight) await inflight.shift();
-      const w = writeFully(fh, buffers, at);
-      w.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
-      inflight.push(w);
+      inflight.push(this.io(opened.then((fh) => writeFully(fh, buffers, at))));
     };
     const written = async () => {
       if (batchBytes > 0) await flush();
@@ -502,7 +509,6 @@ class ReceiveSession {
       }
       if (h.type !== FrameType.fileEnd) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame while receiving ${entry.path}`);
       const end = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; checksum?: unknown };
-      await written();
       if (end.index !== index) throw new AgentError('bad_request', `file end for number ${String(end.index)} while receiving ${entry.path}`);
       if (position !== entry.size) throw new AgentError('io', `${entry.path}: received ${position} bytes, the manifest says ${entry.size}`);
       if (verifiedTo !== entry.size) throw new AgentError('bad_request', `${entry.path}: the sender checksummed ${verifiedTo} of its ${entry.size} bytes`);
@@ -514,8 +520,13 @@ class ReceiveSession {
         });
       }
       if (this.finalizing.length >= maxFinalizing) await this.finalizing.shift();
-      const finalizing = this.finalize(fh, tmp, entry, got);
-      finalizing.catch((err) => this.fail(new AgentError('io', `cannot make ${entry.path} durable in ${this.destDir}: ${(err as Error).message}`)));
+      const finalizing = (async () => {
+        await written();
+        await this.finalize(await opened, tmp, entry, got);
+      })();
+      finalizing.catch((err) =>
+        this.fail(new AgentError('io', `cannot write ${entry.path} into ${this.destDir}: ${(err as Error).message}`, { hint: (err as AgentError).hint, cause: err })),
+      );
       this.finalizing.push(finalizing);
       return got;
     }
@@ -539,14 +550,27 @@ class ReceiveSession {
     );
   }
 
+  /** Tracks a background open or write until it settles (awaited where it matters; only marked handled here). */
+  private io<T>(p: Promise<T>): Promise<T> {
+    this.pendingIo.add(p);
+    p.then(
+      () => this.pendingIo.delete(p),
+      () => this.pendingIo.delete(p),
+    );
+    return p;
+  }
+
   /** Owner, mode and mtime, rename into place; the file stays open until a batch sync makes it durable and records it. */
   private async finalize(fh: FileHandle, tmp: string, entry: FileEntry, checksum: string): Promise<void> {
     if (process.getuid?.() === 0) await fh.chown(entry.uid, entry.gid);
     await Promise.all([fh.chmod(entry.mode), fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000)]);
     const final = join(this.destDir, entry.path);
-    const existing = await lstat(final).catch(() => undefined);
-    if (existing?.isDirectory()) await rm(final, { recursive: true, force: true });
-    await rename(tmp, final);
+    // A rename replaces a file; only a directory in the way (a rare leftover) needs removing first.
+    await rename(tmp, final).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EISDIR' && err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      await rm(final, { recursive: true, force: true });
+      await rename(tmp, final);
+    });
     this.unsynced.push({ fh, file: { path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, checksum } });
     this.unsyncedBytes += entry.size;
     if (this.unsynced.length >= batchFiles || this.unsyncedBytes >= batchBytes) void this.requestCommit();
@@ -668,7 +692,7 @@ class ReceiveSession {
     }
     log.warn('transfer: receive failed', { destDir: this.destDir, error: error.describe() });
     void (async () => {
-      await Promise.allSettled(this.finalizing);
+      await Promise.allSettled([...this.finalizing, ...this.pendingIo]);
       for (const fh of this.openFiles) await fh.close().catch(() => undefined);
       await this.committing.catch(() => undefined);
       // The staging area stays: the next receive resumes its files from their last verified chunk.

@@ -169,9 +169,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         prefetch(n + 1);
         const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
         if ('openError' in f) throw new AgentError('io', `cannot open ${join(root, e.path)}: ${f.openError}`);
-        if (f.before.size !== e.size || f.before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.before));
-        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
         if (f.after.size !== e.size || f.after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.after));
+        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
         if (limiter) await limiter.take(f.buf.length, opts.signal);
         if (firstError) throw firstError;
         if (e.size > 0) {
@@ -377,9 +376,12 @@ const readsAhead = 3;
 const smallFilesAhead = 32;
 const smallBytesAhead = 8 * 1024 * 1024;
 
-type SmallFile = { openError: string } | { buf: Buffer; before: { size: number; mtimeMs: number }; after: { size: number; mtimeMs: number } };
+type SmallFile = { openError: string } | { buf: Buffer; after: { size: number; mtimeMs: number } };
 
-/** Opens, stats, reads whole (up to size) and stats again a small file; the caller judges what it finds. */
+/**
+ * Opens, reads whole (up to size) and stats a small file; the caller judges what it finds. One stat, after
+ * the read: a change before or during it shows there as a size or mtime other than the manifest's.
+ */
 async function readSmallFile(path: string, size: number): Promise<SmallFile> {
   let fh: FileHandle;
   try {
@@ -388,10 +390,9 @@ async function readSmallFile(path: string, size: number): Promise<SmallFile> {
     return { openError: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
   }
   try {
-    const before = await fh.stat();
     const buf = size > 0 ? await readChunk(fh, 0, size) : Buffer.alloc(0);
     const after = await fh.stat();
-    return { buf, before, after };
+    return { buf, after };
   } finally {
     await fh.close();
   }
