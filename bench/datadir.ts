@@ -159,52 +159,77 @@ async function baseline(): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-function peer(cli: string, args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>>; cpuSeconds: () => number } {
+/**
+ * One end of our transfer as its own process (peer-cli.js). first: its first line ({"listening"} from a receiver,
+ * {"ready"} from a sender waiting for start(); an older build's sender starts at once and says neither);
+ * done: its {"result"}.
+ */
+function peer(
+  cli: string,
+  args: string[],
+  key: string,
+): { exit: Promise<void>; first: Promise<Record<string, unknown>>; done: Promise<Record<string, unknown>>; cpuSeconds: () => number; start: () => void } {
   const child = spawn(process.execPath, [cli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      ORCHESTRATOR_AGENT_TRANSFER_KEY: key,
+      ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000',
+      ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn',
+      ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum,
+      ORCHESTRATOR_AGENT_TRANSFER_START: 'stdin',
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exit = exited(child, `transfer ${args[0]}`);
   exit.catch(() => undefined);
   let pending = '';
   const listeners: Array<(line: Record<string, unknown>) => void> = [];
   let cpu = NaN;
-  listeners.push((line) => {
-    if (typeof line.cpuSeconds === 'number') cpu = line.cpuSeconds;
-  });
   child.stdout!.on('data', (d: Buffer) => {
     pending += d.toString();
     let i;
     while ((i = pending.indexOf('\n')) >= 0) {
       const line = JSON.parse(pending.slice(0, i)) as Record<string, unknown>;
       pending = pending.slice(i + 1);
+      if (typeof line.cpuSeconds === 'number') cpu = line.cpuSeconds;
       listeners.forEach((l) => l(line));
     }
   });
-  const result = new Promise<Record<string, unknown>>((res, rej) => {
-    listeners.push((line) => {
-      if ('error' in line) rej(new Error(`transfer ${args[0]} failed: ${JSON.stringify(line.error)}`));
-      else if ('listening' in line || 'result' in line) res(line);
+  const awaitLine = (wanted: (line: Record<string, unknown>) => boolean) => {
+    const p = new Promise<Record<string, unknown>>((res, rej) => {
+      listeners.push((line) => {
+        if ('error' in line) rej(new Error(`transfer ${args[0]} failed: ${JSON.stringify(line.error)}`));
+        else if (wanted(line)) res(line);
+      });
+      child.once('exit', () => rej(new Error(`transfer ${args[0]} exited without a result`)));
     });
-    child.once('exit', () => rej(new Error(`transfer ${args[0]} exited without a result`)));
-  });
-  result.catch(() => undefined);
-  return { exit, result, cpuSeconds: () => cpu };
+    p.catch(() => undefined);
+    return p;
+  };
+  return {
+    exit,
+    first: awaitLine(() => true),
+    done: awaitLine((line) => 'result' in line),
+    cpuSeconds: () => cpu,
+    start: () => child.stdin!.end('go\n'),
+  };
 }
 
-/** Our receiver and sender, each in its own process as on two agents, then sync: seconds, and CPU seconds of both ends. */
+/** Our receiver and sender, each in its own process as on two agents, then sync: seconds, and CPU seconds of both ends (start-up included). */
 async function ours(cli = peerCli): Promise<{ seconds: number; cpu: number }> {
   const dest = freshDest('oa');
   sync();
   const key = newAuthKey();
   const receiver = peer(cli, ['receive', dest], key);
-  const { listening } = await receiver.result;
-  const t0 = performance.now();
+  const { listening } = await receiver.first;
+  // Both ends are loaded before the clock starts, as two running agents are when a seed begins; a sender of
+  // an older build, which starts at once, is timed from its spawn.
+  const spawned = performance.now();
   const sender = peer(cli, ['send', dataDir, '127.0.0.1', String(listening)], key);
-  const receiverDone = new Promise<void>((res, rej) => {
-    receiver.exit.then(res, rej);
-  });
-  await Promise.all([sender.result, sender.exit, receiverDone]);
+  const first = await sender.first;
+  const t0 = 'ready' in first ? performance.now() : spawned;
+  sender.start();
+  await Promise.all([sender.done, sender.exit, receiver.done, receiver.exit]);
   sync();
   return { seconds: (performance.now() - t0) / 1000, cpu: sender.cpuSeconds() + receiver.cpuSeconds() };
 }

@@ -106,8 +106,13 @@ const syncsInFlight = 3;
 /** File writes are gathered into writev calls of about this size, a few at a time. */
 const writeBatchBytes = 1024 * 1024;
 const writesInFlight = 3;
-/** Files being given their attributes and renamed in the background while the next one streams in. */
-const maxFinalizing = 8;
+/**
+ * Files being written, given their attributes and renamed in the background while the next ones stream in, at
+ * most this many and this many bytes: each small file is a few pool round trips (open, write, chown, chmod
+ * and utimes, rename), which on a busy host take milliseconds, so many run at once.
+ */
+const maxFinalizing = 64;
+const maxFinalizingBytes = 32 * 1024 * 1024;
 export const DEFAULT_RESUME_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -178,6 +183,7 @@ class ReceiveSession {
   private readonly started = performance.now();
   private readonly openFiles = new Set<FileHandle>();
   private finalizing: Promise<void>[] = [];
+  private finalizingBytes = 0;
   /** Opens and writes of files being received, running in the background: a failure waits for them before closing files. */
   private readonly pendingIo = new Set<Promise<unknown>>();
   /** Files verified and renamed into place, still open: recorded once a batch fsynced them and their directory. */
@@ -519,10 +525,16 @@ class ReceiveSession {
           hint: 'the data was corrupted on the way or on disk; run the seed again',
         });
       }
-      if (this.finalizing.length >= maxFinalizing) await this.finalizing.shift();
+      while (this.finalizing.length >= maxFinalizing || (this.finalizingBytes >= maxFinalizingBytes && this.finalizing.length > 0)) await this.finalizing.shift();
+      const received = entry.size - offset;
+      this.finalizingBytes += received;
       const finalizing = (async () => {
-        await written();
-        await this.finalize(await opened, tmp, entry, got);
+        try {
+          await written();
+          await this.finalize(await opened, tmp, entry, got);
+        } finally {
+          this.finalizingBytes -= received;
+        }
       })();
       finalizing.catch((err) =>
         this.fail(new AgentError('io', `cannot write ${entry.path} into ${this.destDir}: ${(err as Error).message}`, { hint: (err as AgentError).hint, cause: err })),
@@ -562,8 +574,9 @@ class ReceiveSession {
 
   /** Owner, mode and mtime, rename into place; the file stays open until a batch sync makes it durable and records it. */
   private async finalize(fh: FileHandle, tmp: string, entry: FileEntry, checksum: string): Promise<void> {
-    if (process.getuid?.() === 0) await fh.chown(entry.uid, entry.gid);
-    await Promise.all([fh.chmod(entry.mode), fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000)]);
+    // chown before chmod (a chown may clear set-id bits); the mtime meanwhile.
+    const owned = process.getuid?.() === 0 ? fh.chown(entry.uid, entry.gid) : Promise.resolve();
+    await Promise.all([owned.then(() => fh.chmod(entry.mode)), fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000)]);
     const final = join(this.destDir, entry.path);
     // A rename replaces a file; only a directory in the way (a rare leftover) needs removing first.
     await rename(tmp, final).catch(async (err: NodeJS.ErrnoException) => {
