@@ -18,6 +18,8 @@ export function hogCount(argv: readonly string[] = process.argv.slice(2)): numbe
 
 export interface Hogs {
   count: number;
+  /** The hog processes' ids (each also its process group's). */
+  pids(): number[];
   stop(): void;
 }
 
@@ -30,9 +32,16 @@ export function startHogs(n: number): Hogs {
     children.push(c);
   }
   let stopped = false;
+  const onSignal = () => {
+    stop();
+    process.exit(130);
+  };
   const stop = () => {
     if (stopped) return;
     stopped = true;
+    process.off('exit', stop);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     for (const c of children) {
       if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) continue;
       try {
@@ -43,11 +52,7 @@ export function startHogs(n: number): Hogs {
     }
   };
   process.once('exit', stop);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      stop();
-      process.exit(130);
-    });
-  }
-  return { count: n, stop };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return { count: n, pids: () => children.flatMap((c) => (c.pid === undefined ? [] : [c.pid])), stop };
 }
