@@ -7,12 +7,14 @@
 // down cleanly, so the copy sees what a snapshot of a stopped server holds.
 // BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 and BENCH_PEER_CLI (another build's peer-cli.js) as in the
 // transfer part; BENCH_PEER_CLI_BEFORE adds a third run to every round with that build's peer-cli.js, so a
-// change is measured against the build before it under the same load.
+// change is measured against the build before it under the same load. --hog (or --hog=N, BENCH_HOG=N) keeps
+// one CPU-spinning process per core (or N) running beside both ends for all rounds (bench/hog.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, lstatSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { newAuthKey } from '../src/transfer/index.js';
+import { hogCount, startHogs } from './hog.js';
 import { freePort, haveMariaDB, installDatadir, which } from '../test/support/mariadb.js';
 
 const MiB = 1024 * 1024;
@@ -24,6 +26,7 @@ const workDir = '/tmp/oa-bench-work';
 const checksum = process.env.BENCH_CHECKSUM === 'sha256' ? 'sha256' : 'xxh3-64';
 const peerCli = process.env.BENCH_PEER_CLI ?? resolve(new URL('.', import.meta.url).pathname, '../src/transfer/peer-cli.js');
 const peerCliBefore = process.env.BENCH_PEER_CLI_BEFORE;
+const hogs = hogCount();
 const schemas = 8;
 const tablesPerSchema = 40;
 
@@ -156,50 +159,79 @@ async function baseline(): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-function peer(cli: string, args: string[], key: string): { exit: Promise<void>; result: Promise<Record<string, unknown>> } {
+/**
+ * One end of our transfer as its own process (peer-cli.js). first: its first line ({"listening"} from a receiver,
+ * {"ready"} from a sender waiting for start(); an older build's sender starts at once and says neither);
+ * done: its {"result"}.
+ */
+function peer(
+  cli: string,
+  args: string[],
+  key: string,
+): { exit: Promise<void>; first: Promise<Record<string, unknown>>; done: Promise<Record<string, unknown>>; cpuSeconds: () => number; start: () => void } {
   const child = spawn(process.execPath, [cli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      ORCHESTRATOR_AGENT_TRANSFER_KEY: key,
+      ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000',
+      ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn',
+      ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum,
+      ORCHESTRATOR_AGENT_TRANSFER_START: 'stdin',
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exit = exited(child, `transfer ${args[0]}`);
   exit.catch(() => undefined);
   let pending = '';
   const listeners: Array<(line: Record<string, unknown>) => void> = [];
+  let cpu = NaN;
   child.stdout!.on('data', (d: Buffer) => {
     pending += d.toString();
     let i;
     while ((i = pending.indexOf('\n')) >= 0) {
       const line = JSON.parse(pending.slice(0, i)) as Record<string, unknown>;
       pending = pending.slice(i + 1);
+      if (typeof line.cpuSeconds === 'number') cpu = line.cpuSeconds;
       listeners.forEach((l) => l(line));
     }
   });
-  const result = new Promise<Record<string, unknown>>((res, rej) => {
-    listeners.push((line) => {
-      if ('error' in line) rej(new Error(`transfer ${args[0]} failed: ${JSON.stringify(line.error)}`));
-      else if ('listening' in line || 'result' in line) res(line);
+  const awaitLine = (wanted: (line: Record<string, unknown>) => boolean) => {
+    const p = new Promise<Record<string, unknown>>((res, rej) => {
+      listeners.push((line) => {
+        if ('error' in line) rej(new Error(`transfer ${args[0]} failed: ${JSON.stringify(line.error)}`));
+        else if (wanted(line)) res(line);
+      });
+      child.once('exit', () => rej(new Error(`transfer ${args[0]} exited without a result`)));
     });
-    child.once('exit', () => rej(new Error(`transfer ${args[0]} exited without a result`)));
-  });
-  result.catch(() => undefined);
-  return { exit, result };
+    p.catch(() => undefined);
+    return p;
+  };
+  return {
+    exit,
+    first: awaitLine(() => true),
+    done: awaitLine((line) => 'result' in line),
+    cpuSeconds: () => cpu,
+    start: () => child.stdin!.end('go\n'),
+  };
 }
 
-/** Our receiver and sender, each in its own process as on two agents, then sync. */
-async function ours(cli = peerCli): Promise<number> {
+/** Our receiver and sender, each in its own process as on two agents, then sync: seconds, and CPU seconds of both ends (start-up included). */
+async function ours(cli = peerCli): Promise<{ seconds: number; cpu: number }> {
   const dest = freshDest('oa');
   sync();
   const key = newAuthKey();
   const receiver = peer(cli, ['receive', dest], key);
-  const { listening } = await receiver.result;
-  const t0 = performance.now();
+  const { listening } = await receiver.first;
+  // Both ends are loaded before the clock starts, as two running agents are when a seed begins; a sender of
+  // an older build, which starts at once, is timed from its spawn.
+  const spawned = performance.now();
   const sender = peer(cli, ['send', dataDir, '127.0.0.1', String(listening)], key);
-  const receiverDone = new Promise<void>((res, rej) => {
-    receiver.exit.then(res, rej);
-  });
-  await Promise.all([sender.result, sender.exit, receiverDone]);
+  const first = await sender.first;
+  const t0 = 'ready' in first ? performance.now() : spawned;
+  sender.start();
+  await Promise.all([sender.done, sender.exit, receiver.done, receiver.exit]);
   sync();
-  return (performance.now() - t0) / 1000;
+  return { seconds: (performance.now() - t0) / 1000, cpu: sender.cpuSeconds() + receiver.cpuSeconds() };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -211,28 +243,63 @@ async function main(): Promise<void> {
   mkdirSync(workDir, { recursive: true });
   process.stdout.write(
     `real datadir: ${(bytes / MiB).toFixed(0)} MiB in ${files} files (${dataDir}), ${new Date().toISOString()}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, ` +
-      `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${rounds} alternating rounds over 127.0.0.1, times include the final sync\n`,
+      `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${rounds} alternating rounds over 127.0.0.1, times include the final sync` +
+      `${hogs > 0 ? `; ${hogs} CPU hog process(es) running beside both ends` : ''}\n`,
   );
+  const hog = startHogs(hogs);
+  try {
+    await measure(bytes);
+  } finally {
+    hog.stop();
+  }
+}
+
+/** The alternating rounds: baseline, this build, and the build before when asked. */
+async function measure(bytes: number): Promise<void> {
   const base: number[] = [];
   const mine: number[] = [];
   const before: number[] = [];
+  const cpu: number[] = [];
+  const cpuBefore: number[] = [];
   const rate = (s: number) => bytes / MiB / s;
   for (let r = 1; r <= rounds; r++) {
     base.push(await baseline());
-    mine.push(await ours());
-    if (peerCliBefore) before.push(await ours(peerCliBefore));
-    const then = peerCliBefore ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s)` : '';
-    process.stdout.write(`round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s)${then}\n`);
+    // This build and the one before take turns going first, so neither always follows the baseline.
+    const runMine = async () => {
+      const o = await ours();
+      mine.push(o.seconds);
+      cpu.push(o.cpu);
+    };
+    const runBefore = async () => {
+      if (!peerCliBefore) return;
+      const o = await ours(peerCliBefore);
+      before.push(o.seconds);
+      cpuBefore.push(o.cpu);
+    };
+    if (r % 2 === 1) {
+      await runMine();
+      await runBefore();
+    } else {
+      await runBefore();
+      await runMine();
+    }
+    const then = peerCliBefore
+      ? `   before ${before.at(-1)!.toFixed(1)} s (${rate(before.at(-1)!).toFixed(0)} MiB/s, ${(base.at(-1)! / before.at(-1)!).toFixed(2)}x, ${cpuBefore.at(-1)!.toFixed(1)} CPU s)`
+      : '';
+    process.stdout.write(
+      `round ${r}: tar|socat ${base.at(-1)!.toFixed(1)} s (${rate(base.at(-1)!).toFixed(0)} MiB/s)   built-in (${checksum}, fsync) ${mine.at(-1)!.toFixed(1)} s (${rate(mine.at(-1)!).toFixed(0)} MiB/s, ` +
+        `${(base.at(-1)! / mine.at(-1)!).toFixed(2)}x, ${cpu.at(-1)!.toFixed(1)} CPU s both ends)${then}   load ${loadavg()[0]!.toFixed(1)}\n`,
+    );
   }
   rmSync(workDir, { recursive: true, force: true });
   const mb = median(base);
   const mo = median(mine);
   process.stdout.write(`tar|socat: ${mb.toFixed(1)} s median (${rate(mb).toFixed(0)} MiB/s), built-in: ${mo.toFixed(1)} s median (${rate(mo).toFixed(0)} MiB/s)\n`);
   const perRound = base.map((b, i) => b / mine[i]!);
-  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best), ${median(perRound).toFixed(2)}x (median of rounds); load average now ${loadavg()[0]!.toFixed(2)}\n`);
+  process.stdout.write(`ratio built-in / tar|socat (rate): ${(mb / mo).toFixed(2)}x (median), ${(Math.min(...base) / Math.min(...mine)).toFixed(2)}x (best), ${median(perRound).toFixed(2)}x (median of rounds), ${median(cpu).toFixed(1)} CPU s (median, both ends); load average now ${loadavg()[0]!.toFixed(2)}\n`);
   if (peerCliBefore) {
     const perRoundBefore = base.map((b, i) => b / before[i]!);
-    process.stdout.write(`before (${peerCliBefore}): ${median(before).toFixed(1)} s median (${rate(median(before)).toFixed(0)} MiB/s), ${(mb / median(before)).toFixed(2)}x tar|socat (median), ${median(perRoundBefore).toFixed(2)}x (median of rounds)\n`);
+    process.stdout.write(`before (${peerCliBefore}): ${median(before).toFixed(1)} s median (${rate(median(before)).toFixed(0)} MiB/s), ${(mb / median(before)).toFixed(2)}x tar|socat (median), ${median(perRoundBefore).toFixed(2)}x (median of rounds), ${median(cpuBefore).toFixed(1)} CPU s\n`);
   }
 }
 

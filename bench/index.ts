@@ -7,6 +7,8 @@
 //             the datadir once, minutes)
 //   backup    a seed by hot backup against mariabackup | socat | mbstream -x (+ prepare) on a running MariaDB
 //             with BENCH_BACKUP_MIB (default 2048) MiB of generated rows (bench/backup.ts; minutes)
+// Options (after the parts) go to every part: --hog runs one CPU-spinning process per core beside both ends
+// of the transfer parts for all their rounds, --hog=N runs N (bench/hog.ts).
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -20,13 +22,16 @@ const parts: Record<string, string> = {
 };
 
 async function main(): Promise<void> {
-  const asked = process.argv.slice(2);
+  const asked = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const options = process.argv.slice(2).filter((a) => a.startsWith('--'));
+  const badOption = options.find((o) => o !== '--hog' && !o.startsWith('--hog='));
+  if (badOption) throw new Error(`unknown bench option ${badOption}: --hog or --hog=N`);
   const unknown = asked.filter((p) => !(p in parts));
   if (unknown.length > 0) throw new Error(`unknown bench part ${unknown.join(', ')}: choose from ${Object.keys(parts).join(', ')}`);
   for (const part of asked.length > 0 ? asked : Object.keys(parts)) {
     process.stdout.write(`== bench ${part}\n`);
     const code = await new Promise<number | null>((res, rej) => {
-      const child = spawn(process.execPath, [resolve(here, parts[part]!)], { stdio: 'inherit' });
+      const child = spawn(process.execPath, [resolve(here, parts[part]!), ...options], { stdio: 'inherit' });
       child.once('error', rej);
       child.once('exit', (c) => res(c));
     });

@@ -3,7 +3,8 @@
 // Rounds alternate baseline and ours so a busy machine hurts both alike. BENCH_ROUNDS (default 3),
 // BENCH_DATADIR (default /tmp/oa-bench-datadir, reused when complete), BENCH_GIB (default 2),
 // BENCH_CHECKSUM=sha256 to measure with sha256 instead of the default xxh3-64; BENCH_PEER_CLI runs another
-// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load).
+// build's peer-cli.js as "built-in" (to compare two versions on the same machine and load). --hog (or --hog=N,
+// BENCH_HOG=N) keeps one CPU-spinning process per core (or N) running beside both ends (bench/hog.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { newAuthKey } from '../src/transfer/index.js';
+import { hogCount, startHogs } from './hog.js';
 
 const MiB = 1024 * 1024;
 const gib = Number(process.env.BENCH_GIB ?? 2);
@@ -100,10 +102,18 @@ async function baseline(): Promise<Timing> {
   return { seconds, secondsWithSync: (performance.now() - t0) / 1000 };
 }
 
-function peer(args: string[], key: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>> } {
+/** One end as its own process; a sender waits for start() once it printed {"ready"} (an older build starts at once). */
+function peer(args: string[], key: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>>; first: () => Promise<Record<string, unknown>>; start: () => void } {
   const child = spawn(process.execPath, [peerCli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      ORCHESTRATOR_AGENT_TRANSFER_KEY: key,
+      ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000',
+      ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn',
+      ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM: checksum,
+      ORCHESTRATOR_AGENT_TRANSFER_START: 'stdin',
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines: Array<Record<string, unknown>> = [];
   let pending = '';
@@ -129,7 +139,14 @@ function peer(args: string[], key: string): { exit: Promise<void>; line: (k: str
       await new Promise<void>((r) => waiters.push(r));
     }
   };
-  return { exit, line };
+  const first = async () => {
+    while (lines.length === 0) {
+      if (child.exitCode !== null) throw new Error(`transfer peer exited without a word`);
+      await new Promise<void>((r) => waiters.push(r));
+    }
+    return lines[0]!;
+  };
+  return { exit, line, first, start: () => child.stdin!.end('go\n') };
 }
 
 /** Our receiver and sender, each in its own process as on two agents. */
@@ -140,8 +157,11 @@ async function ours(): Promise<Timing> {
   const key = newAuthKey();
   const receiver = peer(['receive', dest, '0', stateDir], key);
   const { listening } = await receiver.line('listening');
-  const t0 = performance.now();
+  // Both ends loaded before the clock starts, as two running agents are (an older build's sender: from its spawn).
+  const spawned = performance.now();
   const sender = peer(['send', dataDir, '127.0.0.1', String(listening)], key);
+  const t0 = 'ready' in (await sender.first()) ? performance.now() : spawned;
+  sender.start();
   const results = await Promise.all([receiver.line('result'), sender.line('result')]);
   const seconds = (performance.now() - t0) / 1000;
   await run('sync', []);
@@ -159,17 +179,26 @@ async function main(): Promise<void> {
   mkdirSync(workDir, { recursive: true });
   const base: number[] = [];
   const mine: number[] = [];
-  process.stdout.write(`transfer of ${(bytes / MiB / 1024).toFixed(2)} GiB (${dataDir}) over 127.0.0.1, ${rounds} alternating rounds, rates include the final sync\n`);
-  for (let r = 1; r <= rounds; r++) {
-    const b = await baseline();
-    const o = await ours();
-    base.push(rate(bytes, b.secondsWithSync));
-    mine.push(rate(bytes, o.secondsWithSync));
-    process.stdout.write(
-      `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
-        `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
-        `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
-    );
+  const hogs = hogCount();
+  process.stdout.write(
+    `transfer of ${(bytes / MiB / 1024).toFixed(2)} GiB (${dataDir}) over 127.0.0.1, ${rounds} alternating rounds, rates include the final sync` +
+      `${hogs > 0 ? `; ${hogs} CPU hog process(es) running beside both ends` : ''}\n`,
+  );
+  const hog = startHogs(hogs);
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      const b = await baseline();
+      const o = await ours();
+      base.push(rate(bytes, b.secondsWithSync));
+      mine.push(rate(bytes, o.secondsWithSync));
+      process.stdout.write(
+        `round ${r}: tar|socat ${rate(bytes, b.seconds).toFixed(0)} MiB/s (${base[r - 1]!.toFixed(0)} with sync)   ` +
+          `built-in (${checksum}, fsync) ${rate(bytes, o.seconds).toFixed(0)} MiB/s (${mine[r - 1]!.toFixed(0)} with sync), ` +
+          `${o.cpuSeconds!.toFixed(1)} CPU s (both ends), load ${loadavg()[0]!.toFixed(1)}\n`,
+      );
+    }
+  } finally {
+    hog.stop();
   }
   rmSync(workDir, { recursive: true, force: true });
   const mb = median(base);

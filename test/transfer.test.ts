@@ -133,6 +133,24 @@ describe('built-in datadir transfer', () => {
     }
   });
 
+  test('a directory left where the source has a file is replaced by the file, and a one-chunk file gets its whole-file checksum', async () => {
+    const dest = dir('dst');
+    // Leftovers of something else at two of the source's file paths, one a directory holding a file.
+    mkdirSync(join(dest, 'auto.cnf/inside'), { recursive: true });
+    writeFileSync(join(dest, 'auto.cnf/inside/x'), 'stale');
+    mkdirSync(join(dest, 'shop/orders.ibd'), { recursive: true });
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', port: 0, authKey });
+    await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey });
+    await receiver.done;
+    expect(describeTree(dest)).toEqual(describeTree(source));
+    const manifest = await readCompletedManifest(stateOf(dest));
+    const user = manifest!.entries.find((e) => e.path === 'mysql/user.MYD') as { checksum?: string };
+    const expected = createChecksum('xxh3-64');
+    expected.update(readFileSync(join(source, 'mysql/user.MYD')));
+    expect(user.checksum).toBe(expected.digest());
+  });
+
   test('refuses a state directory inside the destination, or one holding it', async () => {
     const dest = dir('dst');
     for (const stateDir of [join(dest, 'state'), dest, join(dest, '..')]) {

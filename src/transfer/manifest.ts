@@ -77,12 +77,14 @@ export async function walkSource(sourceDir: string): Promise<ManifestEntry[]> {
   if (!top.isDirectory()) throw new AgentError('bad_request', `source ${root} is not a directory`);
   const entries: ManifestEntry[] = [];
   const visit = async (rel: string): Promise<void> => {
-    const names = (await readdir(join(root, rel))).sort();
-    for (const name of names) {
-      if (rel === '' && reservedNames.has(name)) continue;
+    const names = (await readdir(join(root, rel))).sort().filter((name) => rel !== '' || !reservedNames.has(name));
+    // A directory's entries are stat'ed many at a time (one after the other, a datadir of hundreds of files
+    // waited that many thread-pool round trips before its first byte was sent); the list keeps their order.
+    const stats = await mapLimited(names, statsInFlight, (name) => lstat(join(root, rel, name)));
+    for (const [i, name] of names.entries()) {
       const path = rel === '' ? name : `${rel}/${name}`;
       const abs = join(root, path);
-      const st = await lstat(abs);
+      const st = stats[i]!;
       const owner = { uid: st.uid, gid: st.gid };
       if (st.isFile()) {
         entries.push({ type: 'file', path, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ...owner });
@@ -98,6 +100,22 @@ export async function walkSource(sourceDir: string): Promise<ManifestEntry[]> {
   };
   await visit('');
   return entries;
+}
+
+const statsInFlight = 32;
+
+/** fn over items, at most limit at a time, results in the items' order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 function refuse(path: string, why: string): AgentError {

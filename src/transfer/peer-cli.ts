@@ -5,6 +5,8 @@
 //   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
 // Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...,"cpuSeconds":n} or {"error":...}.
 // TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256.
+// ORCHESTRATOR_AGENT_TRANSFER_START=stdin: send prints {"ready":true} once loaded and starts at the first line on
+// stdin, as an agent already running starts a seed (the benches time the transfer, not node's start-up).
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { send, startReceiver, type TransferTls } from './index.js';
@@ -37,6 +39,14 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (mode === 'send' && args.length >= 3) {
+    if (process.env.ORCHESTRATOR_AGENT_TRANSFER_START === 'stdin') {
+      emit({ ready: true });
+      await new Promise<void>((go) => {
+        process.stdin.once('data', () => go());
+        process.stdin.once('end', () => go());
+      });
+      process.stdin.pause();
+    }
     const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), checksum: process.env.ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM === 'sha256' ? 'sha256' : undefined, authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ result, cpuSeconds: cpuSeconds() });
     return 0;

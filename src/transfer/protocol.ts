@@ -87,10 +87,27 @@ export class FrameSealer {
  */
 export class FrameWriter {
   private sealer: FrameSealer | undefined;
+  /** Frames encoded by hold(), sent ahead of the next frame written (one write, one segment for a small file). */
+  private held: Buffer[] = [];
   constructor(private readonly socket: Duplex) {}
 
   authenticate(key: Buffer): void {
     this.sealer = new FrameSealer(key);
+  }
+
+  /**
+   * Encodes a control frame now (its place in the sequence) and sends it with the next frame written, so a
+   * small file's FILE_BEGIN, DATA, CHUNK and FILE_END leave in one write instead of four.
+   */
+  hold(type: FrameTypeValue, body: unknown): void {
+    this.held.push(...this.encodeJson(type, body));
+  }
+
+  private withHeld(buffers: Buffer[]): Buffer[] {
+    if (this.held.length === 0) return buffers;
+    const all = [...this.held, ...buffers];
+    this.held = [];
+    return all;
   }
 
   encode(type: FrameTypeValue, payload: readonly Buffer[]): Buffer[] {
@@ -104,17 +121,18 @@ export class FrameWriter {
   }
 
   json(type: FrameTypeValue, body: unknown): Promise<void> {
-    return writeAll(this.socket, this.encodeJson(type, body));
+    return writeAll(this.socket, this.withHeld(this.encodeJson(type, body)));
   }
 
-  data(buf: Buffer): Promise<void> {
-    return writeAll(this.socket, this.encode(FrameType.data, [buf]));
+  /** onWritten: called once the socket has taken buf's bytes (so the caller may reuse it), not on failure. */
+  data(buf: Buffer, onWritten?: () => void): Promise<void> {
+    return writeAll(this.socket, this.withHeld(this.encode(FrameType.data, [buf])), onWritten);
   }
 
-  /** For failure paths: queues the ERROR frame without waiting (the connection closes next). */
+  /** For failure paths: queues the ERROR frame (after any held ones, whose sequence numbers come first) without waiting. */
   error(err: AgentError): void {
     if (this.socket.destroyed || this.socket.writableEnded) return;
-    for (const b of this.encodeJson(FrameType.error, errorBody(err))) this.socket.write(b);
+    for (const b of this.withHeld(this.encodeJson(FrameType.error, errorBody(err)))) this.socket.write(b);
   }
 }
 
@@ -339,11 +357,13 @@ export function peerError(body: unknown, peer: string): AgentError {
 
 const queueBytes = 4 * 1024 * 1024;
 
-/** Writes buffers and waits when the socket's buffer is full (backpressure). */
-export async function writeAll(socket: Duplex, buffers: readonly Buffer[]): Promise<void> {
+/** Writes buffers and waits when the socket's buffer is full (backpressure); onWritten once all were taken (not on failure). */
+export async function writeAll(socket: Duplex, buffers: readonly Buffer[], onWritten?: () => void): Promise<void> {
   let ok = true;
   if (buffers.length > 1) socket.cork();
-  for (const b of buffers) ok = socket.write(b) && ok;
+  for (const [i, b] of buffers.entries()) {
+    ok = (onWritten && i === buffers.length - 1 ? socket.write(b, (err) => err || onWritten()) : socket.write(b)) && ok;
+  }
   if (buffers.length > 1) socket.uncork();
   // Keep a few MiB queued rather than waiting for every write to drain, so the socket never runs dry.
   if (!ok && socket.writableLength > queueBytes && !socket.destroyed) {

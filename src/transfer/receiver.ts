@@ -106,8 +106,13 @@ const syncsInFlight = 3;
 /** File writes are gathered into writev calls of about this size, a few at a time. */
 const writeBatchBytes = 1024 * 1024;
 const writesInFlight = 3;
-/** Files being given their attributes and renamed in the background while the next one streams in. */
-const maxFinalizing = 8;
+/**
+ * Files being written, given their attributes and renamed in the background while the next ones stream in, at
+ * most this many and this many bytes: each small file is a few pool round trips (open, write, chown, chmod
+ * and utimes, rename), which on a busy host take milliseconds, so many run at once.
+ */
+const maxFinalizing = 64;
+const maxFinalizingBytes = 32 * 1024 * 1024;
 export const DEFAULT_RESUME_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -178,6 +183,9 @@ class ReceiveSession {
   private readonly started = performance.now();
   private readonly openFiles = new Set<FileHandle>();
   private finalizing: Promise<void>[] = [];
+  private finalizingBytes = 0;
+  /** Opens and writes of files being received, running in the background: a failure waits for them before closing files. */
+  private readonly pendingIo = new Set<Promise<unknown>>();
   /** Files verified and renamed into place, still open: recorded once a batch fsynced them and their directory. */
   private unsynced: Array<{ fh: FileHandle; file: VerifiedFile }> = [];
   private unsyncedBytes = 0;
@@ -429,10 +437,19 @@ class ReceiveSession {
     const tmp = join(this.staging, stagingName(entry.path));
     const prefix = offset > 0 ? this.state.takePrefixHash(entry.path) : undefined;
     if (offset > 0 && !prefix) throw new AgentError('internal', `no checksum of the verified part of ${entry.path}`);
-    const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
-    this.openFiles.add(fh);
-    if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
+    // The file is opened, written and finalized in the background: the stream goes on to the next frames (and
+    // files) while the pool threads do the I/O, never waiting for an open or a write to come back.
+    const opened = this.io(
+      (async () => {
+        const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
+        this.openFiles.add(fh);
+        if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
+        return fh;
+      })(),
+    );
     const hash = prefix ?? createChecksum(algorithm);
+    // A file of one chunk received whole: its chunk's checksum is the whole file's, so one pass over its bytes.
+    const oneChunk = offset === 0 && entry.size <= this.chunkBytes;
     const chunks = offset > 0 ? [...this.state.partial(entry.path)!.chunks] : [];
     let chunkHash = createChecksum(algorithm);
     let verifiedTo = offset;
@@ -447,9 +464,7 @@ class ReceiveSession {
       batch = [];
       batchBytes = 0;
       if (inflight.length >= writesInFlight) await inflight.shift();
-      const w = writeFully(fh, buffers, at);
-      w.catch(() => undefined); // awaited below; a failure elsewhere may close the file under it first
-      inflight.push(w);
+      inflight.push(this.io(opened.then((fh) => writeFully(fh, buffers, at))));
     };
     const written = async () => {
       if (batchBytes > 0) await flush();
@@ -465,7 +480,7 @@ class ReceiveSession {
         let left = h.length;
         while (left > 0) {
           for (const slice of await reader.some(left)) {
-            hash.update(slice);
+            if (!oneChunk) hash.update(slice);
             chunkHash.update(slice);
             batch.push(slice);
             batchBytes += slice.length;
@@ -502,20 +517,30 @@ class ReceiveSession {
       }
       if (h.type !== FrameType.fileEnd) throw new AgentError('bad_request', `unexpected ${frameName(h.type)} frame while receiving ${entry.path}`);
       const end = JSON.parse((await reader.exact(h.length)).toString('utf8')) as { index?: unknown; checksum?: unknown };
-      await written();
       if (end.index !== index) throw new AgentError('bad_request', `file end for number ${String(end.index)} while receiving ${entry.path}`);
       if (position !== entry.size) throw new AgentError('io', `${entry.path}: received ${position} bytes, the manifest says ${entry.size}`);
       if (verifiedTo !== entry.size) throw new AgentError('bad_request', `${entry.path}: the sender checksummed ${verifiedTo} of its ${entry.size} bytes`);
-      const got = hash.digest();
+      const got = oneChunk && chunks.length === 1 ? chunks[0]! : hash.digest();
       // Every chunk was checked as it came; a whole-file checksum, when a sender gives one, is checked too.
       if (typeof end.checksum === 'string' && end.checksum !== got) {
         throw new AgentError('io', `checksum mismatch on ${entry.path}: the sender read ${String(end.checksum)}, this receiver got ${got}`, {
           hint: 'the data was corrupted on the way or on disk; run the seed again',
         });
       }
-      if (this.finalizing.length >= maxFinalizing) await this.finalizing.shift();
-      const finalizing = this.finalize(fh, tmp, entry, got);
-      finalizing.catch((err) => this.fail(new AgentError('io', `cannot make ${entry.path} durable in ${this.destDir}: ${(err as Error).message}`)));
+      while (this.finalizing.length >= maxFinalizing || (this.finalizingBytes >= maxFinalizingBytes && this.finalizing.length > 0)) await this.finalizing.shift();
+      const received = entry.size - offset;
+      this.finalizingBytes += received;
+      const finalizing = (async () => {
+        try {
+          await written();
+          await this.finalize(await opened, tmp, entry, got);
+        } finally {
+          this.finalizingBytes -= received;
+        }
+      })();
+      finalizing.catch((err) =>
+        this.fail(new AgentError('io', `cannot write ${entry.path} into ${this.destDir}: ${(err as Error).message}`, { hint: (err as AgentError).hint, cause: err })),
+      );
       this.finalizing.push(finalizing);
       return got;
     }
@@ -539,14 +564,28 @@ class ReceiveSession {
     );
   }
 
+  /** Tracks a background open or write until it settles (awaited where it matters; only marked handled here). */
+  private io<T>(p: Promise<T>): Promise<T> {
+    this.pendingIo.add(p);
+    p.then(
+      () => this.pendingIo.delete(p),
+      () => this.pendingIo.delete(p),
+    );
+    return p;
+  }
+
   /** Owner, mode and mtime, rename into place; the file stays open until a batch sync makes it durable and records it. */
   private async finalize(fh: FileHandle, tmp: string, entry: FileEntry, checksum: string): Promise<void> {
-    if (process.getuid?.() === 0) await fh.chown(entry.uid, entry.gid);
-    await Promise.all([fh.chmod(entry.mode), fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000)]);
+    // chown before chmod (a chown may clear set-id bits); the mtime meanwhile.
+    const owned = process.getuid?.() === 0 ? fh.chown(entry.uid, entry.gid) : Promise.resolve();
+    await Promise.all([owned.then(() => fh.chmod(entry.mode)), fh.utimes(entry.mtimeMs / 1000, entry.mtimeMs / 1000)]);
     const final = join(this.destDir, entry.path);
-    const existing = await lstat(final).catch(() => undefined);
-    if (existing?.isDirectory()) await rm(final, { recursive: true, force: true });
-    await rename(tmp, final);
+    // A rename replaces a file; only a directory in the way (a rare leftover) needs removing first.
+    await rename(tmp, final).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EISDIR' && err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      await rm(final, { recursive: true, force: true });
+      await rename(tmp, final);
+    });
     this.unsynced.push({ fh, file: { path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, checksum } });
     this.unsyncedBytes += entry.size;
     if (this.unsynced.length >= batchFiles || this.unsyncedBytes >= batchBytes) void this.requestCommit();
@@ -635,8 +674,9 @@ class ReceiveSession {
       if (root) await chown(abs, d.uid, d.gid);
       await chmod(abs, d.mode);
       await utimes(abs, d.mtimeMs / 1000, d.mtimeMs / 1000);
-      await fsyncDir(abs);
     }
+    // Then all made durable together (an fsync changes no mtime): one journal commit rather than one per directory.
+    await inParallel(dirs, syncsInFlight, (d) => fsyncDir(join(this.destDir, d.path)));
   }
 
   private succeed(result: ReceiveResult): void {
@@ -668,7 +708,7 @@ class ReceiveSession {
     }
     log.warn('transfer: receive failed', { destDir: this.destDir, error: error.describe() });
     void (async () => {
-      await Promise.allSettled(this.finalizing);
+      await Promise.allSettled([...this.finalizing, ...this.pendingIo]);
       for (const fh of this.openFiles) await fh.close().catch(() => undefined);
       await this.committing.catch(() => undefined);
       // The staging area stays: the next receive resumes its files from their last verified chunk.

@@ -136,6 +136,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     // (and progress moves) instead of in 1 MiB bursts separated by long pauses.
     const chunk = opts.chunkBytes ?? (limiter ? Math.min(1024 * 1024, Math.max(16 * 1024, limiter.burstBytes)) : 1024 * 1024);
     let bytesSent = 0;
+    // Enough for the reads ahead and the few MiB the socket keeps queued (writeAll).
+    const readBuffers = new ReadBuffers(chunk, readsAhead + 8);
     // Small files (one read) are read ahead across files, so the socket never waits for an open and a read
     // of each of a datadir's hundreds of small files in turn.
     const small = (e: FileEntry) => e.size <= chunk && e.size <= chunkBytes && !resumeAt.has(e.path);
@@ -159,7 +161,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       const offset = resumeAt.get(e.path) ?? 0;
       progress.fileStarted(e.path);
       progress.alreadyDone(0, offset);
-      await writer.json(FrameType.fileBegin, { index, offset });
+      // Control frames ride with the next data (or the next file's), one write per small file.
+      writer.hold(FrameType.fileBegin, { index, offset });
       if (small(e)) {
         prefetch(n);
         const read = prefetched.get(e.path) ?? readSmallFile(join(root, e.path), e.size);
@@ -169,20 +172,19 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         prefetch(n + 1);
         const changed = (what: string) => sourceChanged(join(root, e.path), what, opts);
         if ('openError' in f) throw new AgentError('io', `cannot open ${join(root, e.path)}: ${f.openError}`);
-        if (f.before.size !== e.size || f.before.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.before));
-        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
         if (f.after.size !== e.size || f.after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, f.after));
+        if (f.buf.length < e.size) throw changed(`it shrank: only ${f.buf.length} of its ${e.size} bytes could be read`);
         if (limiter) await limiter.take(f.buf.length, opts.signal);
         if (firstError) throw firstError;
         if (e.size > 0) {
-          await writer.data(f.buf);
           const checksum = createChecksum(algorithm);
           checksum.update(f.buf);
-          await writer.json(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
+          await writer.data(f.buf);
+          writer.hold(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
         }
         progress.bytes(e.size);
         bytesSent += e.size;
-        await writer.json(FrameType.fileEnd, { index, checksum: null });
+        writer.hold(FrameType.fileEnd, { index, checksum: null });
         progress.fileDone();
         continue;
       }
@@ -200,7 +202,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       const readAhead = () => {
         while (ahead.length < readsAhead && readPos < e.size) {
           const length = Math.min(chunk, e.size - readPos, chunkBytes - (readPos % chunkBytes));
-          const read = readChunk(fh, readPos, length);
+          const read = readChunk(fh, readPos, length, readBuffers);
           read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
           ahead.push({ read, length });
           readPos += length;
@@ -220,7 +222,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
-          await writer.data(buf);
+          await writer.data(buf, () => readBuffers.give(buf));
           progress.bytes(buf.length);
           bytesSent += buf.length;
           if (pos === e.size) {
@@ -229,7 +231,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
             if (after.size !== e.size || after.mtimeMs !== e.mtimeMs) throw changed(describeChange(e, after));
           }
           if (pos % chunkBytes === 0 || pos === e.size) {
-            await writer.json(FrameType.chunk, { index, end: pos, checksum: chunkHash.digest() });
+            writer.hold(FrameType.chunk, { index, end: pos, checksum: chunkHash.digest() });
             chunkHash = createChecksum(algorithm);
           }
         }
@@ -241,7 +243,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         await Promise.allSettled(ahead.map((a) => a.read));
         await fh.close();
       }
-      await writer.json(FrameType.fileEnd, { index, checksum: null });
+      writer.hold(FrameType.fileEnd, { index, checksum: null });
       progress.fileDone();
     }
     } finally {
@@ -374,12 +376,15 @@ export async function tellReceiver(opts: TellReceiverOptions, reason: AgentError
 
 const readsAhead = 3;
 /** Small files read ahead of the one being sent, at most this many and this many bytes. */
-const smallFilesAhead = 32;
-const smallBytesAhead = 8 * 1024 * 1024;
+const smallFilesAhead = 64;
+const smallBytesAhead = 16 * 1024 * 1024;
 
-type SmallFile = { openError: string } | { buf: Buffer; before: { size: number; mtimeMs: number }; after: { size: number; mtimeMs: number } };
+type SmallFile = { openError: string } | { buf: Buffer; after: { size: number; mtimeMs: number } };
 
-/** Opens, stats, reads whole (up to size) and stats again a small file; the caller judges what it finds. */
+/**
+ * Opens, reads whole (up to size) and stats a small file; the caller judges what it finds. One stat, after
+ * the read: a change before or during it shows there as a size or mtime other than the manifest's.
+ */
 async function readSmallFile(path: string, size: number): Promise<SmallFile> {
   let fh: FileHandle;
   try {
@@ -388,10 +393,9 @@ async function readSmallFile(path: string, size: number): Promise<SmallFile> {
     return { openError: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
   }
   try {
-    const before = await fh.stat();
     const buf = size > 0 ? await readChunk(fh, 0, size) : Buffer.alloc(0);
     const after = await fh.stat();
-    return { buf, before, after };
+    return { buf, after };
   } finally {
     await fh.close();
   }
@@ -421,8 +425,29 @@ function sourceChanged(file: string, what: string, opts: SendOptions): AgentErro
   });
 }
 
-async function readChunk(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+/**
+ * Read buffers of one size, given back once the socket has taken their bytes: a large file is read into a few
+ * buffers over and over instead of a fresh 1 MiB allocation per read (whose pages the kernel must clear, and
+ * whose external memory drives V8's garbage collections).
+ */
+class ReadBuffers {
+  private readonly free: Buffer[] = [];
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(length: number): Buffer {
+    return length === this.size ? (this.free.pop() ?? Buffer.allocUnsafe(this.size)) : Buffer.allocUnsafe(length);
+  }
+
+  give(buf: Buffer): void {
+    if (buf.length === this.size && this.free.length < this.keep) this.free.push(buf);
+  }
+}
+
+async function readChunk(fh: FileHandle, position: number, length: number, buffers?: ReadBuffers): Promise<Buffer> {
+  const buf = buffers ? buffers.take(length) : Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buf, got, length - got, position + got);
