@@ -16,9 +16,9 @@ export const PROTOCOL_VERSION = 3;
 export const TAG_BYTES = 16;
 
 export const FrameType = {
-  /** R→S: { version, nonce } */
+  /** R→S: { version, nonce, compression?: codecs it decodes (compression.ts) } */
   hello: 1,
-  /** S→R: { mac, nonce } */
+  /** S→R: { mac, nonce, compression?: the codec its ZDATA frames use } */
   auth: 2,
   /** R→S: { mac, have: VerifiedFile[], resume: [{ path, size, mtimeMs, algorithm, offset }], chunkBytes } */
   welcome: 3,
@@ -38,6 +38,8 @@ export const FrameType = {
   error: 10,
   /** S→R: { index, end, checksum } after each chunk of a file (welcome's chunkBytes; the last may be shorter) */
   chunk: 11,
+  /** S→R: file bytes compressed, only to a receiver that offered the codec: [codec u8][raw length u32 BE][bytes] */
+  zdata: 12,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
