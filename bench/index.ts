@@ -5,6 +5,8 @@
 //   bursts    req/s under 100 connections on a command route: single flight against one process per request
 //   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
 //             the datadir once, minutes)
+//   link      the same kind of datadir (2 GiB) over a 1 Gbit/s veth link between two network namespaces:
+//             tar | socat, tar | zstd | socat and the built-in transfer with and without compression (bench/link.ts)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -14,6 +16,7 @@ const parts: Record<string, string> = {
   start: 'start.js',
   bursts: 'bursts.js',
   datadir: 'datadir.js',
+  link: 'link.js',
 };
 
 async function main(): Promise<void> {
