@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
 import { MANIFEST_FILE, PARTIAL_FILE, newAuthKey, readCompletedManifest, send, startReceiver } from '../src/transfer/index.js';
 import { createChecksum } from '../src/transfer/checksum.js';
-import { FrameType } from '../src/transfer/protocol.js';
+import { FrameType, FrameWriter } from '../src/transfer/protocol.js';
+import { Packer, autoQueueBytes } from '../src/transfer/compression.js';
+import { PassThrough } from 'node:stream';
 import { startTamperingProxy, type TamperingProxy } from './support/tampering-proxy.js';
 import { tempDir } from './support/agent-process.js';
 import { HandSender } from './support/hand-sender.js';
@@ -222,6 +224,31 @@ describe('compression on the built-in transfer', () => {
     expect(((received as PromiseRejectedResult).reason as AgentError).message).toMatch(/receiving auto\.cnf.*a zdata frame failed authentication/);
     expect(existsSync(join(dest, 'auto.cnf'))).toBe(false);
     expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+  });
+
+  test('auto compresses a chunk only while the socket still holds a backlog (the link is slower than the disk)', async () => {
+    const socket = new PassThrough();
+    const writer = new FrameWriter(socket);
+    const packer = new Packer('lz4', 'auto', socket);
+    const rows = Buffer.from('1,7919,10.47,paid,user31@example.com\n'.repeat(30_000));
+    /** The peer reads everything sent so far: no backlog left. */
+    const drain = async () => {
+      while (socket.writableLength > 0 || socket.readableLength > 0) {
+        socket.read();
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await packer.send(writer, rows);
+    expect(packer.wireBytes).toBe(rows.length); // nothing queued: sent as it is
+    await drain();
+    await packer.send(writer, rows);
+    expect(packer.wireBytes).toBe(2 * rows.length);
+    await drain();
+    // A backlog the peer has not read yet: the next chunk is compressed.
+    socket.write(Buffer.alloc(autoQueueBytes));
+    await packer.send(writer, rows);
+    expect(packer.rawBytes).toBe(3 * rows.length);
+    expect(packer.wireBytes - 2 * rows.length).toBeLessThan(rows.length / 4);
   });
 
   describe('over TLS', () => {
