@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants as zlibConstants } from 'node:zlib';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
-import { FrameType, writeAll, type FrameWriter } from './protocol.js';
+import { FrameType, MAX_DATA_BYTES, writeAll, type FrameWriter } from './protocol.js';
 
 export const COMPRESSION_MODES = ['off', 'fast', 'strong', 'auto'] as const;
 export type CompressionMode = (typeof COMPRESSION_MODES)[number];
@@ -142,19 +142,70 @@ export class Packer {
 }
 
 /**
- * The receiver's side: decodes one ZDATA payload (its tag already checked) into exactly the raw length it
- * declares, which must be at most maxBytes (what is left of the file): a frame cannot make the receiver
- * allocate more than the file it announced, nor hand it bytes of a codec it did not offer.
+ * The receiver's side for one file: decodes ZDATA payloads a few ahead (on libuv's pool, while the receiver
+ * hashes and writes what came before) and hands them back in order. `left` is what the file has left beyond
+ * the bytes already taken; frames still decoding count against it by the length they declare.
  */
-export async function unpack(payload: Buffer, accepted: readonly Codec[], maxBytes: number, what: string): Promise<Buffer> {
-  const bad = (why: string) =>
-    new AgentError('bad_request', `a compressed data frame of ${what} ${why}`, { hint: 'run the same agent version on both hosts', details: { permanent: true } });
-  if (payload.length < ZDATA_HEADER_BYTES) throw bad('is shorter than its header');
+export class Unpacker {
+  private readonly queue: Array<{ raw: Promise<Buffer>; declared: number }> = [];
+  private queuedBytes = 0;
+  constructor(
+    private readonly accepted: readonly Codec[],
+    private readonly what: string,
+    private readonly ahead = 3,
+  ) {}
+
+  /** Starts decoding payload; answers the frames now due, oldest first (keeping up to `ahead` decoding). */
+  async push(payload: Buffer, left: number): Promise<Buffer[]> {
+    const frame = zdataHeader(payload, this.accepted, Math.min(MAX_DATA_BYTES, Math.max(0, left - this.queuedBytes)), this.what);
+    const raw = decode(frame, this.what);
+    raw.catch(() => undefined); // awaited in order below
+    this.queue.push({ raw, declared: frame.rawLength });
+    this.queuedBytes += frame.rawLength;
+    return this.take(this.ahead);
+  }
+
+  /** True while frames are decoding (the receiver drains them before any other frame). */
+  get pending(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** Every frame still decoding, in order: before the receiver handles any other frame. */
+  drain(): Promise<Buffer[]> {
+    return this.take(0);
+  }
+
+  private async take(keep: number): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    while (this.queue.length > keep) {
+      const { raw, declared } = this.queue.shift()!;
+      this.queuedBytes -= declared;
+      out.push(await raw);
+    }
+    return out;
+  }
+}
+
+/**
+ * The receiver's side: checks one ZDATA payload's header (its tag already checked): a codec this receiver
+ * offered, and a raw length of at most maxBytes (what is left of the file), so a frame cannot make the
+ * receiver allocate more than the file it announced. Throws at once, before any decoding.
+ */
+function zdataHeader(payload: Buffer, accepted: readonly Codec[], maxBytes: number, what: string): { codec: Codec; rawLength: number; body: Buffer } {
+  if (payload.length < ZDATA_HEADER_BYTES) throw badFrame(what, 'is shorter than its header');
   const codec = CODECS.find((c) => codecIds[c] === payload.readUInt8(0));
-  if (!codec || !accepted.includes(codec)) throw bad(`uses codec ${payload.readUInt8(0)}, which this receiver did not offer`);
+  if (!codec || !accepted.includes(codec)) throw badFrame(what, `uses codec ${payload.readUInt8(0)}, which this receiver did not offer`);
   const rawLength = payload.readUInt32BE(1);
-  if (rawLength > maxBytes) throw bad(`declares ${rawLength} bytes, more than the ${maxBytes} the file has left`);
-  const body = payload.subarray(ZDATA_HEADER_BYTES);
+  if (rawLength > maxBytes) throw badFrame(what, `declares ${rawLength} bytes, more than the ${maxBytes} the file has left`);
+  return { codec, rawLength, body: payload.subarray(ZDATA_HEADER_BYTES) };
+}
+
+function badFrame(what: string, why: string): AgentError {
+  return new AgentError('bad_request', `a compressed data frame of ${what} ${why}`, { hint: 'run the same agent version on both hosts', details: { permanent: true } });
+}
+
+/** Decodes a ZDATA payload (its header checked by zdataHeader) into exactly the raw length it declares. */
+async function decode({ codec, rawLength, body }: { codec: Codec; rawLength: number; body: Buffer }, what: string): Promise<Buffer> {
   let raw: Buffer;
   try {
     if (codec === 'lz4') {
@@ -165,8 +216,8 @@ export async function unpack(payload: Buffer, accepted: readonly Codec[], maxByt
       raw = await unbrotli(body, { maxOutputLength: Math.max(1, rawLength) });
     }
   } catch (err) {
-    throw bad(`does not decode (${codec}): ${(err as Error).message}`);
+    throw badFrame(what, `does not decode (${codec}): ${(err as Error).message}`);
   }
-  if (raw.length !== rawLength) throw bad(`decodes to ${raw.length} bytes, not the ${rawLength} it declares`);
+  if (raw.length !== rawLength) throw badFrame(what, `decodes to ${raw.length} bytes, not the ${rawLength} it declares`);
   return raw;
 }

@@ -24,7 +24,7 @@ import { FrameReader, FrameType, FrameWriter, MAGIC, MAX_DATA_BYTES, PROTOCOL_VE
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
-import { decodableCodecs, unpack, type Codec } from './compression.js';
+import { Unpacker, decodableCodecs, type Codec } from './compression.js';
 import { transferServer, type TransferTls } from './tls.js';
 import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
@@ -460,9 +460,20 @@ class ReceiveSession {
       if (batchBytes > 0) await flush();
       await Promise.all(inflight.splice(0));
     };
+    const unpacker = new Unpacker(this.codecs, entry.path);
+    /** Decoded bytes of ZDATA frames, in order: as DATA frames' bytes below. */
+    const take = (raw: Buffer) => {
+      hash.update(raw);
+      chunkHash.update(raw);
+      batch.push(raw);
+      batchBytes += raw.length;
+      position += raw.length;
+      progress.bytes(raw.length);
+    };
     for (;;) {
       const h = await reader.header();
       if (!h) throw new AgentError('io', `the sender closed the connection while sending ${entry.path} (${position} of ${entry.size} bytes)`);
+      if (h.type !== FrameType.zdata && unpacker.pending) for (const raw of await unpacker.drain()) take(raw);
       if (h.type === FrameType.data) {
         if (h.length > MAX_DATA_BYTES || position + h.length > entry.size) {
           throw new AgentError('bad_request', `the sender sent more data than the ${entry.size} bytes of ${entry.path}`);
@@ -485,13 +496,7 @@ class ReceiveSession {
       if (h.type === FrameType.zdata) {
         // Checked against its tag by exact(), then decoded; checksums run over the decoded bytes.
         if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `the sender sent a compressed frame of ${h.length} bytes for ${entry.path}`);
-        const raw = await unpack(await reader.exact(h.length), this.codecs, Math.min(MAX_DATA_BYTES, entry.size - position), entry.path);
-        hash.update(raw);
-        chunkHash.update(raw);
-        batch.push(raw);
-        batchBytes += raw.length;
-        position += raw.length;
-        progress.bytes(raw.length);
+        for (const raw of await unpacker.push(await reader.exact(h.length), entry.size - position)) take(raw);
         if (batchBytes >= writeBatchBytes) await flush();
         continue;
       }
