@@ -5,7 +5,7 @@
 //   bursts    req/s under 100 connections on a command route: single flight against one process per request
 //   datadir   built-in transfer against tar | socat on a real ~1 GiB MariaDB datadir (bench/datadir.ts; makes
 //             the datadir once, minutes)
-//   link      the same kind of datadir (2 GiB) over a 1 Gbit/s veth link between two network namespaces:
+//   link      the same kind of datadir (~1 GiB) over a 1 Gbit/s veth link between two network namespaces:
 //             tar | socat, tar | zstd | socat and the built-in transfer with and without compression (bench/link.ts)
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
