@@ -272,8 +272,10 @@ async function main(): Promise<void> {
   }
   process.stdout.write('\n');
   for (const r of runs.filter((x) => x !== 'tar' && x !== 'zstd')) {
-    const vs = (base: Run) => (runs.includes(base) ? `${(m(base) / m(r)).toFixed(2)}x ${labels[base]}` : '');
-    process.stdout.write(`${labels[r]}: ${[vs('tar'), vs('zstd')].filter(Boolean).join(', ')} (median times)\n`);
+    // Per round too: the runs of one round share the machine's load of that moment.
+    const vs = (base: Run) =>
+      runs.includes(base) ? `${(m(base) / m(r)).toFixed(2)}x ${labels[base]} (${median(times.get(base)!.map((b, i) => b / times.get(r)![i]!)).toFixed(2)}x median of rounds)` : '';
+    process.stdout.write(`${labels[r]}: ${[vs('tar'), vs('zstd')].filter(Boolean).join(', ')}\n`);
   }
   process.stdout.write(`load average now ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
 }
