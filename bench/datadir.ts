@@ -5,7 +5,7 @@
 // generated rows in 8 schemas and 320 tables (a few big ones hold most rows, as in production), with
 // numbers, text that compresses 2-4x and secondary indexes, written by a real mariadbd that is then shut
 // down cleanly, so the copy sees what a snapshot of a stopped server holds.
-// BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 and BENCH_PEER_CLI (another build's peer-cli.js) as in the
+// BENCH_MAKE_ONLY=1 only makes the datadir (bench/link.ts uses it). BENCH_ROUNDS (default 3), BENCH_CHECKSUM=sha256 and BENCH_PEER_CLI (another build's peer-cli.js) as in the
 // transfer part; BENCH_PEER_CLI_BEFORE adds a third run to every round with that build's peer-cli.js, so a
 // change is measured against the build before it under the same load. --hog (or --hog=N, BENCH_HOG=N) keeps
 // one CPU-spinning process per core (or N) running beside both ends for all rounds (bench/hog.ts).
@@ -239,6 +239,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   if (!haveMariaDB) throw new Error('mariadbd, mariadb-install-db, mariadb and mariadb-admin are needed (apt-get install mariadb-server mariadb-client)');
   await makeDatadir();
+  if (process.env.BENCH_MAKE_ONLY) return; // bench/link.ts: make (or reuse) the datadir only
   const { bytes, files } = treeSize(dataDir);
   mkdirSync(workDir, { recursive: true });
   process.stdout.write(

@@ -30,6 +30,8 @@ export interface SourceParams {
   /** With alreadyMounted: the MySQL data path found on the mount when the seed was created. */
   sourceDir: string;
   stepByStep: boolean;
+  /** Built-in transfer: compression asked for this seed (POST /api/seeds "compression"); else SeedTransferCompression. */
+  compression?: 'off' | 'fast' | 'strong' | 'auto';
 }
 
 export type SourceContext = SeedContext<SourceParams>;

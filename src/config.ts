@@ -78,6 +78,11 @@ const extensionKeys = {
   DiskUsageAllowedPaths: ['string[]', []],
   /** Built-in transfer: bandwidth limit in MB/s (0 = unlimited). */
   SeedTransferBandwidthMBps: ['number', 0],
+  /**
+   * Built-in transfer: compression of file data on the wire, chosen by the sending agent: "off", "fast" (lz4),
+   * "strong" (brotli) or "auto" (lz4 while the link is slower than the disk). A seed's "compression" overrides it.
+   */
+  SeedTransferCompression: ['string', 'off'],
   /** Built-in transfer: TLS on the data channel, with the API's certificates. */
   SeedTransferUseSSL: ['bool', false],
   /** Built-in transfer: address the receiver listens on. */
@@ -368,6 +373,9 @@ export function configProblems(config: Config, files: string[]): ConfigProblem[]
         hint: `timers in the agent hold at most ${MAX_DURATION_SECONDS} s (30 days)`,
       });
     }
+  }
+  if (!['off', 'fast', 'strong', 'auto'].includes(config.SeedTransferCompression)) {
+    throw new AgentError('config', `SeedTransferCompression must be "off", "fast", "strong" or "auto", got "${config.SeedTransferCompression}" (read: ${where})`);
   }
   if (config.LogLevel !== '' && !['debug', 'info', 'warn', 'error'].includes(config.LogLevel)) {
     problems.push({ message: `LogLevel must be "debug", "info", "warn", "error" or "", got "${config.LogLevel}" (read: ${where})` });

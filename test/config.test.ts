@@ -122,6 +122,15 @@ describe('configuration', () => {
     expect(() => loadConfig(f)).toThrow(/AgentsServer is not set/);
   });
 
+  test('SeedTransferCompression is off by default and takes only off, fast, strong or auto', () => {
+    expect(defaultConfig().SeedTransferCompression).toBe('off');
+    const dir = tempDir();
+    expect(loadConfig(write(dir, 'ok.json', { AgentsServer: 'http://o', SeedTransferCompression: 'auto' })).config.SeedTransferCompression).toBe('auto');
+    expect(() => loadConfig(write(dir, 'bad.json', { AgentsServer: 'http://o', SeedTransferCompression: 'zstd' }))).toThrow(
+      /SeedTransferCompression must be "off", "fast", "strong" or "auto", got "zstd"/,
+    );
+  });
+
   test('the agent refuses to start on a bad config and says why', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'conf'));

@@ -234,6 +234,29 @@ describe('seeds with the built-in transfer', () => {
     expect(existsSync(join(t.stateDir, 'transfers', 'builtin', 'transfer-manifest.json'))).toBe(true);
     expect(mountsUnder(source.mountPoint)).toEqual([]);
   });
+  test('a seed\'s "compression" overrides SeedTransferCompression on the sending agent; bad values and a target-only request are refused', async () => {
+    const { host, agent: t } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
+    const s = await sourceAgent({ SendSeedDataCommand: '', SeedTransferCompression: 'fast' });
+    const alone = await t.call<{ error: string }>('POST', '/api/seeds', { id: 'zipped', role: 'target', compression: 'fast' });
+    expect(alone.status).toBe(400);
+    expect(JSON.stringify(alone.body)).toMatch(/compression is chosen by the sending side/);
+    const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'zipped', role: 'target' });
+    const { port, authKey } = created.body.transfer;
+    const body = { id: 'zipped', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot };
+    const bad = await s.call('POST', '/api/seeds', { ...body, compression: 'zstd' });
+    expect(bad.status).toBe(400);
+    expect((bad.body as { Message: string }).Message).toBe('compression must be "off", "fast", "strong" or "auto", got "zstd"');
+    expect((await s.call('POST', '/api/seeds', { ...body, compression: 'strong' })).status).toBe(201);
+    const tv = await t.waitFor('zipped', isFinal, 'an end');
+    const sv = await s.waitFor('zipped', isFinal, 'an end');
+    expect([tv.status, tv.error, sv.status, sv.error]).toEqual(['done', null, 'done', null]);
+    // brotli is what "strong" picks; the agent's own default ("fast") would have picked lz4.
+    expect(s.agent.output()).toMatch(/transfer: send complete .*"compression":"brotli"/);
+    const copied = treeDigest(host.datadir);
+    delete copied['post-copied'];
+    expect(copied).toEqual(treeDigest(join(source.snapshot, 'mysql')));
+  });
+
   test('a wrong transfer key fails the source at once with the receiver\'s reason; the target shows the refusal and still takes the right sender', async () => {
     const { host, agent: t } = await target({ ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1' });
     const created = await t.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'wrongkey', role: 'target' });

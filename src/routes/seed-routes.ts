@@ -72,6 +72,17 @@ function bool(body: Record<string, unknown>, key: string): boolean {
   return v;
 }
 
+/**
+ * "compression" of POST /api/seeds: the built-in transfer's on the sending side, overriding
+ * SeedTransferCompression (the modes of src/transfer/compression.ts, listed here so the routes do not load it).
+ */
+function compressionOf(body: Record<string, unknown>): 'off' | 'fast' | 'strong' | 'auto' | undefined {
+  const v = body.compression;
+  if (v === undefined) return undefined;
+  if (v !== 'off' && v !== 'fast' && v !== 'strong' && v !== 'auto') throw badRequest(`compression must be "off", "fast", "strong" or "auto", got ${JSON.stringify(v)}`);
+  return v;
+}
+
 function timeoutSeconds(body: Record<string, unknown>): number {
   if (body.timeoutSeconds === undefined) return defaultTimeoutSeconds;
   return validate.durationSeconds('timeoutSeconds', body.timeoutSeconds, 1, MAX_DURATION_SECONDS);
@@ -168,6 +179,10 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const method = methodOf(body);
     const { chartFor } = await seeds.ready(); // the charts and their steps load with the first seed
     if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
+    const compression = compressionOf(body);
+    if (compression !== undefined && (method !== 'snapshot' || (role === 'source' && transferMode(config, 'source').kind !== 'builtin'))) {
+      throw badRequest('compression applies to the built-in datadir transfer (method "snapshot", SendSeedDataCommand unset)');
+    }
     let result;
     if (method === 'backup' && role === 'target') {
       const existing = seeds.get(id);
@@ -219,6 +234,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
         alreadyMounted: false,
         sourceDir: '',
         stepByStep,
+        ...(compression === undefined ? {} : { compression }),
       };
       result = seeds.create(id, 'source', params, { timeoutSeconds: timeoutSeconds(body), secrets: builtin ? { authKey: authKeyOf(body) } : {} });
     } else {
@@ -232,6 +248,9 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const source = peerOf(body.source);
     if (source && body.role !== 'target') throw badRequest('"source" goes with role "target": the target agent creates the source half');
     if (source) ensurePeerCallsConfigured(config); // before anything is created
+    if (body.compression !== undefined && body.role === 'target' && !source) {
+      throw badRequest('compression is chosen by the sending side: give it to the source seed, or link the source with "source"');
+    }
     const result = await createSeed(body);
     if (source) {
       // One request, both halves: this agent creates the source seed on the source agent and hands it the key.
@@ -256,6 +275,7 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
       role: 'source',
       ...(body.method === undefined ? {} : { method: body.method }),
       ...(body.snapshot === undefined ? {} : { snapshot: body.snapshot }),
+      ...(body.compression === undefined ? {} : { compression: body.compression }),
       // How the source reaches this host: named in the request, else the address the caller used.
       targetHost: validate.host(body.targetHost ?? ctx.hostname),
       targetPort: port,

@@ -11,7 +11,7 @@
 //
 //   Sending seed (source host):
 //     const result = await send({ sourceDir, host: targetHost, port, authKey, tls: transferTlsFromConfig(config),
-//       bandwidthMBps: config.SeedTransferBandwidthMBps, signal, onProgress });
+//       bandwidthMBps: config.SeedTransferBandwidthMBps, compression: config.SeedTransferCompression, signal, onProgress });
 //
 // Resume: after either side dies, start a new receiver on the same destDir and stateDir and send again;
 // files verified before are not sent again (ReceiveResult.filesSkipped / SendResult.filesSkipped).
@@ -27,6 +27,7 @@ export { newAuthKey } from './auth.js';
 export { tellSenders, releasePort } from './farewell.js';
 export { isPermanentFailure } from './protocol.js';
 export { transferTlsFromConfig, type TransferTls } from './tls.js';
+export { COMPRESSION_MODES, isCompressionMode, type CompressionMode, type Codec } from './compression.js';
 export type { TransferProgress, ProgressListener } from './progress.js';
 export { MANIFEST_FILE, PARTIAL_FILE, STATE_FILE, STAGING_DIR, type FinalManifest } from './manifest.js';
 export { DEFAULT_CHECKSUM, CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksum.js';

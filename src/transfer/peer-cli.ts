@@ -4,12 +4,15 @@
 //                                                                         stateDir defaults to <destDir>.transfer-state)
 //   node dist/src/transfer/peer-cli.js send <sourceDir> <host> <port> [MBps]
 // Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...,"cpuSeconds":n} or {"error":...}.
-// TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256.
+// TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256;
+// ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION=off|fast|strong|auto (send); ORCHESTRATOR_AGENT_TRANSFER_BIND (receive,
+// default 127.0.0.1).
 // ORCHESTRATOR_AGENT_TRANSFER_START=stdin: send prints {"ready":true} once loaded and starts at the first line on
 // stdin, as an agent already running starts a seed (the benches time the transfer, not node's start-up).
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { send, startReceiver, type TransferTls } from './index.js';
+import { isCompressionMode } from './compression.js';
 
 function tlsFromEnv(): TransferTls | undefined {
   const { ORCHESTRATOR_AGENT_TRANSFER_TLS_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_TLS_CERT: cert, ORCHESTRATOR_AGENT_TRANSFER_TLS_CA: ca } = process.env;
@@ -33,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
   const onProgress = (p: unknown) => emit({ progress: p });
   const [mode, ...args] = argv;
   if (mode === 'receive' && args[0]) {
-    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: process.env.ORCHESTRATOR_AGENT_TRANSFER_BIND ?? '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ listening: r.port });
     emit({ result: await r.done, cpuSeconds: cpuSeconds() });
     return 0;
@@ -47,7 +50,10 @@ async function main(argv: string[]): Promise<number> {
       });
       process.stdin.pause();
     }
-    const result = await send({ sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), checksum: process.env.ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM === 'sha256' ? 'sha256' : undefined, authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const compression = process.env.ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION;
+    if (compression !== undefined && !isCompressionMode(compression)) throw new Error(`ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION=${compression}: choose off, fast, strong or auto`);
+    const result = await send({
+      compression, sourceDir: args[0]!, host: args[1]!, port: Number(args[2]), bandwidthMBps: Number(args[3] ?? 0), checksum: process.env.ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM === 'sha256' ? 'sha256' : undefined, authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
     emit({ result, cpuSeconds: cpuSeconds() });
     return 0;
   }

@@ -19,9 +19,9 @@ export const STREAM_VERSION = 1;
 export const TAG_BYTES = 16;
 
 export const FrameType = {
-  /** R→S: { version, nonce } */
+  /** R→S: { version, nonce, compression?: codecs it decodes (compression.ts) } */
   hello: 1,
-  /** S→R: { mac, nonce } */
+  /** S→R: { mac, nonce, compression?: the codec its ZDATA frames use } */
   auth: 2,
   /** R→S: { mac, have: VerifiedFile[], resume: [{ path, size, mtimeMs, algorithm, offset }], chunkBytes } */
   welcome: 3,
@@ -41,6 +41,8 @@ export const FrameType = {
   error: 10,
   /** S→R: { index, end, checksum } after each chunk of a file (welcome's chunkBytes; the last may be shorter) */
   chunk: 11,
+  /** S→R: file bytes compressed, only to a receiver that offered the codec: [codec u8][raw length u32 BE][bytes] */
+  zdata: 12,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 
@@ -126,7 +128,12 @@ export class FrameWriter {
 
   /** onWritten: called once the socket has taken buf's bytes (so the caller may reuse it), not on failure. */
   data(buf: Buffer, onWritten?: () => void): Promise<void> {
-    return writeAll(this.socket, this.withHeld(this.encode(FrameType.data, [buf])), onWritten);
+    return this.frame(FrameType.data, [buf], onWritten);
+  }
+
+  /** Any frame, after the held ones; onWritten as for data(). */
+  frame(type: FrameTypeValue, payload: readonly Buffer[], onWritten?: () => void): Promise<void> {
+    return writeAll(this.socket, this.withHeld(this.encode(type, payload)), onWritten);
   }
 
   /** For failure paths: queues the ERROR frame (after any held ones, whose sequence numbers come first) without waiting. */

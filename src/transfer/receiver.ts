@@ -24,6 +24,7 @@ import { FrameReader, FrameType, FrameWriter, MAGIC, MAX_DATA_BYTES, PROTOCOL_VE
 import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
+import { Unpacker, decodableCodecs, type Codec } from './compression.js';
 import { transferServer, type TransferTls } from './tls.js';
 import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
@@ -64,6 +65,8 @@ export interface ReceiverOptions {
    * fsynced and recorded as verified; the batch waits for it. Tests use it to stop a receiver in between.
    */
   beforeBatchSync?: (paths: string[]) => Promise<void>;
+  /** The codecs offered to the sender (compression.ts); default every one this agent decodes, [] as a receiver before compression. */
+  compressionCodecs?: Codec[];
 }
 
 export interface ReceiveResult {
@@ -196,6 +199,7 @@ class ReceiveSession {
   private commitQueued = false;
   private syncWanted = false;
   private where = 'waiting for the sender';
+  private readonly codecs: Codec[];
 
   constructor(
     private readonly destDir: string,
@@ -207,6 +211,7 @@ class ReceiveSession {
     private readonly port: number,
   ) {
     this.chunkBytes = Math.max(64 * 1024, Math.floor(opts.resumeChunkBytes ?? DEFAULT_RESUME_CHUNK_BYTES));
+    this.codecs = opts.compressionCodecs ?? decodableCodecs();
   }
 
   run(): Promise<ReceiveResult> {
@@ -267,9 +272,9 @@ class ReceiveSession {
         );
       }
       const nonce = newNonce();
-      await writer.json(FrameType.hello, { version: PROTOCOL_VERSION, nonce });
+      await writer.json(FrameType.hello, { version: PROTOCOL_VERSION, nonce, ...(this.codecs.length ? { compression: this.codecs } : {}) });
       const auth = await reader.json([FrameType.auth], 'during the handshake');
-      const body = auth.body as { mac?: unknown; nonce?: unknown };
+      const body = auth.body as { mac?: unknown; nonce?: unknown; compression?: unknown };
       if (!proofMatches(this.opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
         const refused = new AgentError('unauthorized', 'wrong transfer key', { hint: 'pass the key the receiving seed reported when it was created' });
         await writer.json(FrameType.error, errorBody(refused)).catch(() => undefined);
@@ -288,7 +293,7 @@ class ReceiveSession {
       }
       clearTimeout(this.connectTimer);
       this.server.close(); // one sender per receive; later connections are refused by the OS
-      log.info('transfer: sender authenticated', { peer, destDir: this.destDir });
+      log.info('transfer: sender authenticated', { peer, destDir: this.destDir, compression: typeof body.compression === 'string' ? body.compression : null });
       this.opts.onSenderAuthenticated?.(peer);
       // Partly received files are offered from their last verified chunk, if they were chunked the same way.
       const resume = this.state
@@ -470,9 +475,20 @@ class ReceiveSession {
       if (batchBytes > 0) await flush();
       await Promise.all(inflight.splice(0));
     };
+    const unpacker = new Unpacker(this.codecs, entry.path);
+    /** Decoded bytes of ZDATA frames, in order: as DATA frames' bytes below. */
+    const take = (raw: Buffer) => {
+      hash.update(raw);
+      chunkHash.update(raw);
+      batch.push(raw);
+      batchBytes += raw.length;
+      position += raw.length;
+      progress.bytes(raw.length);
+    };
     for (;;) {
       const h = await reader.header();
       if (!h) throw new AgentError('io', `the sender closed the connection while sending ${entry.path} (${position} of ${entry.size} bytes)`);
+      if (h.type !== FrameType.zdata && unpacker.pending) for (const raw of await unpacker.drain()) take(raw);
       if (h.type === FrameType.data) {
         if (h.length > MAX_DATA_BYTES || position + h.length > entry.size) {
           throw new AgentError('bad_request', `the sender sent more data than the ${entry.size} bytes of ${entry.path}`);
@@ -490,6 +506,13 @@ class ReceiveSession {
           }
           if (batchBytes >= writeBatchBytes) await flush();
         }
+        continue;
+      }
+      if (h.type === FrameType.zdata) {
+        // Checked against its tag by exact(), then decoded; checksums run over the decoded bytes.
+        if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `the sender sent a compressed frame of ${h.length} bytes for ${entry.path}`);
+        for (const raw of await unpacker.push(await reader.exact(h.length), entry.size - position)) take(raw);
+        if (batchBytes >= writeBatchBytes) await flush();
         continue;
       }
       if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));

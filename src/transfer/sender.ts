@@ -13,6 +13,7 @@ import { bandwidthLimiter } from './throttle.js';
 import { transferConnect, type TransferTls } from './tls.js';
 import { clampDelay } from '../timers.js';
 import { DEFAULT_CHECKSUM, createChecksum, type ChecksumAlgorithm } from './checksum.js';
+import { Packer, chooseCodec, offeredCodecs, type Codec, type CompressionMode } from './compression.js';
 
 export interface SendOptions {
   /** The tree to send (a datadir or a mounted snapshot). */
@@ -50,6 +51,8 @@ export interface SendOptions {
   sourceIsSnapshot?: boolean;
   /** Told of a source file that changed while being sent (always, fatal or not). */
   onWarning?: (message: string) => void;
+  /** Compression on the wire (SeedTransferCompression, compression.ts); off by default, and off with a receiver that offers none. */
+  compression?: CompressionMode;
 }
 
 export interface SendResult {
@@ -60,6 +63,10 @@ export interface SendResult {
   bytesTotal: number;
   filesTotal: number;
   seconds: number;
+  /** The codec agreed with the receiver, or null (compression off, or a receiver without it). */
+  compression: Codec | null;
+  /** Bytes on the wire for the file data of bytesSent (smaller than it when compression helped). */
+  wireBytes: number;
 }
 
 /** Sends sourceDir; resolves only after the receiver reports every file verified and its manifest durable. */
@@ -93,6 +100,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   try {
     where = 'during the handshake';
     const wb = await handshake(opts, peer, socket, reader, writer, where);
+    const packer = wb.codec ? new Packer(wb.codec, opts.compression ?? 'off', socket) : undefined;
+    const sendData = (buf: Buffer, onWritten?: () => void) => (packer ? packer.send(writer, buf, onWritten) : writer.data(buf, onWritten));
     opts.onReceiverAuthenticated?.();
     authenticated = true;
     const algorithm = opts.checksum ?? DEFAULT_CHECKSUM;
@@ -150,7 +159,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         const { e } = toSend[prefetchAt++]!;
         if (!small(e)) continue;
         const read = readSmallFile(join(root, e.path), e.size);
-        read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
+        read.then((f) => void ('buf' in f && packer?.ahead(f.buf)), () => undefined); // awaited in order below
         prefetched.set(e.path, read);
         prefetchBytes += e.size;
       }
@@ -179,7 +188,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
         if (e.size > 0) {
           const checksum = createChecksum(algorithm);
           checksum.update(f.buf);
-          await writer.data(f.buf);
+          await sendData(f.buf);
           writer.hold(FrameType.chunk, { index, end: e.size, checksum: checksum.digest() });
         }
         progress.bytes(e.size);
@@ -202,7 +211,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       const readAhead = () => {
         while (ahead.length < readsAhead && readPos < e.size) {
           const length = Math.min(chunk, e.size - readPos, chunkBytes - (readPos % chunkBytes));
-          const read = readChunk(fh, readPos, length, readBuffers);
+          const read = packer ? readChunk(fh, readPos, length, readBuffers).then(packer.ahead) : readChunk(fh, readPos, length, readBuffers);
           read.catch(() => undefined); // awaited in order below; only marks it handled meanwhile
           ahead.push({ read, length });
           readPos += length;
@@ -222,7 +231,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
           chunkHash.update(buf);
           if (limiter) await limiter.take(buf.length, opts.signal);
           if (firstError) throw firstError;
-          await writer.data(buf, () => readBuffers.give(buf));
+          await sendData(buf, () => readBuffers.give(buf));
           progress.bytes(buf.length);
           bytesSent += buf.length;
           if (pos === e.size) {
@@ -259,7 +268,16 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     progress.finish();
     socket.end();
     const seconds = (performance.now() - started) / 1000;
-    const r: SendResult = { bytesSent, filesSent: toSend.length, filesSkipped: skipped, bytesTotal, filesTotal: files.length, seconds };
+    const r: SendResult = {
+      bytesSent,
+      filesSent: toSend.length,
+      filesSkipped: skipped,
+      bytesTotal,
+      filesTotal: files.length,
+      seconds,
+      compression: packer?.codec ?? null,
+      wireBytes: packer?.wireBytes ?? bytesSent,
+    };
     log.info('transfer: send complete', { peer, ...r });
     return r;
   } catch (caught) {
@@ -285,7 +303,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
   }
 }
 
-type HandshakeOptions = Pick<SendOptions, 'authKey' | 'tls'>;
+type HandshakeOptions = Pick<SendOptions, 'authKey' | 'tls' | 'compression'>;
 
 /** Proves the key to the receiver and checks its proof back; answers the receiver's WELCOME body. */
 async function handshake(
@@ -295,7 +313,7 @@ async function handshake(
   reader: FrameReader,
   writer: FrameWriter,
   where: string,
-): Promise<{ mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown }> {
+): Promise<{ mac?: unknown; have?: unknown; resume?: unknown; chunkBytes?: unknown; codec?: Codec }> {
   await writeAll(socket, [MAGIC]);
   const hello = await reader.json([FrameType.hello], where).catch((err) => {
     throw closedEarly(err, peer, !!opts.tls);
@@ -306,7 +324,9 @@ async function handshake(
     throw new AgentError('bad_request', `${peer} speaks transfer protocol ${String(hb.version)}, this sender ${PROTOCOL_VERSION}`, { hint: 'run the same agent version on both hosts' });
   }
   const myNonce = newNonce();
-  await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION });
+  // A receiver without compression offers no codec: this sender then sends plain DATA frames, as before.
+  const codec = chooseCodec(opts.compression, offeredCodecs(hb));
+  await writer.json(FrameType.auth, { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, version: PROTOCOL_VERSION, ...(codec ? { compression: codec } : {}) });
   if (!opts.tls) {
     // From WELCOME on, every frame both ways carries a tag (TLS already protects its own records).
     const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
@@ -325,7 +345,7 @@ async function handshake(
   if (!proofMatches(opts.authKey, 'receiver', myNonce, wb.mac)) {
     throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the receiving agent' });
   }
-  return wb;
+  return { ...wb, codec };
 }
 
 export type TellReceiverOptions = Pick<SendOptions, 'host' | 'port' | 'tls' | 'authKey' | 'signal'> & {

@@ -24,6 +24,11 @@ export class HandSender {
     for (const b of this.writer.encode(type, [payload])) this.socket.write(b);
   }
 
+  /** Any frame the test wants next, tagged: the receiver checks the tag, then the content. */
+  sendFrame(type: FrameTypeValue, payload: Buffer): void {
+    this.frame(type, payload);
+  }
+
   private json(type: FrameTypeValue, body: unknown): void {
     this.frame(type, Buffer.from(JSON.stringify(body), 'utf8'));
   }

@@ -17,6 +17,19 @@ export function randomFile(path: string, size: number): void {
   writeFileSync(path, Buffer.concat(parts));
 }
 
+/** Writes `size` bytes of table-like text rows (numbers, words and random hex) that compress about 2-3x, like a datadir's. */
+export function rowsFile(path: string, size: number): void {
+  const words = ['paid', 'shipped', 'returned', 'deliver to', 'gift for', 'back door', 'reception', 'locker'];
+  const parts: string[] = [];
+  let length = 0;
+  for (let i = 0; length < size; i++) {
+    const row = `${i},${(i * 7919) % 100003},${((i * 104729) % 1000000) / 100},${words[i % 8]},user${(i * 31) % 99991}@example.com,${randomBytes(6).toString('hex')}\n`;
+    parts.push(row);
+    length += row.length;
+  }
+  writeFileSync(path, Buffer.from(parts.join('')).subarray(0, size));
+}
+
 /** A small datadir-like tree: nested dirs, an empty dir, empty files, a symlink, odd modes and old mtimes. */
 export function makeTree(root: string, bigBytes: number, extraFiles: Array<[string, number]> = []): void {
   mkdirSync(join(root, 'mysql'), { recursive: true });
@@ -73,9 +86,9 @@ export interface Peer {
   kill9(): Promise<void>;
 }
 
-export function startPeer(args: string[], authKey: string): Peer {
+export function startPeer(args: string[], authKey: string, env: Record<string, string> = {}): Peer {
   const child = spawn(process.execPath, [peerCli, ...args], {
-    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: authKey, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '50' },
+    env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_KEY: authKey, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '50', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Array<Record<string, unknown>> = [];

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
-import type { TransferProgress } from '../../transfer/index.js';
+import type { CompressionMode, TransferProgress } from '../../transfer/index.js';
 import { isPermanentFailure } from '../../transfer/protocol.js';
 import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
@@ -220,6 +220,7 @@ async function sendBuiltIn(input: StepInput<SourceParams>, sourceDir: string, si
         tls: transferTlsFromConfig(env.config),
         authKey: transferKey(env),
         bandwidthMBps: env.config.SeedTransferBandwidthMBps,
+        compression: input.params.compression ?? (env.config.SeedTransferCompression as CompressionMode),
         // Our own mount is a read-only snapshot; a directory orchestrator mounted may be anything.
         sourceIsSnapshot: !input.params.alreadyMounted,
         onWarning: (message) => env.seed.warn(message),
