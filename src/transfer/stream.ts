@@ -1,5 +1,5 @@
 // One authenticated byte stream between two agents (every frame after the handshake tagged, as protocol.ts does), for seeds whose copy is a program's output (a hot
-// backup's mbstream, later a dump) rather than a directory of files. Same handshake proofs (auth.ts), same
+// backup's mbstream, a logical dump) rather than a directory of files. Same handshake proofs (auth.ts), same
 // framing (protocol.ts), same TLS as the datadir transfer, its own magic so neither side mistakes the other.
 //
 //   sender  → MAGIC                receiver → HELLO {version, nonce}
@@ -114,7 +114,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   const server: Server = transferServer(opts.tls);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new AgentError('unavailable', `cannot listen for the backup stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
+      reject(new AgentError('unavailable', `cannot listen for the stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
     );
     server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve());
   });
@@ -136,7 +136,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
         hint: 'start the source seed (method "backup" or "dump", as the target) with this port and key',
       }));
     }, opts.connectTimeoutMs);
-    const onAbort = () => end(new AgentError('aborted', `waiting for the backup stream on port ${opts.port} was aborted`));
+    const onAbort = () => end(new AgentError('aborted', `waiting for the stream on port ${opts.port} was aborted`));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const refuse = (reason: string) => {
       refusals.push(reason);
@@ -155,7 +155,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
         const hs = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
         try {
           const magic = await reader.exact(STREAM_MAGIC.length);
-          if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent backup stream (is the source seed using the same method?)');
+          if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent seed stream (is the source seed using the same method?)');
           const nonce = newNonce();
           await writer.json(t(F.hello), { version: VERSION, nonce });
           const auth = await reader.json([F.auth], 'during the handshake');
@@ -193,7 +193,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
-/** How much the receiver queues for the extracting program before it waits for the program to read. */
+/** How much the receiver queues for the program the stream feeds (mbstream, the loading client) before it waits for it to read. */
 const SINK_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /** Waits until sink takes more, or closes or fails (a program that exited never drains); a program that reads nothing for idleMs fails it. */
@@ -202,7 +202,7 @@ function drained(sink: Writable, idleMs: number): Promise<void> {
     if (sink.destroyed || sink.writableEnded) return resolve();
     const timer = setTimeout(() => {
       cleanup();
-      reject(new AgentError('io', `the extracting program read nothing for ${Math.round(idleMs / 1000)} s`));
+      reject(new AgentError('io', `the program the stream feeds read nothing for ${Math.round(idleMs / 1000)} s`));
     }, idleMs);
     const cleanup = () => {
       clearTimeout(timer);
@@ -240,20 +240,20 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
     async receive(sink, finish, onProgress, sinkExited) {
       const started = performance.now();
       let ending = false;
-      // The extracting program ending before the stream did is a failure, whatever it was doing.
+      // The program the stream feeds ending before the stream did is a failure, whatever it was doing.
       void sinkExited?.then(
-        () => !ending && reader.fail(new AgentError('io', 'the extracting program exited before the stream ended')),
+        () => !ending && reader.fail(new AgentError('io', 'the program the stream feeds exited before the stream ended')),
         // A failure the sink's owner marked permanent (a loader stopping on a statement) stays permanent for the sender.
-        (err: Error) => !ending && reader.fail(new AgentError('io', `the extracting program failed: ${err.message}`, { details: { permanent: isPermanentFailure(err) } })),
+        (err: Error) => !ending && reader.fail(new AgentError('io', `the program the stream feeds failed: ${err.message}`, { details: { permanent: isPermanentFailure(err) } })),
       );
-      const onAbort = () => reader.fail(new AgentError('aborted', 'the backup stream was aborted'));
+      const onAbort = () => reader.fail(new AgentError('aborted', 'the stream was aborted'));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const idleMs = opts.idleTimeoutMs ?? 120_000;
       socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s`)));
       let sinkError: Error | undefined;
       sink.on('error', (err) => {
         sinkError = err;
-        reader.fail(new AgentError('io', `the extracting program stopped reading: ${err.message}`));
+        reader.fail(new AgentError('io', `the program the stream feeds stopped reading: ${err.message}`));
       });
       try {
         await writer.json(t(F.go), {});
@@ -272,7 +272,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
             // one frame at a time, each a round trip through the scheduler on a busy host.
             if (!sink.write(data) && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
             if (sinkError) throw sinkError;
-            if (sink.destroyed) throw new AgentError('io', `the extracting program stopped reading after ${bytes} bytes`);
+            if (sink.destroyed) throw new AgentError('io', `the program the stream feeds stopped reading after ${bytes} bytes`);
             const now = performance.now();
             if (now - reported > 500) {
               reported = now;
@@ -457,7 +457,7 @@ export type TellStreamReceiverOptions = Pick<StreamSendOptions, 'host' | 'port' 
 };
 
 /**
- * A source seed that ends without having streamed the whole backup (failed, aborted, or aborted and then
+ * A source seed that ends without having streamed the whole copy (failed, aborted, or aborted and then
  * killed and restarted) tells its receiver why: the handshake with the seed's key, then one ERROR frame,
  * marked permanent, instead of the facts. The target seed ends at once with this reason (aborted when this
  * one was) instead of waiting for a stream that will not come until its reconnect deadline. Answers
