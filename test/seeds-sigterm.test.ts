@@ -71,6 +71,23 @@ async function seedPair(id: string) {
   return { host, t, s, tdir, sdir, tconfig, sconfig };
 }
 
+/** The operator's kind of sender for a command-based receive, run by hand: the small snapshot's datadir, tar over socat. */
+function sendSnapshot(port: number): ChildProcess {
+  const child = spawn('bash', ['-c', `tar -cf - -C "$1" . | socat -u STDIN TCP:127.0.0.1:$2,retry=200,interval=0.1`, 'send', join(source.snapshot, 'mysql'), String(port)], {
+    stdio: 'ignore',
+  });
+  children.push(child);
+  return child;
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 20000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function expectCopied(host: TargetHost): void {
   const copied = treeDigest(host.datadir);
   delete copied['post-copied'];
@@ -160,9 +177,7 @@ describe('a graceful stop and the processes of seed steps', () => {
     await agent.waitFor(id, (v) => v.state === 'stoppingMySQL', 'stoppingMySQL');
     const tag = seedTag(agent.stateDir, id);
     const stops = () => host.log().split('\n').filter((l) => l === 'stop').length;
-    const deadline = Date.now() + 20000;
-    while (!(stops() === 1 && taggedPids(tag).length >= 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(taggedPids(tag).length).toBeGreaterThanOrEqual(2);
+    await until('the stop command and its sleep', () => stops() === 1 && taggedPids(tag).length >= 2);
 
     host.delay('stop', 0);
     await agent.agent.stop();
@@ -187,11 +202,3 @@ describe('a graceful stop and the processes of seed steps', () => {
     nothingLeft(agent, host);
   }, 120000);
 });
-
-function sendSnapshot(port: number): ChildProcess {
-  const child = spawn('bash', ['-c', `tar -cf - -C "$1" . | socat -u STDIN TCP:127.0.0.1:$2,retry=200,interval=0.1`, 'send', join(source.snapshot, 'mysql'), String(port)], {
-    stdio: 'ignore',
-  });
-  children.push(child);
-  return child;
-}
