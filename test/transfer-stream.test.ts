@@ -6,7 +6,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { AgentError } from '../src/errors.js';
 import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
-import { acceptStream, offerStream, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
+import { acceptStream, offerStream, pump, STREAM_FRAME_BYTES, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
 import { releasePort, tellSenders } from '../src/transfer/farewell.js';
 import { freePort } from './support/seed-hosts.js';
 
@@ -19,6 +19,50 @@ function collect(sink: PassThrough): Promise<Buffer> {
 }
 
 describe('the backup stream', () => {
+  test('the sender puts what the program wrote in one turn into few frames of at most STREAM_FRAME_BYTES, in order, and holds the program while a frame waits', async () => {
+    const source = new PassThrough({ highWaterMark: 64 * 1024 });
+    const data = randomBytes(64 * 64 * 1024 + 5);
+    const batches: Buffer[][] = [];
+    let release: (() => void) | undefined;
+    const sent = pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
+      expect(n).toBe(parts.reduce((a, p) => a + p.length, 0));
+      batches.push(parts);
+      // The first frame waits (a full socket): the program's output is not read on meanwhile.
+      if (batches.length === 1) await new Promise<void>((r) => (release = r));
+    });
+    // 64 pipe reads' worth in one turn, as a fast program fills its pipe, then a tail.
+    for (let at = 0; at < data.length - 5; at += 64 * 1024) source.write(data.subarray(at, at + 64 * 1024));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(batches).toHaveLength(1);
+    expect(source.isPaused()).toBe(true);
+    release!();
+    source.end(data.subarray(data.length - 5));
+    await sent;
+    expect(Buffer.concat(batches.flat()).equals(data)).toBe(true);
+    // One frame per MiB, not one per 64 KiB read.
+    expect(batches.length).toBeLessThanOrEqual(6);
+    for (const b of batches) expect(b.reduce((a, p) => a + p.length, 0)).toBeLessThanOrEqual(STREAM_FRAME_BYTES);
+    // A single chunk larger than a frame is split.
+    const big: Buffer[][] = [];
+    await pump(Readable.from([data]), STREAM_FRAME_BYTES, async (parts) => void big.push(parts));
+    expect(big.length).toBe(Math.ceil(data.length / STREAM_FRAME_BYTES));
+    expect(Buffer.concat(big.flat()).equals(data)).toBe(true);
+  });
+
+  test('the sender stops on its program\'s failure and on a failed frame', async () => {
+    const broken = new PassThrough();
+    const failing = pump(broken, STREAM_FRAME_BYTES, async () => undefined);
+    broken.write(Buffer.alloc(10));
+    broken.destroy(new Error('program output failed'));
+    await expect(failing).rejects.toThrow('program output failed');
+    const source = new PassThrough();
+    const refused = pump(source, STREAM_FRAME_BYTES, async () => {
+      throw new AgentError('io', 'socket gone');
+    });
+    source.end(Buffer.alloc(100));
+    await expect(refused).rejects.toThrow('socket gone');
+  });
+
   test('the sender tells its facts, is told to come back later, then streams every byte with the position at the end', async () => {
     const port = await freePort();
     const authKey = newAuthKey();
