@@ -8,6 +8,7 @@ import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
 import { acceptStream, offerStream, pump, STREAM_FRAME_BYTES, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
 import { releasePort, tellSenders } from '../src/transfer/farewell.js';
+import { holdStreamHeapGrowth, streamHeapGrowthHolders } from '../src/transfer/heap-growth.js';
 import { freePort } from './support/seed-hosts.js';
 
 const facts: SourceFacts = { mysqlRunning: true, version: '10.11.19-MariaDB', dataBytes: 123456, logBin: true, gtidMode: false, mysqlHost: '', mysqlPort: 3306 };
@@ -96,6 +97,18 @@ describe('the backup stream', () => {
     expect(got.bytes).toBe(data.length);
     expect(got.checksum).toBe(sent.checksum);
     expect(got.positionAtEnd).toEqual({ file: 'bin.000002', position: 4711, gtid: '0-1-9' });
+    expect(streamHeapGrowthHolders()).toBe(0);
+  });
+
+  test('the larger heap growth is held while any stream runs and given back once, when the last one ends', () => {
+    const first = holdStreamHeapGrowth();
+    const second = holdStreamHeapGrowth();
+    expect(streamHeapGrowthHolders()).toBe(2);
+    first();
+    first();
+    expect(streamHeapGrowthHolders()).toBe(1);
+    second();
+    expect(streamHeapGrowthHolders()).toBe(0);
   });
 
   test('a wrong key is refused and reported, and a refusal by the target reaches the sender as permanent', async () => {
@@ -130,11 +143,16 @@ describe('the backup stream', () => {
     const receiving = session.receive(sink, async () => undefined).catch((e: AgentError) => e);
     const go = await offered;
     const sending = go.kind === 'go' ? go.send(source, async () => null).catch((e: AgentError) => e) : Promise.resolve(undefined);
-    setTimeout(() => source.destroy(new Error('mariabackup died')), 200);
+    await new Promise((r) => setTimeout(r, 200));
+    // Both halves stream (in this one process): each holds the larger heap growth while its data flows.
+    expect(streamHeapGrowthHolders()).toBe(2);
+    source.destroy(new Error('mariabackup died'));
     const err = await receiving;
     expect(err).toBeInstanceOf(AgentError);
     expect(isPermanentFailure(err)).toBe(false);
     expect(await sending).toBeInstanceOf(AgentError);
+    // A failed stream gives it back as an ended one does.
+    expect(streamHeapGrowthHolders()).toBe(0);
   });
 
   test('a sender that will not stream tells the waiting receiver why: the wait ends at once with its reason, permanent; a wrong key tells nothing', async () => {

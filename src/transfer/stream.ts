@@ -17,6 +17,7 @@ import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
 import { errorBody, FrameReader, frameName, FrameWriter, isPermanentFailure, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
 import { answeringOn, releasePort } from './farewell.js';
+import { holdStreamHeapGrowth } from './heap-growth.js';
 import type { TokenBucket } from './throttle.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
@@ -255,6 +256,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
         sinkError = err;
         reader.fail(new AgentError('io', `the extracting program stopped reading: ${err.message}`));
       });
+      const releaseHeap = holdStreamHeapGrowth();
       try {
         await writer.json(t(F.go), {});
         const hash = createChecksum(DEFAULT_CHECKSUM);
@@ -316,6 +318,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
         setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
+        releaseHeap();
         opts.signal?.removeEventListener('abort', onAbort);
       }
     },
@@ -493,6 +496,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         },
       );
       result.catch(() => undefined);
+      const releaseHeap = holdStreamHeapGrowth();
       try {
         await pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
           if (peerFailure) throw peerFailure;
@@ -521,6 +525,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
+        releaseHeap();
         release();
       }
     },
