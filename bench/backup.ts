@@ -202,6 +202,9 @@ async function main(): Promise<void> {
     const mineCpu = median(mine.map((m) => m.agentsCpu + m.programsCpu));
     process.stdout.write(`CPU seconds (median): baseline ${baseCpu.toFixed(1)} (mariabackup, both socat, mbstream, prepare); agent seed ${mineCpu.toFixed(1)} ` +
       `(both agents ${median(mine.map((m) => m.agentsCpu)).toFixed(1)}, their programs ${median(mine.map((m) => m.programsCpu)).toFixed(1)}): ratio ${(baseCpu / mineCpu).toFixed(2)}x, the bound on a saturated CPU\n`);
+    // What the stream's larger heap growth (src/transfer/heap-growth.ts) costs in memory.
+    const peak = (a: SeedAgent) => /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${a.agent.child.pid!}/status`, 'utf8'))?.[1] ?? '?';
+    process.stdout.write(`peak RSS: source agent ${(Number(peak(source)) / 1024).toFixed(0)} MiB, target agent ${(Number(peak(target)) / 1024).toFixed(0)} MiB\n`);
   } finally {
     for (const a of agents) await a.agent.stop();
     try {
