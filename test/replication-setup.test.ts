@@ -6,6 +6,7 @@ import { describe, expect, test } from '@jest/globals';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
+import { AgentError } from '../src/errors.js';
 import { sourceUsesGtid, sqlFlavor } from '../src/host/replication-sql.js';
 import { ensureCaughtUp, ensureReplicationSetUp, REPLICATION, type ReplicationView } from '../src/seeds/steps/replication-steps.js';
 import type { StepEnv } from '../src/seeds/steps/step-env.js';
@@ -90,6 +91,25 @@ describe('replication set-up and catching up', () => {
         'START REPLICA;',
       ].join('\n'),
     );
+  });
+
+  test('after a backup, a login refused on this MySQL says it now has the source\'s accounts and what to put in SeedCredentialsFile', async () => {
+    const denying = join(dir, 'mysql-denied');
+    writeFileSync(denying, `#!/bin/bash\ncat >/dev/null\necho "ERROR 1045 (28000): Access denied for user 'agent'@'localhost' (using password: YES)" >&2\nexit 1\n`);
+    chmodSync(denying, 0o755);
+    const { env: e } = env();
+    (e.config as { MySQLClientCommand: string }).MySQLClientCommand = denying;
+    const at = { source: source('10.11.6-MariaDB-log', false), backupPosition: { file: 'binlog.000007', position: 157, gtid: '' } };
+    const err = (await ensureReplicationSetUp(input(at), signal, e).catch((x: unknown) => x)) as AgentError;
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err.message).toContain("Access denied for user 'agent'@'localhost'");
+    expect(err.message).toContain("after the backup this MySQL has the source's accounts and passwords, not its own");
+    expect(err.hint).toContain(`SeedCredentialsFile on this host (${creds}) must name an account of the source with the source's password`);
+    // A dump keeps the target's own accounts: the generic hint stays.
+    const dumpInput = { ...input(at), params: { ...params, method: 'dump' } } as unknown as StepInput<BackupTargetParams>;
+    const dumpErr = (await ensureReplicationSetUp(dumpInput, signal, e).catch((x: unknown) => x)) as AgentError;
+    expect(dumpErr.message).not.toContain('after the backup');
+    expect(dumpErr.hint).toContain('check the account in SeedCredentialsFile');
   });
 
   test('set up again after a restart, it only starts the threads', async () => {
