@@ -208,6 +208,9 @@ function optionFile(path: string, lines: string[]): string {
     expect(tv.history.map((h) => h.state)).toEqual(['checking', 'droppingSchemas', 'loading', 'cleanup', 'failed']);
     expect(tv.error?.message).toContain('loading the dump into this MySQL failed');
     expect(tv.error?.message).toContain('CREATE VIEW command denied');
+    // Without the statement the client echoed before its error (the source's rows or definitions).
+    expect(tv.error?.message).not.toContain('--------------');
+    expect(tv.error?.message).not.toMatch(/select .*`during`/i);
     expect(sv.status).toBe('failed');
     expect(sv.error?.message).toContain('CREATE VIEW command denied');
     // What the failed load left is dropped; the schemas the dump does not bring stay.
