@@ -115,4 +115,22 @@ describe('the target chart stops the real MySQL before it touches the datadir', 
     expect(seen).toEqual([{ step: 'cleanup', mysqlRunning: true }]);
     expect(isLive(mysqld!)).toBe(true);
   });
+
+  test('a start command that fails ends the seed in startingMySQL with its output and what to do next', async () => {
+    const host = makeTargetHost(tempDir('oa-stop-'), 0);
+    hosts.push(host);
+    writeFileSync(String(host.config.MySQLServiceStartCommand), '#!/bin/bash\necho "Job for mariadb.service failed" >&2\nexit 1\n');
+    const { actor } = runTarget(host);
+    actor.start();
+    const end = await waitFor(actor, (s) => s.status === 'done', { timeout: 30000 });
+    expect(end.value).toBe('failed');
+    expect(end.context.error).toEqual(
+      expect.objectContaining({
+        step: 'startingMySQL',
+        code: 'command_failed',
+        message: expect.stringContaining('Job for mariadb.service failed'),
+        hint: expect.stringMatching(/error log.*MySQLServiceStartCommand.*copied datadir is in place/),
+      }),
+    );
+  });
 });

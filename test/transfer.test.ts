@@ -718,11 +718,16 @@ describe('transfer building blocks', () => {
     tracker.fileStarted('a');
     clock.t = 1000;
     tracker.bytes(400);
-    expect(seen[seen.length - 1]).toMatchObject({ bytesDone: 600, filesDone: 1, currentFile: 'a', rateBytesPerSec: 400, etaSeconds: 1 });
+    // A rate already, but no ETA from the first second's bytes.
+    expect(seen[seen.length - 1]).toMatchObject({ bytesDone: 600, filesDone: 1, currentFile: 'a', rateBytesPerSec: 400, etaSeconds: null });
     clock.t = 1100;
     tracker.bytes(10); // within 250 ms of the last report: not reported
     expect(seen[seen.length - 1]!.bytesDone).toBe(600);
-    expect(tracker.finish()).toMatchObject({ bytesDone: 610, currentFile: null });
+    clock.t = 4000;
+    tracker.bytes(290);
+    // 700 bytes this session in the 4 s since it started (all within the 5 s window): 175 B/s, 100 bytes left.
+    expect(seen[seen.length - 1]).toMatchObject({ bytesDone: 900, rateBytesPerSec: 175, etaSeconds: 0.6 });
+    expect(tracker.finish()).toMatchObject({ bytesDone: 900, currentFile: null });
   });
 
   test('the receiver refuses manifest paths that escape the destination', () => {

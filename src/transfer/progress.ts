@@ -3,6 +3,9 @@
 import type { Clock } from './throttle.js';
 import { realClock } from './throttle.js';
 
+/** A session's rate is an estimate worth an ETA only after this long. */
+export const ETA_AFTER_MS = 3000;
+
 export interface TransferProgress {
   bytesDone: number;
   bytesTotal: number;
@@ -76,7 +79,8 @@ export class ProgressTracker {
       filesTotal: this.filesTotal,
       currentFile: this.currentFile,
       rateBytesPerSec,
-      etaSeconds: left === 0 ? 0 : rateBytesPerSec > 0 ? Math.round((left / rateBytesPerSec) * 10) / 10 : null,
+      // No ETA from the first seconds' rate (a connection's first bytes say "34 h" or "2 s"): unknown until then.
+      etaSeconds: left === 0 ? 0 : rateBytesPerSec > 0 && overallMs >= ETA_AFTER_MS ? Math.round((left / rateBytesPerSec) * 10) / 10 : null,
     };
   }
 

@@ -11,6 +11,7 @@ import { binlogStatusQuery, gtidPositionQuery, sourceUsesGtid, sqlFlavor } from 
 import { runPiped, runProgram } from '../../process-runner.js';
 import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
 import { isPermanentFailure } from '../../transfer/protocol.js';
+import { ETA_AFTER_MS } from '../../transfer/progress.js';
 import type { SeedCheck } from '../pre-seed-checks.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
@@ -62,7 +63,7 @@ export function progress(env: StepEnv, total: number | null) {
       filesTotal: null,
       currentFile: null,
       rateBytesPerSec: rate,
-      etaSeconds: rate && total && total > p.bytesDone ? Math.round((total - p.bytesDone) / rate) : null,
+      etaSeconds: rate && total && total > p.bytesDone && p.seconds * 1000 >= ETA_AFTER_MS ? Math.round((total - p.bytesDone) / rate) : null,
     });
   };
 }

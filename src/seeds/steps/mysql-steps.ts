@@ -1,5 +1,5 @@
 // Ensure steps for the MySQL service on the target: observe first, act only if needed, check the result.
-import { AgentError } from '../../errors.js';
+import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import type { StepFn } from './step-env.js';
@@ -24,7 +24,15 @@ export const ensureMySQLStarted: StepFn<TargetParams> = async (_input, signal, e
   // mysqld inherits the start command's tag; only the command's own group may be reaped, never mysqld.
   if (!(await env.mysql.isRunning(signal))) {
     log.info('seed is starting MySQL', { seed: env.seed.id });
-    await env.daemonStarter(() => env.mysql.start(signal));
+    await env.daemonStarter(() => env.mysql.start(signal)).catch((err: unknown) => {
+      const e = asAgentError(err);
+      if (e.hint || e.code === 'aborted') throw e;
+      throw new AgentError(e.code, e.message, {
+        hint: 'look at the MySQL error log (/api/mysql-error-log-tail) and MySQLServiceStartCommand; the copied datadir is in place: start MySQL by hand, or fix and create the seed again',
+        details: e.details,
+        cause: e,
+      });
+    });
     if (await env.mysql.isRunning(signal)) log.info('seed started MySQL', { seed: env.seed.id });
   } else log.info('MySQL already running', { seed: env.seed.id });
   if (!(await env.mysql.isRunning(signal))) {
