@@ -5,5 +5,5 @@ export { createActor, fromPromise } from 'xstate';
 export { chartFor, chartOf, KNOWN_MACHINES } from './seed-methods.js';
 export { subState, topState } from '../../machines/seed-common.js';
 export { TRANSFERRED } from './steps/transfer-steps.js';
-export { CHECKS } from './steps/backup-steps.js';
+export { CHECKS } from './steps/stream-steps.js';
 export { REPLICATION } from './steps/replication-steps.js';

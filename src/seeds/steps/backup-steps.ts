@@ -4,29 +4,20 @@
 // step: a restarted agent runs the current one again, and durable marks say what is already done.
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AgentError, asAgentError } from '../../errors.js';
+import { AgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import { MySQLClient, type Row } from '../../host/mysql-client.js';
 import { binlogStatusQuery, gtidPositionQuery, sourceUsesGtid, sqlFlavor } from '../../host/replication-sql.js';
 import { runPiped, runProgram } from '../../process-runner.js';
-import type { SourceFacts, StreamProgress } from '../../transfer/stream.js';
-import { isPermanentFailure } from '../../transfer/protocol.js';
-import { ETA_AFTER_MS } from '../../transfer/progress.js';
-import type { SeedCheck } from '../pre-seed-checks.js';
+import type { SourceFacts } from '../../transfer/stream.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
-import type { BinlogCoordinates, CleanupInput, SeedFacts, StepInput } from '../../../machines/seed-common.js';
+import type { BinlogCoordinates, CleanupInput, SeedFacts } from '../../../machines/seed-common.js';
 import { endReason } from './cleanup.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
-import { sleep } from '../../timers.js';
+import { checkedAgainstTheSource, progress, receiveFromTheStart, stream, streamFromTheStart, transferTls } from './stream-steps.js';
 
-// The stream, TLS and checks load with the first backup seed, not when the agent starts.
-const stream = () => import('../../transfer/stream.js');
-const transferTls = async (env: StepEnv) => (await import('../../transfer/tls.js')).transferTlsFromConfig(env.config);
-
-export const CHECKS = 'checks';
-export const STREAM_ATTEMPTS = 'streamAttempts';
 export const EXTRACTED = 'backupExtracted';
 export const PREPARE_STARTED = 'prepareStarted';
 export const PREPARED = 'backupPrepared';
@@ -39,12 +30,6 @@ export function replicationClient(env: StepEnv): MySQLClient {
   return new MySQLClient(env.config.MySQLClientCommand || 'mysql', 'ReplicationCredentialsFile', env.config.ReplicationCredentialsFile);
 }
 
-export function transferKey(env: StepEnv): string {
-  const key = env.seed.secrets().authKey;
-  if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
-  return key;
-}
-
 /** Where the replica reaches the source: the seed's sourceMySQL, else the sender's address and reported port. */
 export function sourceMySQLOf(params: BackupTargetParams, facts: SeedFacts): { host: string; port: number } {
   if (params.sourceMySQL) return params.sourceMySQL;
@@ -53,77 +38,28 @@ export function sourceMySQLOf(params: BackupTargetParams, facts: SeedFacts): { h
   return { host: s.mysqlHost || s.address || '', port: s.mysqlPort };
 }
 
-export function progress(env: StepEnv, total: number | null) {
-  return (p: StreamProgress) => {
-    const rate = p.seconds > 0 ? Math.round(p.bytesDone / p.seconds) : null;
-    env.seed.setProgress({
-      bytesDone: p.bytesDone,
-      bytesTotal: total,
-      filesDone: null,
-      filesTotal: null,
-      currentFile: null,
-      rateBytesPerSec: rate,
-      etaSeconds: rate && total && total > p.bytesDone && p.seconds * 1000 >= ETA_AFTER_MS ? Math.round((total - p.bytesDone) / rate) : null,
-    });
-  };
-}
-
-/** How long to wait for the peer now: the connect deadline first, then a reconnect window from now. */
-export function peerDeadline(input: StepInput<unknown>, env: StepEnv, seen: boolean): number {
-  const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
-  const until = seen ? Math.max(connect, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000) : connect;
-  return Math.min(until, input.deadlines.seed);
-}
-
 // ------------------------------------------------------------------ target
 
 export const ensurePreSeedChecked: StepFn<BackupTargetParams> = async (input, signal, env) => {
   const datadirPath = input.facts.datadir ?? (await env.mysql.datadir(signal));
   const st = await stat(datadirPath).catch(() => undefined);
   const datadirOwner = input.facts.datadirOwner ?? (st ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
-  env.seed.setWaiting({ for: 'sender', since: new Date().toISOString(), until: new Date(input.deadlines.connect ?? Date.now()).toISOString(), message: 'waiting for the source seed to connect and tell its facts' });
-  const { acceptStream } = await stream();
-  const session = await acceptStream({
-    port: input.params.port,
-    bindAddress: env.config.SeedTransferBindAddress,
-    tls: await transferTls(env),
-    authKey: transferKey(env),
-    signal,
-    connectTimeoutMs: Math.max(1000, peerDeadline(input, env, false) - Date.now()),
-    onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
-  });
-  env.seed.setWaiting(null);
-  const source = { ...session.facts, address: session.peerAddress };
-  let checks: SeedCheck[];
-  try {
+  const source = await checkedAgainstTheSource(input, signal, env, 'data', async (source) => {
     const { inspectBackupTarget } = await import('../pre-seed-checks.js');
-    checks = await inspectBackupTarget({
+    return inspectBackupTarget({
       config: env.config,
       mysql: env.mysql,
       datadir: env.datadir,
       client: seedClient(env),
       replication: replicationClient(env),
       datadirPath,
-      source: session.facts,
+      source,
       sourceMySQL: sourceMySQLOf(input.params, { source }),
       replicate: input.params.replicate,
       force: input.params.force,
       signal,
     });
-  } catch (err) {
-    session.close();
-    throw err;
-  }
-  env.seed.mark(CHECKS, JSON.stringify(checks));
-  const failed = checks.filter((c) => !c.ok);
-  if (failed.length > 0) {
-    const err = new AgentError('conflict', `pre-seed checks failed, nothing was changed on this host: ${failed.map((c) => c.message).join('; ')}`, {
-      hint: 'fix what the failed checks name (GET /api/seeds/:id shows every check) and create a new seed',
-    });
-    await session.refuse(err);
-    throw err;
-  }
-  await session.later('pre-seed checks passed; come back for the data');
+  });
   return { datadir: datadirPath, datadirOwner, source };
 };
 
@@ -139,61 +75,39 @@ export const ensureBackupExtracted: StepFn<BackupTargetParams> = async (input, s
   if (!datadir) throw new AgentError('internal', 'receiving reached without a known datadir');
   const marks = env.seed.marks();
   if (marks[EXTRACTED]) return { positionAtEnd: JSON.parse(marks[EXTRACTED]) as BinlogCoordinates | null };
-  let seen = false;
-  for (;;) {
-    const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
-    if (attempts > 0) {
-      // A stream has no middle to resume from: what arrived is thrown away and the backup starts over.
-      await emptyDatadir(env, datadir, signal);
-    }
-    const until = peerDeadline(input, env, seen || attempts > 0);
-    if (Date.now() >= until) {
-      throw new AgentError('unavailable', `no source streamed the backup by ${new Date(until).toISOString()}`, {
-        hint: 'check the source seed (GET /api/seeds/:id on the source agent); raise SeedTransferConnectTimeoutSeconds / SeedTransferReconnectTimeoutSeconds for slow hosts',
-      });
-    }
-    const { acceptStream } = await stream();
-    const session = await acceptStream({
-      port: input.params.port,
-      bindAddress: env.config.SeedTransferBindAddress,
-      tls: await transferTls(env),
-      authKey: transferKey(env),
-      signal,
-      connectTimeoutMs: Math.max(1000, until - Date.now()),
-      onRefused: (reason) => env.seed.warn(`refused a connection on transfer port ${input.params.port}: ${reason}`),
-    });
-    seen = true;
-    env.seed.setWaiting(null);
-    env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
-    const extractor = await runPiped(
-      env.config.SeedBackupExtractProgram,
-      ['-x', '-C', datadir],
-      { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'), signal },
-      'ignore',
-    );
-    try {
-      const end = await session.receive(
-        extractor.stdin,
-        async () => {
-          await extractor.done;
-          await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
-        },
-        progress(env, session.facts.dataBytes),
-        extractor.done,
+  return receiveFromTheStart(input, signal, env, {
+    what: 'backup',
+    // A stream has no middle to resume from: what arrived is thrown away and the backup starts over.
+    reset: () => emptyDatadir(env, datadir, signal),
+    onCut: 'the received part is removed and the backup restarts from the beginning',
+    take: async (session) => {
+      const extractor = await runPiped(
+        env.config.SeedBackupExtractProgram,
+        ['-x', '-C', datadir],
+        { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'receiving'), signal },
+        'ignore',
       );
-      env.seed.mark(EXTRACTED, JSON.stringify(end.positionAtEnd));
-      log.info('backup stream extracted', { seed: env.seed.id, bytes: end.bytes });
-      return { positionAtEnd: end.positionAtEnd };
-    } catch (err) {
-      await extractor.kill();
-      const extractorFailure = await extractor.done.then(() => undefined, (e: unknown) => e as Error);
-      const e = asAgentError(err);
-      if (extractorFailure && !signal.aborted) log.warn('backup stream: the extractor ended', { seed: env.seed.id, error: extractorFailure.message });
-      if (signal.aborted || isPermanentFailure(e)) throw e;
-      env.seed.warn(`the backup stream was cut (${e.message}); the received part is removed and the backup restarts from the beginning`);
-      await sleep(1000, signal);
-    }
-  }
+      try {
+        const end = await session.receive(
+          extractor.stdin,
+          async () => {
+            await extractor.done;
+            await runProgram('sync', ['-f', datadir], { timeoutMs: 600_000, signal });
+          },
+          progress(env, session.facts.dataBytes),
+          extractor.done,
+        );
+        env.seed.mark(EXTRACTED, JSON.stringify(end.positionAtEnd));
+        log.info('backup stream extracted', { seed: env.seed.id, bytes: end.bytes });
+        return { positionAtEnd: end.positionAtEnd };
+      } catch (err) {
+        await extractor.kill();
+        const extractorFailure = await extractor.done.then(() => undefined, (e: unknown) => e as Error);
+        if (extractorFailure && !signal.aborted) log.warn('backup stream: the extractor ended', { seed: env.seed.id, error: extractorFailure.message });
+        throw err;
+      }
+    },
+  });
 };
 
 /** The files a backup records its binary log position in: mariabackup's, then xtrabackup's (older mariabackup too). */
@@ -329,96 +243,38 @@ export async function sourcePosition(env: StepEnv, version: string, signal: Abor
   return { file: r.File, position: Number(r.Position ?? 0), gtid };
 }
 
-/**
- * How soon the source offers the stream again while the target gets ready: while it stops MySQL and purges it
- * does not listen, so an offer is a refused connection; the first offer after it listens again starts the
- * stream, so this wait is time the seed loses (250 ms cost a small seed a tenth of its time).
- */
-const OFFER_RETRY_MS = 50;
-
 export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, signal, env) => {
   const source = input.facts.source as SourceFacts | undefined;
   const sourceDir = input.facts.sourceDir;
   if (!source || !sourceDir) throw new AgentError('internal', 'streaming reached without the source facts');
-  // The target goes quiet while it stops MySQL and purges (it answered LATER), or when a stream was cut: it
-  // has SeedTransferReconnectTimeoutSeconds from the last contact (or this agent's restart) to answer again.
-  let lastContact = env.seed.marks()[STREAM_ATTEMPTS] ? Date.now() : 0;
-  let last: unknown;
-  for (;;) {
-    const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
-    const until = Math.min(input.deadlines.seed, lastContact ? lastContact + env.config.SeedTransferReconnectTimeoutSeconds * 1000 : connect);
-    if (Date.now() >= until) {
-      throw new AgentError('unavailable', `the target did not take the backup stream by ${new Date(until).toISOString()}${last ? `; last: ${(last as Error).message}` : ''}`, {
-        hint: 'create the target seed first (method "backup") and pass its port and key; check it with GET /api/seeds/:id on the target agent',
-      });
-    }
-    let answer;
-    try {
-      const { offerStream } = await stream();
-      answer = await offerStream({
-        host: input.params.targetHost,
-        port: input.params.targetPort,
-        tls: await transferTls(env),
-        authKey: transferKey(env),
-        signal,
-        connectTimeoutMs: Math.max(1000, Math.min(30_000, until - Date.now())),
-        facts: source,
-      });
-    } catch (err) {
-      if (signal.aborted || isPermanentFailure(err)) throw err;
-      last = err;
-      await sleep(OFFER_RETRY_MS, signal);
-      continue;
-    }
-    if (answer.kind === 'later') {
-      // One waiting note (written once), not one per second.
-      if (!lastContact) {
-        const until = new Date(Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000)).toISOString();
-        env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until, message: `the target is getting ready: ${answer.message}` });
-      }
-      lastContact = Date.now();
-      await sleep(OFFER_RETRY_MS, signal);
-      continue;
-    }
-    lastContact = Date.now();
-    env.seed.setWaiting(null);
-    const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
-    if (attempts > 0) env.seed.warn('the backup stream restarts from the beginning (an earlier stream was cut or an agent restarted)');
-    env.seed.mark(STREAM_ATTEMPTS, String(attempts + 1));
-    const scratch = backupScratch(env);
-    await rm(scratch, { recursive: true, force: true });
-    const backup = await runPiped(
-      env.config.SeedBackupProgram,
-      // Credentials only through the option file, which must come first.
-      [`--defaults-extra-file=${env.config.SeedCredentialsFile}`, '--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--datadir=${sourceDir}`, ...env.config.SeedBackupFlags],
-      { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'streaming'), signal },
-    );
-    try {
-      const end = await answer.send(
-        backup.stdout,
-        async () => {
+  const scratch = backupScratch(env);
+  await streamFromTheStart(input, signal, env, {
+    what: 'backup',
+    method: 'backup',
+    facts: source,
+    start: async () => {
+      await rm(scratch, { recursive: true, force: true });
+      const backup = await runPiped(
+        env.config.SeedBackupProgram,
+        // Credentials only through the option file, which must come first.
+        [`--defaults-extra-file=${env.config.SeedCredentialsFile}`, '--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--datadir=${sourceDir}`, ...env.config.SeedBackupFlags],
+        { timeoutMs: remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'streaming'), signal },
+      );
+      return {
+        stdout: backup.stdout,
+        end: async () => {
           await backup.done.catch((e: AgentError) => {
             // The backup program's own failure (privileges, disk) would fail again: the target must not wait.
             throw new AgentError(e.code, e.message, { hint: 'see the backup program\'s message; check the grants of the SeedCredentialsFile account (README: seeds by backup)', details: { ...e.details, permanent: true } });
           });
           return sourcePosition(env, source.version, signal);
         },
-        (await import('../../transfer/throttle.js')).bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
-        progress(env, source.dataBytes),
-      );
-      log.info('backup streamed', { seed: env.seed.id, bytes: end.bytes });
-      await rm(scratch, { recursive: true, force: true });
-      return {};
-    } catch (err) {
-      await backup.kill();
-      // A cut stream starts over; the backup program's own failure came back permanent.
-      if (signal.aborted || isPermanentFailure(err)) throw err;
-      last = err;
-      lastContact = Date.now();
-      env.seed.warn(`the backup stream was cut (${(err as Error).message}); the backup restarts from the beginning`);
-      await sleep(1000, signal);
-    }
-  }
+        kill: () => backup.kill(),
+      };
+    },
+  });
+  await rm(scratch, { recursive: true, force: true });
+  return {};
 };
 
 export async function cleanupBackupSource(input: CleanupInput<BackupSourceParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {

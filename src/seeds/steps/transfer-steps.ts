@@ -14,6 +14,7 @@ import { runShell, templateToScript } from '../../process-runner.js';
 import type { SourceParams } from '../../../machines/seed-source.js';
 import type { TargetParams } from '../../../machines/seed-target.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
+import { transferKey } from './stream-steps.js';
 import type { StepInput } from '../../../machines/seed-common.js';
 import { clampDelay, sleep } from '../../timers.js';
 
@@ -29,12 +30,6 @@ function interrupted(side: 'receive' | 'send', since: string): AgentError {
   return new AgentError('aborted', `the ${side} command started at ${since} was interrupted by an agent restart; a command-based ${side} cannot resume`, {
     hint: 'abort the seed on the other side too and start a new seed (the built-in transfer resumes instead)',
   });
-}
-
-function transferKey(env: StepEnv): string {
-  const key = env.seed.secrets().authKey;
-  if (!key) throw new AgentError('internal', `seed ${env.seed.id} has no transfer key`, { hint: 'create the seed again' });
-  return key;
 }
 
 /** The built-in receiver's bookkeeping for one seed (resume state, final manifest), outside the datadir. */
