@@ -182,7 +182,8 @@ export const seedUpdates = {
       if (e.fromPeer === true && typeof e.reason === 'string') {
         return { code: 'aborted', message: `seed aborted by its peer during ${stepOf(params)}: ${e.reason}`, hint: null, step: stepOf(params), fromPeer: true };
       }
-      return { code: 'aborted', message: `seed aborted during ${stepOf(params)}`, hint: null, step: stepOf(params) };
+      const why = typeof e.reason === 'string' ? `: ${e.reason}` : '';
+      return { code: 'aborted', message: `seed aborted during ${stepOf(params)}${why}`, hint: null, step: stepOf(params) };
     },
     endReason: () => 'aborted' as const,
   },

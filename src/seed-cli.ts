@@ -309,7 +309,7 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
   say(`target seed created; it receives on ${o.target.host}:${port}`);
 
   const abort = async (api: AgentApi, why: string) => {
-    const res = await api.call('POST', `/api/seeds/${encodeURIComponent(o.id)}/events`, { type: 'ABORT' }).catch((err: Error) => ({ status: 0, body: err.message }));
+    const res = await api.call('POST', `/api/seeds/${encodeURIComponent(o.id)}/events`, { type: 'ABORT', reason: `orchestrator-agent seed: ${why}` }).catch((err: Error) => ({ status: 0, body: err.message }));
     say(res.status === 200 ? `aborted the ${api.name} seed: ${why}` : `could not abort the ${api.name} seed (${AgentApi.describe(res.status, res.body)}): abort it by hand`);
   };
 

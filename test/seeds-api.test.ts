@@ -140,9 +140,12 @@ describe('seeds through the agent API', () => {
     expect(host.mysqlRunning()).toBe(false);
     const wrong = await t.call<{ Message: string }>('POST', '/api/seeds/steps/events', { type: 'START' });
     expect(wrong.status).toBe(400);
-    expect((await t.call('POST', '/api/seeds/steps/events', { type: 'ABORT' })).status).toBe(200);
+    const badReason = await t.call<{ Message: string }>('POST', '/api/seeds/steps/events', { type: 'ABORT', reason: 'two\nlines' });
+    expect([badReason.status, badReason.body.Message]).toEqual([400, expect.stringContaining('reason must be one line')]);
+    expect((await t.call('POST', '/api/seeds/steps/events', { type: 'ABORT', reason: ' wrong target host, ticket DBA-42 ' })).status).toBe(200);
     v = await t.waitFor('steps', isFinal, 'an end');
     expect(v.status).toBe('aborted');
+    expect(v.error!.message).toBe('seed aborted during purgingDatadir: wrong target host, ticket DBA-42');
     expect(v.history.map((h) => h.state)).toEqual(['stoppingMySQL', 'purgingDatadir', 'cleanup', 'aborted']);
     expect(treeDigest(host.datadir)).toEqual(before);
     const late = await t.call<{ Message: string }>('POST', '/api/seeds/steps/events', { type: 'NEXT' });

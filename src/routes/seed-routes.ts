@@ -351,7 +351,13 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const id = validate.seedId(ctx.params.id);
     const body = await readJsonBody(ctx);
     if (body.type !== 'NEXT' && body.type !== 'ABORT') throw badRequest(`event type must be "NEXT" or "ABORT", got ${JSON.stringify(body.type)}`);
-    return seeds.send(id, { type: body.type });
+    if (body.type === 'NEXT') return seeds.send(id, { type: 'NEXT' });
+    // The operator's reason, if given, stays with the seed's error (and is told to the peer half).
+    if (body.reason === undefined) return seeds.send(id, { type: 'ABORT' });
+    if (typeof body.reason !== 'string' || body.reason.trim() === '' || body.reason.length > 500 || /[\u0000-\u001f\u007f]/.test(body.reason)) {
+      throw badRequest('reason must be one line of text, at most 500 characters');
+    }
+    return seeds.send(id, { type: 'ABORT', reason: body.reason.trim() });
   });
 
   // stateDir.problems: what is wrong with StateDir (read-only, full, unreadable) while the agent works around it.
