@@ -103,8 +103,13 @@ function optionFile(path: string, lines: string[]): string {
       ReplicationCredentialsFile: optionFile(join(dir, `${name}-repl.cnf`), ['user=repl', `password=${REPL_PASSWORD}`]),
     });
     for (const d of agentDirs) mkdirSync(join(dir, d));
-    // Throttled, so that the dump runs for a few seconds and the process list is seen while it does.
-    source = await startSeedAgent(join(dir, 'source-agent'), { ...agentConfig(sourceDb, 'source', AGENT_PASSWORD), SeedTransferBandwidthMBps: 1 });
+    // The dump program as the agent runs it, behind a wrapper that reads the process list while it is in it
+    // (the agent reads a small dump faster than a poll of ps would see it), then runs the real mariadb-dump.
+    mkdirSync(join(dir, 'bin'));
+    const dumpWrapper = join(dir, 'bin', 'mariadb-dump');
+    writeFileSync(dumpWrapper, `#!/bin/bash\nps -eo args >> ${join(dir, 'ps-during-dump.txt')}\nexec ${which('mariadb-dump')} "$@"\n`, { mode: 0o755 });
+    // Throttled too, so that the dump runs for a few seconds and the polled process list may see it as well.
+    source = await startSeedAgent(join(dir, 'source-agent'), { ...agentConfig(sourceDb, 'source', AGENT_PASSWORD), SeedTransferBandwidthMBps: 1, SeedDumpProgram: dumpWrapper });
     target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', TARGET_AGENT_PASSWORD));
     weakTarget = await startSeedAgent(join(dir, 'weak-target-agent'), agentConfig(targetDb, 'weak-target', WEAK_PASSWORD, 'weak'));
   }, 300000);
@@ -270,7 +275,7 @@ function optionFile(path: string, lines: string[]): string {
     const stateFiles = (agent: SeedAgent) =>
       readdirSync(join(agent.stateDir, 'seeds')).filter((f) => f.endsWith('.json')).map((f) => readFileSync(join(agent.stateDir, 'seeds', f), 'utf8'));
     const places: Record<string, string> = {
-      'process list': processLists.join('\n'),
+      'process list': [...processLists, readFileSync(join(dir, 'ps-during-dump.txt'), 'utf8')].join('\n'),
       'agent logs': [source, target, weakTarget].map((a) => a.agent.output()).join('\n'),
       'state files': [source, target, weakTarget].flatMap(stateFiles).join('\n'),
       'API answers': answers.join('\n'),
