@@ -117,7 +117,7 @@ describe('process runner', () => {
     const stubborn = Number(readFileSync(pidFile, 'utf8'));
     await waitFor(() => !alive(stubborn), 'stubborn process to be SIGKILLed');
     // The operator learns that a command needed SIGKILL, and which group.
-    expect(lines.filter((l) => l.includes(' WARN ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
+    expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
   });
 
   test('abort kills the whole process group and says it was aborted', async () => {
@@ -491,6 +491,10 @@ describe('piped processes (backup streams)', () => {
     placed.stdin.end();
     expect(await collect(placed.stdout)).toBe(`set ${dir}\n`);
     await placed.done;
+    // What it wrote on stderr comes back as printed, as from runProgram.
+    const noted = await runPiped('bash', ['-c', 'echo note >&2'], { timeoutMs: 5000 }, 'ignore');
+    noted.stdin.end();
+    expect(await noted.done).toEqual({ command: 'bash -c echo note >&2', exitCode: 0, stdout: '', stderr: 'note\n' });
   });
 
   test('a piped stream of any size flows through: its output is not held in memory', async () => {
