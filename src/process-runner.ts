@@ -122,14 +122,14 @@ export async function killProcessGroup(pgid: number, graceMs = 5000): Promise<vo
   if (!processGroupAlive(pgid)) return;
   try {
     process.kill(-pgid, 'SIGTERM');
-  } catch {
+  } catch { // the group ended since the check
     return;
   }
   if (await goneBy(pgid, Date.now() + graceMs)) return;
   try {
     process.kill(-pgid, 'SIGKILL');
-  } catch {
-    return; // gone meanwhile
+  } catch { // the group ended since the last check
+    return;
   }
   log.warn('process group ignored SIGTERM, sent SIGKILL', { pgid });
   // SIGKILL takes effect when a member next runs: one in uninterruptible sleep (disk, NFS) dies only after it.
