@@ -377,6 +377,20 @@ describe('process groups', () => {
     }
   });
 
+  test('a group whose members end on SIGTERM gets no SIGKILL, even when one is left a zombie', async () => {
+    // "setsid sleep 600" is a group of its own whose parent, "sleep 1000", never reaps it once it ends.
+    const parent = spawn('bash', ['-c', 'setsid sleep 600 & echo $!; exec sleep 1000'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pgid = Number((await new Promise<Buffer>((r) => parent.stdout!.once('data', r))).toString().trim());
+      await waitFor(() => processGroupAlive(pgid), 'the group');
+      const [, lines] = await logged(() => killProcessGroup(pgid, 60_000));
+      expect(readFileSync(`/proc/${pgid}/stat`, 'utf8')).toMatch(/\) Z /);
+      expect(lines.filter((l) => l.includes(' process group '))).toEqual([]);
+    } finally {
+      process.kill(-parent.pid!, 'SIGKILL');
+    }
+  });
+
   test('killing a group ends every member; a group that is gone is left alone', async () => {
     const child = spawn('bash', ['-c', 'sleep 600 & sleep 600 & wait'], { detached: true, stdio: 'ignore' });
     const pgid = child.pid!;
@@ -414,7 +428,8 @@ describe('process groups', () => {
     try {
       await new Promise((r) => child.stdout!.once('data', r));
       // Returns once the group is gone, long before the grace period ends.
-      await killProcessGroup(child.pid!, 60_000);
+      const [, lines] = await logged(() => killProcessGroup(child.pid!, 60_000));
+      expect(lines.filter((l) => l.includes(' process group '))).toEqual([]);
       expect(processGroupAlive(child.pid!)).toBe(false);
       expect(await ended).toEqual([0, null]);
       expect(readFileSync(marker, 'utf8')).toBe('cleaned\n');
@@ -440,9 +455,14 @@ describe('process groups', () => {
       onStart: (p) => (pgid = p),
     });
     await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 'the member to start');
-    controller.abort();
-    expect((await rejection(run)).code).toBe('aborted');
+    const [err, lines] = await logged(() => {
+      controller.abort();
+      return rejection(run);
+    });
+    expect(err.code).toBe('aborted');
     expect(processGroupAlive(pgid)).toBe(false);
+    // SIGKILL was needed, and the member died of it (it was waited for, not given up on).
+    expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
   });
 
   test('without a readable /proc, kill(0) on the group decides whether it is alive', () => {
@@ -518,15 +538,18 @@ describe('piped processes (backup streams)', () => {
         onStart: (g) => (pgid = g),
       });
       await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 'the member to start');
-      if (how === 'kill') {
-        await p.kill();
-        expect(processGroupAlive(pgid)).toBe(false);
-        await rejection(p.done);
-      } else {
-        controller.abort();
-        expect((await rejection(p.done)).code).toBe('aborted');
-        expect(processGroupAlive(pgid)).toBe(false);
-      }
+      const [, lines] = await logged(async () => {
+        if (how === 'kill') {
+          await p.kill();
+          expect(processGroupAlive(pgid)).toBe(false);
+          await rejection(p.done);
+        } else {
+          controller.abort();
+          expect((await rejection(p.done)).code).toBe('aborted');
+          expect(processGroupAlive(pgid)).toBe(false);
+        }
+      });
+      expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
     }
   });
 
