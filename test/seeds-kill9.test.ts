@@ -18,7 +18,7 @@ import { seedTargetMachine, TARGET_STEP_STATES } from '../machines/seed-target.j
 import { seedSourceMachine, SOURCE_STEP_STATES } from '../machines/seed-source.js';
 import { BACKUP_SOURCE_STEP_STATES, seedBackupSourceMachine } from '../machines/seed-backup-source.js';
 import { BACKUP_TARGET_STEP_STATES, seedBackupTargetMachine } from '../machines/seed-backup-target.js';
-import { BACKUP_METHOD, hotSeedRig, type HotSeedKillCase, type HotSeedMethod, type HotSeedRig } from './support/hot-seed-kill9.js';
+import { BACKUP_METHOD, DUMP_METHOD, hotSeedRig, type HotSeedKillCase, type HotSeedMethod, type HotSeedRig } from './support/hot-seed-kill9.js';
 import { haveMariaDB, which } from './support/mariadb.js';
 import { DUMP_SOURCE_STEP_STATES, seedDumpSourceMachine } from '../machines/seed-dump-source.js';
 import { DUMP_TARGET_STEP_STATES, seedDumpTargetMachine } from '../machines/seed-dump-target.js';
@@ -132,12 +132,7 @@ const covered: Record<string, readonly string[]> = {};
  * config keys of its programs, each behind a hold point) and a hotSeedKillCases(method, cases) call below,
  * one case per state naming the chart, the state and the program to hold.
  */
-const NOT_YET_COVERED: Record<string, readonly string[]> = {
-  // Seeds by dump: test/seed-dump-mariadb.test.ts kills the source agent in streaming and the target agent in
-  // loading on real MariaDB; the other states wait for a HotSeedMethod of their own here.
-  'seed-dump-source': ['checking', 'streaming', 'cleanup'],
-  'seed-dump-target': ['checking', 'droppingSchemas', 'loading', 'settingUpReplication', 'catchingUp', 'cleanup'],
-};
+const NOT_YET_COVERED: Record<string, readonly string[]> = {};
 
 describe('the matrix covers the charts', () => {
   test('every state of every seed chart that invokes a step has a kill -9 case below', async () => {
@@ -424,8 +419,11 @@ describe('kill -9 with the built-in transfer', () => {
 });
 
 /** The hot-seed methods need real MariaDB servers and their tools (installed by .ci/run). */
-const haveHotSeed = haveMariaDB && ['mariabackup', 'mbstream'].every((p) => which(p) !== undefined);
-if (!haveHotSeed) console.log('SKIPPED: the kill -9 cases of the hot-seed methods need mariadb-server-core, mariadb-client and mariadb-backup');
+const haveHotSeed = haveMariaDB;
+const canRun = (method: HotSeedMethod) => haveHotSeed && method.needs.every((p) => which(p) !== undefined);
+for (const m of [BACKUP_METHOD, DUMP_METHOD]) {
+  if (!canRun(m)) console.log(`SKIPPED: the kill -9 cases of seeds by ${m.method} need mariadb-server-core, mariadb-client and ${m.needs.join(', ')}`);
+}
 
 describe('kill -9 in every state of the hot-seed charts, between two agents on real MariaDB servers', () => {
   let rig: HotSeedRig;
@@ -443,7 +441,7 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
   function hotSeedKillCases(method: HotSeedMethod, cases: HotSeedKillCase[]): void {
     for (const c of cases) covered[c.chart] = [...new Set([...(covered[c.chart] ?? []), c.state])];
     const named = cases.map((c) => ({ ...c, name: `${c.chart} ${c.state}, ${c.hold.program} held on the ${c.hold.side}, ${(c.kill ?? [c.hold.side]).join(' and ')} killed` }));
-    (haveHotSeed ? test.each(named) : test.skip.each(named))(`$name`, (c) => rig.run(method, c), 600000);
+    (canRun(method) ? test.each(named) : test.skip.each(named))(`$name`, (c) => rig.run(method, c), 600000);
   }
 
   const done = { status: 'done' } as const;
@@ -509,6 +507,85 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
       hold: { side: 'target', program: 'purge', nth: 2 },
       also: [{ side: 'target', program: 'backup', match: '--prepare', mode: 'fail' }],
       expect: { source: done, target: { status: 'failed', error: 'failed at a hold point' } },
+    },
+  ]);
+
+  const DS = seedDumpSourceMachine.id;
+  const DT = seedDumpTargetMachine.id;
+  const reloaded = { source: 'restarts from the beginning', target: 'loaded again from the beginning' };
+  hotSeedKillCases(DUMP_METHOD, [
+    // The source learns its facts (its schemas among them) while the target waits for them.
+    { chart: DS, state: 'checking', hold: { side: 'source', program: 'client', match: 'VERSION\\(\\)' }, expect: { source: done, target: done } },
+    // mariadb-dump wrote the whole dump and has not exited: the target loaded it all but never got the
+    // stream's end. It drops what it loaded, and the restarted source dumps and streams anew.
+    {
+      chart: DS,
+      state: 'streaming',
+      hold: { side: 'source', program: 'dump', match: '--single-transaction', mode: 'after' },
+      expect: { source: done, target: done },
+      warnings: reloaded,
+    },
+    // Aborted while mariadb-dump ignores SIGTERM: the restarted cleanup tells the target, which ends aborted
+    // at once and drops the schemas it had emptied for the load.
+    {
+      chart: DS,
+      state: 'cleanup',
+      hold: { side: 'source', program: 'dump', match: '--single-transaction', stubborn: true },
+      abort: 'source',
+      expect: {
+        source: { status: 'aborted', error: 'seed aborted during streaming' },
+        target: { status: 'aborted', error: 'was aborted by its operator during streaming' },
+      },
+    },
+    // The checks run with the source's facts (the sender waits for the answer).
+    { chart: DT, state: 'checking', hold: { side: 'target', program: 'client', match: 'VERSION\\(\\)' }, expect: { source: done, target: done } },
+    // The drop ran but the agent never learned it: dropping again is a no-op.
+    { chart: DT, state: 'droppingSchemas', hold: { side: 'target', program: 'client', match: 'DROP DATABASE', mode: 'after' }, expect: { source: done, target: done } },
+    // The loading client loaded the whole dump and has not exited: the restarted target drops it and loads anew.
+    {
+      chart: DT,
+      state: 'loading',
+      hold: { side: 'target', program: 'load', mode: 'after' },
+      expect: { source: done, target: done },
+      warnings: reloaded,
+      runs: [{ side: 'source', program: 'dump', match: '--single-transaction', count: 2 }],
+    },
+    // Both agents at once, the loading client started (the source may not have had GO yet): both restart, and
+    // the target drops what it had emptied and loads anew.
+    {
+      chart: DT,
+      state: 'loading',
+      hold: { side: 'target', program: 'load' },
+      kill: ['source', 'target'],
+      expect: { source: done, target: done },
+      warnings: { target: reloaded.target },
+    },
+    // CHANGE MASTER ran but the agent did not record it: the restart configures replication again.
+    { chart: DT, state: 'settingUpReplication', hold: { side: 'target', program: 'client', match: 'CHANGE MASTER', mode: 'after' }, expect: { source: done, target: done } },
+    { chart: DT, state: 'catchingUp', hold: { side: 'target', program: 'client', match: 'SHOW SLAVE STATUS' }, expect: { source: done, target: done } },
+    // Aborted while the loading client ignores SIGTERM: the restarted cleanup tells the source, which ends
+    // aborted at once, and drops the half-loaded schemas.
+    {
+      chart: DT,
+      state: 'cleanup',
+      hold: { side: 'target', program: 'load', stubborn: true },
+      abort: 'target',
+      expect: {
+        source: { status: 'aborted', error: 'was aborted by its operator during loading' },
+        target: { status: 'aborted', error: 'seed aborted during loading' },
+      },
+    },
+    // The drop fails (the source waits, told "later"); the cleanup drops again with the client, which is held.
+    // The restarted cleanup tells the source why the target failed.
+    {
+      chart: DT,
+      state: 'cleanup',
+      hold: { side: 'target', program: 'client', match: 'DROP DATABASE', nth: 2 },
+      also: [{ side: 'target', program: 'client', match: 'DROP DATABASE', mode: 'fail' }],
+      expect: {
+        source: { status: 'failed', error: 'failed during droppingSchemas' },
+        target: { status: 'failed', error: 'failed at a hold point' },
+      },
     },
   ]);
 });

@@ -297,7 +297,10 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
         }
       } catch (err) {
         const e = asAgentError(err);
-        if (!(e.details?.fromPeer === true)) writer.error(e);
+        // Stopped here (the seed aborted, or the agent stopping): the connection is only closed, as a cut.
+        // The sender offers its stream again and then learns why from this seed's cleanup (or resumes with
+        // the restarted agent); an ERROR now would end the source seed as aborted by its peer either way.
+        if (!(e.details?.fromPeer === true) && !opts.signal?.aborted) writer.error(e);
         socket.end();
         setTimeout(() => socket.destroy(), 1000).unref();
         throw e;

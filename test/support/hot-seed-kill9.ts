@@ -1,4 +1,4 @@
-// The kill -9 matrix for the hot-seed methods (backup, later dump): two real agents over TCP on 127.0.0.1
+// The kill -9 matrix for the hot-seed methods (backup, dump): two real agents over TCP on 127.0.0.1
 // seeding between two real MariaDB servers, which every case shares. Every program the agents run for a
 // seed (the MySQL client, the service commands, the purge command, chown, the method's own programs) is
 // behind a hold point: a wrapper that logs the run and, when a test arms it, holds that run (before the
@@ -7,7 +7,8 @@
 // on the same StateDir and checks the end: done with equal data and a replica that replicates, or failed
 // with a clear error and no half copy; no tagged process and no scratch data left either way.
 //
-// A method plugs in with a HotSeedMethod (its programs' config keys) and its cases with runHotSeedKillCase.
+// A method plugs in with a HotSeedMethod (its programs' config keys, its accounts' grants, what it replaces
+// on the target) and its cases with hotSeedKillCases (test/seeds-kill9.test.ts).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,8 +28,9 @@ const REPL_PASSWORD = 'k9-repl-pw-77a0';
 
 /**
  * Where a program run is held. `program` is a hold point's name (`client`, `stop`, `start`, `purge`,
- * `chown`, or one a method adds, e.g. `backup`, `extract`); `match` an extended regex over its arguments
- * and (for the client) its SQL; the `nth` matching run is held (default the first).
+ * `chown`, or one a method adds, e.g. `backup`, `extract`, `dump`, `load`); `match` an extended regex over its
+ * arguments and (for the client) its SQL; the `nth` matching run is held (default the first). Several holds
+ * may name one program: each counts the runs it matches, and a run is held by the first whose count it meets.
  */
 export interface Hold {
   side: Side;
@@ -53,6 +55,16 @@ export interface HotSeedMethod {
   config(side: Side, wrap: (program: string, real: string) => string): Record<string, unknown>;
   /** Paths (given the side's StateDir) that must not exist once a seed `id` ended: scratch, partial copies. */
   leftovers?(side: Side, stateDir: string, id: string): string[];
+  /** Programs it needs installed here (its cases are skipped without them). */
+  needs: string[];
+  /** Privileges (a GRANT's list) each side's agent account needs for it, besides the rig's own. */
+  grants?: Partial<Record<Side, string>>;
+  /**
+   * What a seed replaces on the target: the whole datadir (MySQL stopped, emptied, started on the copy), or
+   * the source's user schemas in the running MySQL (the target's other schemas stay; a seed that ends
+   * without a copy drops what it loaded and leaves MySQL running).
+   */
+  replaces: 'datadir' | 'schemas';
 }
 
 export type Outcome = { status: 'done' } | { status: 'failed' | 'aborted'; error: string };
@@ -74,6 +86,8 @@ export interface HotSeedKillCase {
   targetUntouched?: boolean;
   /** How many times a program ran (arguments matching `match`) over the whole seed, restarts included. */
   runs?: { side: Side; program: string; match: string; count: number }[];
+  /** Text a side's seed warnings must hold at the end (a stream said to restart from the beginning, say). */
+  warnings?: Partial<Record<Side, string>>;
 }
 
 export interface HotSeedRig {
@@ -110,14 +124,16 @@ function holdPoint(dir: string, name: string, real: string, readsSql: boolean): 
       readsSql ? 'sql=$(cat)' : 'sql=',
       'echo "$name $*" >> "$d/runs.log"',
       'hold=',
-      'if [ -f "$d/hold-$name" ]; then',
+      'for f in "$d/hold-$name" "$d/hold-$name".*; do',
+      '  [ -f "$f" ] || continue',
       '  match=; mode=before; nth=1; stubborn=0',
-      '  . "$d/hold-$name"',
+      '  . "$f"',
       '  if [ -z "$match" ] || printf "%s\\n%s\\n" "$*" "$sql" | grep -qE -- "$match"; then',
-      '    n=$(( $(cat "$d/seen-$name" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$d/seen-$name"',
-      '    [ "$n" = "$nth" ] && hold=$mode',
+      '    seen="$d/seen-${f##*/hold-}"',
+      '    n=$(( $(cat "$seen" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$seen"',
+      '    [ -z "$hold" ] && [ "$n" = "$nth" ] && hold=$mode',
       '  fi',
-      'fi',
+      'done',
       'pause() { [ "$stubborn" = 1 ] && trap "" TERM; echo "$name $$" >> "$d/held"; while :; do sleep 1; done; }',
       'case "$hold" in',
       '  before) pause ;;',
@@ -180,6 +196,7 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
 
   const agents: SeedAgent[] = [];
   let cases = 0;
+  const db = { source, target };
 
   async function run(method: HotSeedMethod, c: HotSeedKillCase): Promise<void> {
     const id = `k9-${method.method}-${c.state}-${c.hold.side}-${++cases}`;
@@ -188,12 +205,15 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
     const holdDir = (side: Side) => join(sideDir(side), 'holds');
     for (const side of SIDES) mkdirSync(join(holdDir(side), 'bin'), { recursive: true });
     if (!running(target)) resetTarget();
+    for (const s of SIDES) if (method.grants?.[s]) db[s].sql(`GRANT ${method.grants[s]} ON *.* TO agent@localhost`);
+    // Old data of the target's own: a schema the source does not have, and a table in one it has.
     target.sql('CREATE DATABASE IF NOT EXISTS stale_target_data');
+    target.sql('CREATE DATABASE IF NOT EXISTS seedtest');
+    target.sql('CREATE TABLE IF NOT EXISTS seedtest.stale_only (i INT)');
     source.sql(`INSERT INTO seedtest.cases VALUES ('${id}')`);
 
     // Each side's programs behind its own hold points; chown through PATH (the agent runs it by name).
     const wrap = (side: Side) => (program: string, real: string) => holdPoint(holdDir(side), program, real, program === 'client');
-    const db = { source, target };
     const configs = {} as Record<Side, Record<string, unknown>>;
     for (const side of SIDES) {
       const w = wrap(side);
@@ -223,10 +243,13 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
       agents.push(a);
       return a;
     };
-    const arm = (h: Hold) => {
+    /** Writes hold `i`'s file (the first on a program is hold-NAME, further ones hold-NAME.i). */
+    const arm = (h: Hold, i: number, all: Hold[]) => {
       const vars = { match: h.match ?? '', mode: h.mode ?? 'before', nth: String(h.nth ?? 1), stubborn: h.stubborn ? '1' : '0' };
-      rmSync(join(holdDir(h.side), `seen-${h.program}`), { force: true });
-      writeFileSync(join(holdDir(h.side), `hold-${h.program}`), Object.entries(vars).map(([k, v]) => `${k}='${v.replace(/'/g, `'\\''`)}'`).join('\n') + '\n');
+      const first = all.findIndex((o) => o.side === h.side && o.program === h.program) === i;
+      const name = first ? h.program : `${h.program}.${i}`;
+      rmSync(join(holdDir(h.side), `seen-${name}`), { force: true });
+      writeFileSync(join(holdDir(h.side), `hold-${name}`), Object.entries(vars).map(([k, v]) => `${k}='${v.replace(/'/g, `'\\''`)}'`).join('\n') + '\n');
     };
     const disarm = () => {
       for (const side of SIDES) for (const f of readdirSync(holdDir(side))) if (f.startsWith('hold-')) rmSync(join(holdDir(side), f));
@@ -251,7 +274,8 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
     expect(chartFor(method.method, side).machineId).toBe(c.chart);
     const ag = { source: await start('source'), target: await start('target') } as Record<Side, SeedAgent>;
     const play = async () => {
-      for (const h of [c.hold, ...(c.also ?? [])]) arm(h);
+      const holds = [c.hold, ...(c.also ?? [])];
+      holds.forEach((h, i) => arm(h, i, holds));
       const created = await ag.target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', {
         id, role: 'target', method: method.method, replicate: true, timeoutSeconds: 900,
       });
@@ -293,19 +317,32 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
       // The killed side resumed in the state it was killed in.
       expect(end[side].history.find((h) => h.state === c.state)?.resumedAt).toHaveLength(1);
 
+      const schemas = method.replaces === 'schemas';
       if (c.expect.target.status === 'done') {
         // The copy replicates from the source and holds exactly its data, this case's row included.
         expect(target.sql(`SELECT name FROM seedtest.cases WHERE name = '${id}'`)).toBe(id);
         expect(target.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Slave_running'")).toBe('ON');
         for (const table of ['seedtest.t', 'seedtest.cases']) expect(target.sql(`CHECKSUM TABLE ${table}`)).toBe(source.sql(`CHECKSUM TABLE ${table}`));
-        expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('');
+        expect(target.sql("SHOW TABLES FROM seedtest LIKE 'stale_only'")).toBe('');
+        // A datadir copy replaced everything; a dump only the source's schemas.
+        expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe(schemas ? 'stale_target_data' : '');
       } else if (c.targetUntouched) {
         expect(running(target)).toBe(true);
+        expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('stale_target_data');
+        expect(target.sql("SHOW TABLES FROM seedtest LIKE 'stale_only'")).toBe('stale_only');
+      } else if (schemas) {
+        // No half-loaded schema anyone could read as data; MySQL runs on, with the target's other schemas.
+        expect(running(target)).toBe(true);
+        expect(target.sql("SHOW DATABASES LIKE 'seedtest'")).toBe('');
         expect(target.sql("SHOW DATABASES LIKE 'stale_target_data'")).toBe('stale_target_data');
       } else {
         // No half copy anyone could start MySQL on.
         expect(running(target)).toBe(false);
         expect(readdirSync(target.datadir)).toEqual([]);
+      }
+      for (const s of SIDES) {
+        const want = c.warnings?.[s];
+        if (want) expect([s, end[s].warnings.map((w) => w.message).join('\n')]).toEqual([s, expect.stringContaining(want)]);
       }
       expect(running(source)).toBe(true);
       // Nothing of either agent's seed runs any more but the target's MySQL (a seed step started it).
@@ -364,9 +401,30 @@ async function until(what: string, cond: () => boolean, agents: Record<Side, See
 /** The backup method's programs: mariabackup on both sides (backup, prepare), mbstream on the target. */
 export const BACKUP_METHOD: HotSeedMethod = {
   method: 'backup',
+  needs: ['mariabackup', 'mbstream'],
+  replaces: 'datadir',
   config: (_side, wrap) => ({
     SeedBackupProgram: wrap('backup', realProgram('mariabackup')),
     SeedBackupExtractProgram: wrap('extract', realProgram('mbstream')),
   }),
   leftovers: (side, stateDir, id) => (side === 'source' ? [join(stateDir, 'backup-scratch', id)] : []),
+};
+
+/**
+ * The dump method's programs: mariadb-dump on the source, the loading client on the target (the client for
+ * checks and replication is the rig's). Its accounts' grants are the README's for seeds by logical dump.
+ */
+export const DUMP_METHOD: HotSeedMethod = {
+  method: 'dump',
+  needs: ['mariadb-dump'],
+  replaces: 'schemas',
+  grants: {
+    source: 'SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, BINLOG MONITOR',
+    target:
+      'SELECT, INSERT, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE, EVENT, LOCK TABLES, REFERENCES, SET USER, PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR',
+  },
+  config: (_side, wrap) => ({
+    SeedDumpProgram: wrap('dump', realProgram('mariadb-dump')),
+    SeedLoadProgram: wrap('load', realProgram('mariadb')),
+  }),
 };

@@ -249,7 +249,7 @@ export const ensureOwnerFixed: StepFn<BackupTargetParams> = async (input, signal
 
 export async function cleanupBackupTarget(input: CleanupInput<BackupTargetParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
-  await tellSource(input, env);
+  await tellStreamSource(input, env, env.seed.marks()[EXTRACTED] !== undefined);
   const marks = env.seed.marks();
   const datadir = input.facts.datadir;
   // Once purged and before the copy is prepared, what is there is no database: nobody may start MySQL on it.
@@ -258,15 +258,15 @@ export async function cleanupBackupTarget(input: CleanupInput<BackupTargetParams
 }
 
 /**
- * This target seed ends before the whole stream arrived: keep answering on its transfer port for a while,
- * so the source seed (offering its stream again every second) is told why and ends now, aborted when this
- * one was, instead of at its reconnect deadline. Again after a restart in cleanup. Not when the source gave
- * the reason.
+ * A target seed of a streamed method (backup, dump) ends before the whole stream arrived (`received` false):
+ * keep answering on its transfer port for a while, so the source seed (offering its stream again every
+ * second) is told why and ends now, aborted when this one was, instead of at its reconnect deadline. Again
+ * after a restart in cleanup. Not when the source gave the reason.
  */
-async function tellSource(input: CleanupInput<BackupTargetParams>, env: StepEnv): Promise<void> {
+export async function tellStreamSource(input: CleanupInput<{ port: number }>, env: StepEnv, received: boolean): Promise<void> {
   const authKey = env.seed.secrets().authKey;
   const port = input.params.port;
-  if (!authKey || !port || env.seed.marks()[EXTRACTED] !== undefined || input.error?.fromPeer) return;
+  if (!authKey || !port || received || input.error?.fromPeer) return;
   const untilMs = Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
   if (untilMs <= Date.now()) return;
   const { tellSenders } = await import('../../transfer/farewell.js');
@@ -412,17 +412,17 @@ export const ensureBackupStreamed: StepFn<BackupSourceParams> = async (input, si
 export async function cleanupBackupSource(input: CleanupInput<BackupSourceParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
   await rm(backupScratch(env), { recursive: true, force: true });
-  await tellTarget(input, signal, env);
+  await tellStreamTarget(input, signal, env);
   return {};
 }
 
 /**
- * This source seed ends without having streamed the whole backup (the chart reaches cleanup only then):
- * tell the target seed why, so it ends now with this reason (aborted when this one was) instead of waiting
- * for a stream until its reconnect deadline. Again after a restart in cleanup. Not when the target gave
- * the reason, nor with a key it refused.
+ * A source seed of a streamed method (backup, dump) ends without having streamed the whole stream (the
+ * chart reaches cleanup only then): tell the target seed why, so it ends now with this reason (aborted when
+ * this one was) instead of waiting for a stream until its reconnect deadline. Again after a restart in
+ * cleanup. Not when the target gave the reason, nor with a key it refused.
  */
-async function tellTarget(input: CleanupInput<BackupSourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
+export async function tellStreamTarget(input: CleanupInput<{ targetHost: string; targetPort: number }>, signal: AbortSignal, env: StepEnv): Promise<void> {
   const authKey = env.seed.secrets().authKey;
   if (!authKey || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
   const { tellStreamReceiver } = await stream();

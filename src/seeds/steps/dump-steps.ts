@@ -14,7 +14,19 @@ import type { DumpTargetParams } from '../../../machines/seed-dump-target.js';
 import type { DumpSourceParams } from '../../../machines/seed-dump-source.js';
 import type { BackupTargetParams } from '../../../machines/seed-backup-target.js';
 import type { BinlogCoordinates, CleanupInput, SeedFacts } from '../../../machines/seed-common.js';
-import { CHECKS, STREAM_ATTEMPTS, peerDeadline, progress, replicationClient, seedClient, sourceMySQLOf, sourcePosition, transferKey } from './backup-steps.js';
+import {
+  CHECKS,
+  STREAM_ATTEMPTS,
+  peerDeadline,
+  progress,
+  replicationClient,
+  seedClient,
+  sourceMySQLOf,
+  sourcePosition,
+  tellStreamSource,
+  tellStreamTarget,
+  transferKey,
+} from './backup-steps.js';
 import { isSystemSchema, sqlIdentifier, userSchemas, schemaBytes } from '../dump-checks.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { sleep } from '../../timers.js';
@@ -228,6 +240,8 @@ export const ensureDumpLoaded: StepFn<DumpTargetParams> = async (input, signal, 
 
 export async function cleanupDumpTarget(input: CleanupInput<DumpTargetParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
+  // The source, offering its stream again, learns at once why this seed ends (as with backup seeds).
+  await tellStreamSource(input, env, env.seed.marks()[LOADED] !== undefined);
   const marks = env.seed.marks();
   // Once the drop began and before a load ended well, what is in those schemas is no copy: drop it, so nobody reads it as data.
   if (marks[DROP_STARTED] && !marks[LOADED]) await dropSchemas(env, replacedSchemas(input.facts), signal);
@@ -363,7 +377,9 @@ export const ensureDumpStreamed: StepFn<DumpSourceParams> = async (input, signal
   }
 };
 
-export async function cleanupDumpSource(_input: CleanupInput<DumpSourceParams>, _signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
+export async function cleanupDumpSource(input: CleanupInput<DumpSourceParams>, signal: AbortSignal, env: StepEnv): Promise<SeedFacts> {
   await env.killSeedProcesses();
+  // The target, waiting for the stream (or a new one after a cut), learns at once why this seed ends.
+  await tellStreamTarget(input, signal, env);
   return {};
 }
