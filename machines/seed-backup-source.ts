@@ -2,17 +2,17 @@
 // backup program) and learn the facts the target checks, then stream a hot backup of the running server to
 // the target (no copy lands on this disk). A cut stream restarts the backup from its beginning. Failure or
 // ABORT goes through `cleanup` (kill the backup program's process group).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -40,13 +40,10 @@ export const seedBackupSourceMachine = setup({
   actors: {
     ensureSourceChecked: notProvided<BackupSourceParams>('ensureSourceChecked'),
     ensureBackupStreamed: notProvided<BackupSourceParams>('ensureBackupStreamed'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<BackupSourceParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<BackupSourceParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
-    aborting: ({ context }) => context.endReason === 'aborted',
+    ...seedGuards,
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -62,20 +59,7 @@ export const seedBackupSourceMachine = setup({
   states: {
     checking: runbookStep(MACHINE_ID, 'checking', 'ensureSourceChecked', 'streaming'),
     streaming: runbookStep(MACHINE_ID, 'streaming', 'ensureBackupStreamed', 'done', 'startConnectDeadline'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

@@ -3,17 +3,17 @@
 // datadir, receive the backup stream and extract it, prepare it (once), fix the owner, start MySQL and,
 // when asked, make it a replica of the source and wait until it has caught up. Failure or ABORT goes
 // through `cleanup` (kill our processes; remove an unprepared copy so nobody starts MySQL on it).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -56,15 +56,12 @@ export const seedBackupTargetMachine = setup({
     ensureMySQLStarted: notProvided<BackupTargetParams>('ensureMySQLStarted'),
     ensureReplicationSetUp: notProvided<BackupTargetParams>('ensureReplicationSetUp'),
     ensureCaughtUp: notProvided<BackupTargetParams>('ensureCaughtUp'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<BackupTargetParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<BackupTargetParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
+    ...seedGuards,
     startMySQL: ({ context }) => context.params.startMySQL || context.params.replicate,
     replicate: ({ context }) => context.params.replicate,
-    aborting: ({ context }) => context.endReason === 'aborted',
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -87,20 +84,7 @@ export const seedBackupTargetMachine = setup({
     startingMySQL: runbookStep(MACHINE_ID, 'startingMySQL', 'ensureMySQLStarted', [{ guard: 'replicate', target: 'settingUpReplication' }, { target: 'done' }]),
     settingUpReplication: runbookStep(MACHINE_ID, 'settingUpReplication', 'ensureReplicationSetUp', 'catchingUp'),
     catchingUp: runbookStep(MACHINE_ID, 'catchingUp', 'ensureCaughtUp', 'done'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

@@ -1,4 +1,4 @@
-// What both seed charts share: the step actor contract, the context, and the small pure actions.
+// What every seed chart shares: the step actor contract, the context, the small pure actions and how a chart ends.
 // Effects live in src/seeds/steps (registered by name); the charts only say what happens in which order.
 import { fromPromise } from 'xstate';
 
@@ -225,4 +225,40 @@ export function notProvided<P>(name: string) {
   return fromPromise<SeedFacts, StepInput<P>>(async () => {
     throw new Error(`step ${name} has no implementation (provide it with machine.provide)`);
   });
+}
+
+/** The cleanup slot in a chart; the seed manager provides the real cleanup with machine.provide. */
+export function notProvidedCleanup<P>() {
+  return fromPromise<SeedFacts, CleanupInput<P>>(async () => {
+    throw new Error('cleanup has no implementation (provide it with machine.provide)');
+  });
+}
+
+/** The guards every chart has: wait for NEXT before each step; cleanup ends in `aborted`, not `failed`. */
+export const seedGuards = {
+  stepByStep: ({ context }: { context: SeedContext<{ stepByStep: boolean }> }) => context.params.stepByStep,
+  aborting: ({ context }: { context: SeedContext<unknown> }) => context.endReason === 'aborted',
+};
+
+/**
+ * How every chart ends: a failure or ABORT goes to `cleanup`, whose actor always runs (and may fail too,
+ * which is recorded), then the seed ends `aborted` or `failed`; a seed that got through its steps is `done`.
+ */
+export function seedEndStates() {
+  return {
+    cleanup: {
+      invoke: {
+        src: 'cleanup' as const,
+        input: <P>({ context }: { context: SeedContext<P> }) => cleanupInput(context),
+        onDone: [{ guard: 'aborting' as const, target: 'aborted' }, { target: 'failed' }],
+        onError: [
+          { guard: 'aborting' as const, target: 'aborted', actions: 'recordCleanupFailure' as const },
+          { target: 'failed', actions: 'recordCleanupFailure' as const },
+        ],
+      },
+    },
+    done: { type: 'final' as const },
+    failed: { type: 'final' as const },
+    aborted: { type: 'final' as const },
+  };
 }

@@ -2,17 +2,17 @@
 // program) and learn the facts the target checks (among them the user schemas the dump will bring), then
 // stream a consistent dump of the running server to the target (nothing lands on this disk). A cut stream
 // restarts the dump from its beginning. Failure or ABORT goes through `cleanup` (kill the dump program).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -40,13 +40,10 @@ export const seedDumpSourceMachine = setup({
   actors: {
     ensureDumpSourceChecked: notProvided<DumpSourceParams>('ensureDumpSourceChecked'),
     ensureDumpStreamed: notProvided<DumpSourceParams>('ensureDumpStreamed'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<DumpSourceParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<DumpSourceParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
-    aborting: ({ context }) => context.endReason === 'aborted',
+    ...seedGuards,
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -62,20 +59,7 @@ export const seedDumpSourceMachine = setup({
   states: {
     checking: runbookStep(MACHINE_ID, 'checking', 'ensureDumpSourceChecked', 'streaming'),
     streaming: runbookStep(MACHINE_ID, 'streaming', 'ensureDumpStreamed', 'done', 'startConnectDeadline'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

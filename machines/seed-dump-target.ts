@@ -4,17 +4,17 @@
 // dump and load it into the running MySQL and, when asked, make it a replica of the source from the
 // position the dump recorded and wait until it has caught up. Failure or ABORT goes through `cleanup` (kill
 // our processes; drop what a load left half done so nobody reads it as data).
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -51,14 +51,11 @@ export const seedDumpTargetMachine = setup({
     ensureDumpLoaded: notProvided<DumpTargetParams>('ensureDumpLoaded'),
     ensureReplicationSetUp: notProvided<DumpTargetParams>('ensureReplicationSetUp'),
     ensureCaughtUp: notProvided<DumpTargetParams>('ensureCaughtUp'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<DumpTargetParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<DumpTargetParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
+    ...seedGuards,
     replicate: ({ context }) => context.params.replicate,
-    aborting: ({ context }) => context.endReason === 'aborted',
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -77,20 +74,7 @@ export const seedDumpTargetMachine = setup({
     loading: runbookStep(MACHINE_ID, 'loading', 'ensureDumpLoaded', [{ guard: 'replicate', target: 'settingUpReplication' }, { target: 'done' }]),
     settingUpReplication: runbookStep(MACHINE_ID, 'settingUpReplication', 'ensureReplicationSetUp', 'catchingUp'),
     catchingUp: runbookStep(MACHINE_ID, 'catchingUp', 'ensureCaughtUp', 'done'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

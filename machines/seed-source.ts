@@ -1,17 +1,17 @@
 // The source side of a seed: mount the snapshot read-only (skipped when orchestrator already mounted it),
 // send the data directory to the target, unmount what we mounted. Failure or ABORT goes through `cleanup`
 // (kill our process groups, unmount what we mounted) before `failed` / `aborted`.
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -49,14 +49,11 @@ export const seedSourceMachine = setup({
     ensureSnapshotMounted: notProvided<SourceParams>('ensureSnapshotMounted'),
     ensureSent: notProvided<SourceParams>('ensureSent'),
     ensureUnmounted: notProvided<SourceParams>('ensureUnmounted'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<SourceParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<SourceParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
+    ...seedGuards,
     alreadyMounted: ({ context }) => context.params.alreadyMounted,
-    aborting: ({ context }) => context.endReason === 'aborted',
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -81,20 +78,7 @@ export const seedSourceMachine = setup({
       'startConnectDeadline',
     ),
     unmounting: runbookStep(MACHINE_ID, 'unmounting', 'ensureUnmounted', 'done'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

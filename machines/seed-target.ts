@@ -3,17 +3,17 @@
 // always runs (kill our process groups, stop the receiver, remove a partial copy so nobody starts MySQL on
 // it) before the seed ends `failed` or `aborted`. Every step state can first wait in `paused` for NEXT
 // (step-by-step mode). Steps are ensure steps: a restored agent runs the current one again.
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import {
-  cleanupInput,
   initialSeedContext,
   notProvided,
+  notProvidedCleanup,
   runbookStep,
+  seedEndStates,
+  seedGuards,
   seedUpdates,
-  type CleanupInput,
   type SeedContext,
   type SeedEvent,
-  type SeedFacts,
   type SeedMachineInput,
   type StepInput,
 } from './seed-common.js';
@@ -50,15 +50,12 @@ export const seedTargetMachine = setup({
     ensureReceived: notProvided<TargetParams>('ensureReceived'),
     ensurePostCopied: notProvided<TargetParams>('ensurePostCopied'),
     ensureMySQLStarted: notProvided<TargetParams>('ensureMySQLStarted'),
-    cleanup: fromPromise<SeedFacts, CleanupInput<TargetParams>>(async () => {
-      throw new Error('cleanup has no implementation (provide it with machine.provide)');
-    }),
+    cleanup: notProvidedCleanup<TargetParams>(),
   },
   guards: {
-    stepByStep: ({ context }) => context.params.stepByStep,
+    ...seedGuards,
     receiveOnly: ({ context }) => context.params.receiveOnly,
     startMySQL: ({ context }) => context.params.startMySQL,
-    aborting: ({ context }) => context.endReason === 'aborted',
   },
   actions: {
     recordFacts: assign(seedUpdates.recordFacts),
@@ -83,20 +80,7 @@ export const seedTargetMachine = setup({
     ),
     postCopy: runbookStep(MACHINE_ID, 'postCopy', 'ensurePostCopied', [{ guard: 'startMySQL', target: 'startingMySQL' }, { target: 'done' }]),
     startingMySQL: runbookStep(MACHINE_ID, 'startingMySQL', 'ensureMySQLStarted', 'done'),
-    cleanup: {
-      invoke: {
-        src: 'cleanup',
-        input: ({ context }) => cleanupInput(context),
-        onDone: [{ guard: 'aborting', target: 'aborted' }, { target: 'failed' }],
-        onError: [
-          { guard: 'aborting', target: 'aborted', actions: 'recordCleanupFailure' },
-          { target: 'failed', actions: 'recordCleanupFailure' },
-        ],
-      },
-    },
-    done: { type: 'final' },
-    failed: { type: 'final' },
-    aborted: { type: 'final' },
+    ...seedEndStates(),
   },
 });
 

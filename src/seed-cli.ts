@@ -23,6 +23,9 @@ Options:
   --replicate                method backup or dump: (start MySQL and) replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
+  --compression MODE         method snapshot: off, fast (lz4), strong (brotli) or auto on the built-in transfer
+                             (default: the source agent's SeedTransferCompression); backup and dump streams are not compressed
+  --force                    method backup or dump: seed even with clients connected to the target's MySQL
   --linked                   the target agent creates the source half itself and hands it the key (agent-to-agent:
                              AgentFleetSecret or mutual TLS on both agents); this command then only follows both
   --timeout SECONDS          give each half this long (default: the agents' default)
@@ -43,7 +46,15 @@ interface SeedViewLike {
   status: 'active' | 'done' | 'failed' | 'aborted';
   paused?: boolean;
   progress: { bytesDone: number; bytesTotal: number | null; rateBytesPerSec?: number | null; etaSeconds?: number | null } | null;
-  error: { code: string; message: string; hint?: string | null } | null;
+  error: { code: string; message: string; hint?: string | null; step?: string | null } | null;
+  history?: { state: string; error: string | null }[];
+}
+
+/** The step a finished half ended in (its final state is only "failed" or "aborted"): the last step with an error, else the last before cleanup. */
+export function endedDuring(view: SeedViewLike): string | null {
+  if (view.error?.step) return view.error.step;
+  const steps = (view.history ?? []).filter((h) => !['cleanup', 'failed', 'aborted', 'done'].includes(h.state));
+  return steps.filter((h) => h.error).at(-1)?.state ?? steps.at(-1)?.state ?? null;
 }
 
 class UsageError extends Error {}
@@ -137,7 +148,10 @@ function duration(seconds: number): string {
 export function describeHalf(view: SeedViewLike): string {
   const parts = [`${view.role} ${view.status === 'active' ? view.state + (view.paused ? ' (paused, waits for NEXT)' : '') : view.status}`];
   const p = view.progress;
-  if (p && (p.bytesDone > 0 || p.bytesTotal)) {
+  if (p && view.status === 'done' && p.bytesDone > 0) {
+    // A finished half moved what it moved: the total was an estimate (a backup skips the redo log, a dump's text outgrows its tables).
+    parts.push(bytes(p.bytesDone));
+  } else if (p && (p.bytesDone > 0 || p.bytesTotal)) {
     const pct = p.bytesTotal ? Math.min(100, (100 * p.bytesDone) / p.bytesTotal) : null;
     parts.push(`${pct === null ? '' : `${pct.toFixed(0)}% `}${bytes(p.bytesDone)}${p.bytesTotal ? ` of ${bytes(p.bytesTotal)}` : ''}`);
     if (view.status === 'active' && p.rateBytesPerSec) parts.push(`${bytes(p.rateBytesPerSec)}/s`);
@@ -148,7 +162,7 @@ export function describeHalf(view: SeedViewLike): string {
 
 function bar(view: SeedViewLike | undefined, width = 20): string {
   const p = view?.progress;
-  const frac = p?.bytesTotal ? Math.min(1, p.bytesDone / p.bytesTotal) : view?.status === 'done' ? 1 : 0;
+  const frac = view?.status === 'done' ? 1 : p?.bytesTotal ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
   const full = Math.round(frac * width);
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
 }
@@ -169,6 +183,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
         replicate: { type: 'boolean', default: false },
         id: { type: 'string' },
         'start-mysql': { type: 'boolean', default: false },
+        compression: { type: 'string' },
+        force: { type: 'boolean', default: false },
         linked: { type: 'boolean', default: false },
         timeout: { type: 'string' },
         https: { type: 'boolean', default: false },
@@ -192,6 +208,14 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     if (method === 'snapshot' && !values.snapshot) throw new UsageError('--snapshot NAME is required (the snapshot the source mounts and sends)');
     if (method !== 'snapshot' && values.snapshot) throw new UsageError(`--snapshot does not apply to --method ${method} (it copies the running MySQL)`);
     if (values.replicate && method === 'snapshot') throw new UsageError('--replicate needs --method backup or dump');
+    const compression = values.compression;
+    if (compression !== undefined && !['off', 'fast', 'strong', 'auto'].includes(compression)) {
+      throw new UsageError(`--compression must be "off", "fast", "strong" or "auto", got ${JSON.stringify(compression)}`);
+    }
+    if (compression !== undefined && method !== 'snapshot') {
+      throw new UsageError(`--compression applies to --method snapshot (the built-in datadir transfer); a ${method} is streamed uncompressed`);
+    }
+    if (values.force && method === 'snapshot') throw new UsageError('--force needs --method backup or dump (it skips their check for clients connected to the target\'s MySQL)');
     const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
     if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw new UsageError(`--timeout must be a whole number of seconds, got ${values.timeout}`);
     const id = values.id ?? `seed-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
@@ -214,6 +238,8 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
       id,
       method: method as 'snapshot' | 'backup' | 'dump',
       replicate: values.replicate,
+      compression,
+      force: values.force,
       snapshot: values.snapshot ?? '',
       startMySQL: values['start-mysql'],
       linked: values.linked,
@@ -240,6 +266,10 @@ interface DriveOptions {
   id: string;
   method: 'snapshot' | 'backup' | 'dump';
   replicate: boolean;
+  /** Method snapshot: the sending side's compression; undefined keeps the source agent's SeedTransferCompression. */
+  compression: string | undefined;
+  /** Method backup or dump: skip the target's check for connected clients. */
+  force: boolean;
   snapshot: string;
   startMySQL: boolean;
   /** The target agent creates the source half (POST /api/seeds with "source"). */
@@ -258,15 +288,17 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
 
   const withTimeout = o.timeout === undefined ? {} : { timeoutSeconds: o.timeout };
   const withMethod = o.method === 'snapshot' ? {} : { method: o.method };
+  const withCompression = o.compression === undefined ? {} : { compression: o.compression };
   const created = await o.target.call<{ seed: SeedViewLike; transfer: { port: number; authKey?: string } | null }>('POST', '/api/seeds', {
     id: o.id,
     role: 'target',
     startMySQL: o.startMySQL,
     ...withMethod,
     ...(o.replicate ? { replicate: true } : {}),
+    ...(o.force ? { force: true } : {}),
     ...withTimeout,
     ...(o.linked
-      ? { source: { host: o.source.host, port: o.sourcePort }, targetHost: o.target.host, ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}) }
+      ? { source: { host: o.source.host, port: o.sourcePort }, targetHost: o.target.host, ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}), ...withCompression }
       : {}),
   });
   if (created.status >= 300 || !created.body.transfer) {
@@ -291,6 +323,7 @@ async function drive(o: DriveOptions, out: NodeJS.WriteStream): Promise<number> 
         ...(authKey ? { authKey } : {}),
         ...(o.method === 'snapshot' ? { snapshot: o.snapshot } : {}),
         ...withMethod,
+        ...withCompression,
         ...withTimeout,
       });
   if (sent.status >= 300) {
@@ -355,7 +388,8 @@ async function finalReport(o: DriveOptions, say: (line: string) => void): Promis
       continue;
     }
     if (view.status !== 'done') ok = false;
-    say(`${api.name} (${api.host}): ${view.status}${view.error ? ` in ${view.state}: ${view.error.message}` : ''}`);
+    const during = view.status === 'done' ? null : endedDuring(view);
+    say(`${api.name} (${api.host}): ${view.status}${during ? ` during ${during}` : ''}${view.error ? `: ${view.error.message}` : ''}`);
     if (view.error?.hint) say(`  what to do: ${view.error.hint}`);
   }
   if (!ok) say(`the seed did not complete: the target's web view (/ui) says what state its host is in`);

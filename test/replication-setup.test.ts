@@ -6,6 +6,8 @@ import { describe, expect, test } from '@jest/globals';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
+import { AgentError } from '../src/errors.js';
+import { withoutEchoedStatements } from '../src/host/mysql-client.js';
 import { sourceUsesGtid, sqlFlavor } from '../src/host/replication-sql.js';
 import { ensureCaughtUp, ensureReplicationSetUp, REPLICATION, type ReplicationView } from '../src/seeds/steps/replication-steps.js';
 import type { StepEnv } from '../src/seeds/steps/step-env.js';
@@ -90,6 +92,43 @@ describe('replication set-up and catching up', () => {
         'START REPLICA;',
       ].join('\n'),
     );
+  });
+
+  test('after a backup, a login refused on this MySQL says it now has the source\'s accounts and what to put in SeedCredentialsFile', async () => {
+    const denying = join(dir, 'mysql-denied');
+    writeFileSync(denying, `#!/bin/bash\ncat >/dev/null\necho "ERROR 1045 (28000): Access denied for user 'agent'@'localhost' (using password: YES)" >&2\nexit 1\n`);
+    chmodSync(denying, 0o755);
+    const { env: e } = env();
+    (e.config as { MySQLClientCommand: string }).MySQLClientCommand = denying;
+    const at = { source: source('10.11.6-MariaDB-log', false), backupPosition: { file: 'binlog.000007', position: 157, gtid: '' } };
+    const err = (await ensureReplicationSetUp(input(at), signal, e).catch((x: unknown) => x)) as AgentError;
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err.message).toContain("Access denied for user 'agent'@'localhost'");
+    expect(err.message).toContain("after the backup this MySQL has the source's accounts and passwords, not its own");
+    expect(err.hint).toContain(`SeedCredentialsFile on this host (${creds}) must name an account of the source with the source's password`);
+    // A dump keeps the target's own accounts: the generic hint stays.
+    const dumpInput = { ...input(at), params: { ...params, method: 'dump' } } as unknown as StepInput<BackupTargetParams>;
+    const dumpErr = (await ensureReplicationSetUp(dumpInput, signal, e).catch((x: unknown) => x)) as AgentError;
+    expect(dumpErr.message).not.toContain('after the backup');
+    expect(dumpErr.hint).toContain('check the account in SeedCredentialsFile');
+  });
+
+  test('a CHANGE MASTER the server refuses fails with the server\'s error, never with the statement and its password', async () => {
+    // MariaDB's client, reading stdin, echoes the failing statement between lines of 14 dashes before the error.
+    const refusing = join(dir, 'mysql-refused');
+    writeFileSync(refusing, `#!/bin/bash\nsql=$(cat)\nprintf -- '--------------\\n%s\\n--------------\\n\\n' "$sql" >&2\necho "ERROR 1227 (42000) at line 1: Access denied; you need (at least one of) the SUPER, REPLICATION SLAVE ADMIN privilege(s) for this operation" >&2\nexit 1\n`);
+    chmodSync(refusing, 0o755);
+    const { env: e, view } = env();
+    (e.config as { MySQLClientCommand: string }).MySQLClientCommand = refusing;
+    const at = { source: source('10.11.6-MariaDB-log', false), backupPosition: { file: 'binlog.000007', position: 157, gtid: '' } };
+    const err = (await ensureReplicationSetUp(input(at), signal, e).catch((x: unknown) => x)) as AgentError;
+    expect(err).toBeInstanceOf(AgentError);
+    expect(err.message).toContain('ERROR 1227 (42000) at line 1: Access denied; you need (at least one of) the SUPER, REPLICATION SLAVE ADMIN privilege(s)');
+    expect(JSON.stringify({ message: err.message, hint: err.hint, details: err.details })).not.toContain(REPL_PASSWORD);
+    expect(err.message).not.toContain('CHANGE MASTER');
+    expect(view()).toBeNull();
+    // A tail cut inside the echo keeps only the server's error lines.
+    expect(withoutEchoedStatements(`…SOURCE_PASSWORD='${REPL_PASSWORD}'\n--------------\n\nERROR 1227 (42000) at line 1: denied`)).toBe('ERROR 1227 (42000) at line 1: denied');
   });
 
   test('set up again after a restart, it only starts the threads', async () => {

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { mainJs, tempDir } from './support/agent-process.js';
+import { describeHalf } from '../src/seed-cli.js';
 import { startSeedAgent, type SeedAgent } from './support/seed-api.js';
 import { freePort, makeSourceHost, makeTargetHost, stopTargetMysqld, treeDigest, type SourceHost, type TargetHost } from './support/seed-hosts.js';
 
@@ -70,16 +71,17 @@ describe('orchestrator-agent seed', () => {
     expect(sourceView.status).toBe('failed');
     // The source agent tells its target itself (a short transfer connection), often before the command does.
     expect(['failed', 'aborted']).toContain(targetView.status);
-    expect(output).toContain(`source (127.0.0.1): failed in failed: ${sourceView.error!.message}`);
+    // It names the step the half failed in (its state is only "failed").
+    expect(output).toContain(`source (127.0.0.1): failed during mountingSnapshot: ${sourceView.error!.message}`);
     expect(output).toContain('the seed did not complete');
   });
 
   test('--method backup --replicate asks both agents for a hot-backup seed that replicates, and reports how it ended', async () => {
-    const { code, output } = await runCli(['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--method', 'backup', '--replicate', '--id', 'cli-backup'], env);
+    const { code, output } = await runCli(['--source', `127.0.0.1:${sender.agent.port}`, '--target', `127.0.0.1:${target.agent.port}`, '--method', 'backup', '--replicate', '--force', '--id', 'cli-backup'], env);
     expect(output).toContain('(hot backup, then replicating)');
     const view = (await target.seed('cli-backup')) as Awaited<ReturnType<SeedAgent['seed']>> & { method: string };
     expect(view.method).toBe('backup');
-    expect(view.params).toMatchObject({ method: 'backup', replicate: true, startMySQL: true });
+    expect(view.params).toMatchObject({ method: 'backup', replicate: true, startMySQL: true, force: true });
     // These agents have no MariaDB credentials for a hot backup: the seed cannot complete, and the command says so.
     expect(code).toBe(1);
     expect(view.status).not.toBe('active');
@@ -97,6 +99,32 @@ describe('orchestrator-agent seed', () => {
     expect(code).toBe(1);
     expect(view.status).not.toBe('active');
     expect(output).toContain('the seed did not complete');
+  });
+
+  test('--compression fast reaches the source half, which compresses the built-in transfer with it', async () => {
+    const { code, output } = await runCli([...args('cli-fast', source.snapshot), '--compression', 'fast'], env);
+    expect(output).toContain('seed done');
+    expect(code).toBe(0);
+    expect((await sender.seed('cli-fast')).params).toMatchObject({ compression: 'fast' });
+  });
+
+  test('a finished half shows what it moved, not a percentage of the estimate', () => {
+    const view = { id: 's', role: 'target', state: 'done', status: 'done' as const, error: null, progress: { bytesDone: 27 * 1024 * 1024, bytesTotal: 134 * 1024 * 1024, rateBytesPerSec: 1, etaSeconds: 9 } };
+    expect(describeHalf(view)).toBe('target done 27.0 MiB');
+    expect(describeHalf({ ...view, status: 'active', state: 'receiving' })).toMatch(/^target receiving 20% 27\.0 MiB of 134\.0 MiB/);
+  });
+
+  test('usage errors: --compression or --force with the wrong method, a bad --compression', async () => {
+    const base = ['--source', '127.0.0.1:1', '--target', '127.0.0.1:2'];
+    const backup = await runCli([...base, '--method', 'backup', '--compression', 'fast'], env);
+    expect(backup.code).toBe(2);
+    expect(backup.output).toContain('--compression applies to --method snapshot (the built-in datadir transfer); a backup is streamed uncompressed');
+    const bad = await runCli([...base, '--snapshot', 's', '--compression', 'zstd'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.output).toContain('--compression must be "off", "fast", "strong" or "auto", got "zstd"');
+    const force = await runCli([...base, '--snapshot', 's', '--force'], env);
+    expect(force.code).toBe(2);
+    expect(force.output).toContain('--force needs --method backup or dump');
   });
 
   test('usage errors: --replicate without --method backup, --snapshot with it', async () => {

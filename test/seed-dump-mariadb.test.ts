@@ -83,7 +83,8 @@ function optionFile(path: string, lines: string[]): string {
     // seedtest comes with the dump (replaced); keep_me does not (stays).
     // An account the dump cannot be loaded with (no INSERT).
     targetDb.sql(`CREATE USER weak@localhost IDENTIFIED BY '${WEAK_PASSWORD}'`);
-    targetDb.sql('GRANT SELECT, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, TRIGGER, LOCK TABLES, SET USER, PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO weak@localhost');
+    // Enough for the tables (what the loadPrivileges check asks), not for the source's view.
+    targetDb.sql('GRANT SELECT, INSERT, CREATE, DROP, ALTER, INDEX, SHOW VIEW, TRIGGER, LOCK TABLES, SET USER, PROCESS, REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO weak@localhost');
     targetDb.sql('CREATE DATABASE seedtest');
     targetDb.sql('CREATE TABLE seedtest.old_only (i INT)');
     targetDb.sql('CREATE DATABASE keep_me');
@@ -177,6 +178,25 @@ function optionFile(path: string, lines: string[]): string {
     }
   }, 240000);
 
+  test('a target account without INSERT fails the loadPrivileges check, naming what it lacks, and nothing is dropped', async () => {
+    const id = 'dump-no-insert';
+    targetDb.sql('REVOKE INSERT ON *.* FROM weak@localhost');
+    try {
+      await startSeed(source, id, weakTarget);
+      const tv = (await weakTarget.waitFor(id, finished, 'an end', 120000)) as DumpView;
+      answers.push(JSON.stringify(tv));
+      expect(tv.status).toBe('failed');
+      expect(tv.history.map((h) => h.state)).toEqual(['checking', 'cleanup', 'failed']);
+      const check = tv.checks?.find((c) => c.name === 'loadPrivileges');
+      expect(check?.ok).toBe(false);
+      expect(check?.message).toContain('the SeedCredentialsFile account weak@localhost lacks INSERT on app2, seedtest here');
+      // Nothing dropped: a schema the dump would replace keeps its own table.
+      expect(targetDb.sql("SHOW TABLES FROM seedtest LIKE 'old_only'")).toBe('old_only');
+    } finally {
+      targetDb.sql('GRANT INSERT ON *.* TO weak@localhost');
+    }
+  }, 240000);
+
   test('a load the target account may not run fails both seeds at once with the client\'s message, and the half-loaded schemas are dropped', async () => {
     const id = 'dump-load-refused';
     await startSeed(source, id, weakTarget);
@@ -187,9 +207,12 @@ function optionFile(path: string, lines: string[]): string {
     expect(tv.status).toBe('failed');
     expect(tv.history.map((h) => h.state)).toEqual(['checking', 'droppingSchemas', 'loading', 'cleanup', 'failed']);
     expect(tv.error?.message).toContain('loading the dump into this MySQL failed');
-    expect(tv.error?.message).toContain('INSERT command denied');
+    expect(tv.error?.message).toContain('CREATE VIEW command denied');
+    // Without the statement the client echoed before its error (the source's rows or definitions).
+    expect(tv.error?.message).not.toContain('--------------');
+    expect(tv.error?.message).not.toMatch(/select .*`during`/i);
     expect(sv.status).toBe('failed');
-    expect(sv.error?.message).toContain('INSERT command denied');
+    expect(sv.error?.message).toContain('CREATE VIEW command denied');
     // What the failed load left is dropped; the schemas the dump does not bring stay.
     expect(targetDb.sql("SHOW DATABASES LIKE 'seedtest'")).toBe('');
     expect(targetDb.sql("SHOW DATABASES LIKE 'app2'")).toBe('');
@@ -215,7 +238,7 @@ function optionFile(path: string, lines: string[]): string {
       expect(tv.history.map((h) => h.state)).toEqual(['checking', 'droppingSchemas', 'loading', 'settingUpReplication', 'catchingUp', 'done']);
       expect(sv.history.map((h) => h.state)).toEqual(['checking', 'streaming', 'done']);
       expect(tv.checks?.every((c) => c.ok)).toBe(true);
-      expect(tv.checks?.map((c) => c.name)).toEqual(['sourceMySQLRunning', 'targetMySQLRunning', 'freeSpace', 'noReplicasAttached', 'noClientConnections', 'schemasReplaced', 'sourceBinaryLog', 'replicationAccount', 'seedAccount']);
+      expect(tv.checks?.map((c) => c.name)).toEqual(['sourceMySQLRunning', 'targetMySQLRunning', 'freeSpace', 'noReplicasAttached', 'noClientConnections', 'schemasReplaced', 'loadPrivileges', 'sourceBinaryLog', 'replicationAccount', 'seedAccount']);
       expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes' });
       // The position the dump recorded in its header (file:pos), not a line that only looks like one in the data.
       expect(tv.replication?.startedFrom).toMatch(/^source-bin\.\d+:\d+$/);

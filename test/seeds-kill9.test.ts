@@ -440,7 +440,10 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
   /** Registers a method's cases: each covers its chart's state, and runs on the shared servers. */
   function hotSeedKillCases(method: HotSeedMethod, cases: HotSeedKillCase[]): void {
     for (const c of cases) covered[c.chart] = [...new Set([...(covered[c.chart] ?? []), c.state])];
-    const named = cases.map((c) => ({ ...c, name: `${c.chart} ${c.state}, ${c.hold.program} held on the ${c.hold.side}, ${(c.kill ?? [c.hold.side]).join(' and ')} killed` }));
+    const named = cases.map((c) => ({
+      ...c,
+      name: `${c.chart} ${c.state}, ${c.hold.program} held on the ${c.hold.side}, ${(c.kill ?? [c.hold.side]).join(' and ')} ${c.graceful ? 'stopped with SIGTERM' : 'killed'}`,
+    }));
     (canRun(method) ? test.each(named) : test.skip.each(named))(`$name`, (c) => rig.run(method, c), 600000);
   }
 
@@ -472,6 +475,9 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
     { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, expect: { source: done, target: done } },
     // Both agents at once, mariabackup and mbstream both running: both restart and stream anew.
     { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, kill: ['source', 'target'], expect: { source: done, target: done } },
+    // A graceful restart (SIGTERM) of the target mid-stream is no abort: its receiver only closes the connection,
+    // the source offers its stream again and the restarted target takes it from the beginning.
+    { chart: T, state: 'receiving', hold: { side: 'target', program: 'extract' }, graceful: true, expect: { source: done, target: done } },
     // The prepare did its work but the agent never learned it: a copy is never prepared twice, so the seed
     // fails and removes it.
     {
@@ -560,6 +566,9 @@ describe('kill -9 in every state of the hot-seed charts, between two agents on r
       expect: { source: done, target: done },
       warnings: { target: reloaded.target },
     },
+    // A graceful restart (SIGTERM) of the target while the dump streams into the loading client is no abort: the
+    // source offers its dump again and the restarted target loads it anew.
+    { chart: DT, state: 'loading', hold: { side: 'target', program: 'load' }, graceful: true, expect: { source: done, target: done } },
     // CHANGE MASTER ran but the agent did not record it: the restart configures replication again.
     { chart: DT, state: 'settingUpReplication', hold: { side: 'target', program: 'client', match: 'CHANGE MASTER', mode: 'after' }, expect: { source: done, target: done } },
     { chart: DT, state: 'catchingUp', hold: { side: 'target', program: 'client', match: 'SHOW SLAVE STATUS' }, expect: { source: done, target: done } },

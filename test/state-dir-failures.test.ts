@@ -160,6 +160,45 @@ describe('StateDir full or read-only', () => {
     }
   }, 90000);
 
+  test('a linked target held by a full StateDir does not end its source half: with space again it resumes and both end done', async () => {
+    const fleetSecret = 'fleet-secret-statedir-7c2e';
+    const dir = tempDir('oa-statedir-');
+    dirs.push(dir);
+    const source = makeSourceHost(tempDir('oa-statedir-src-'), `oa-sdl-${process.pid}`);
+    try {
+      const state = smallStateDir(dir);
+      const host = makeTargetHost(dir, 0);
+      targets.push(host);
+      const targetConfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', AgentFleetSecret: fleetSecret };
+      let t = await startSeedAgent(dir, targetConfig);
+      agents.push(t);
+      const sdir = tempDir('oa-statedir-srcagent-');
+      dirs.push(sdir);
+      const s = await startSeedAgent(sdir, { ...source.config, SendSeedDataCommand: '', SeedTransferBandwidthMBps: 2, AgentFleetSecret: fleetSecret });
+      agents.push(s);
+      const created = await t.call('POST', '/api/seeds', { id: 'held-link', role: 'target', snapshot: source.bigSnapshot, source: { host: '127.0.0.1', port: s.agent.port } });
+      expect(created.status).toBe(201);
+      await t.waitFor('held-link', (v) => v.state === 'receiving' && (v.progress?.bytesDone ?? 0) > 0, 'bytes arriving');
+
+      fill(state);
+      const held = await t.waitFor('held-link', (v) => v.status !== 'active', 'held');
+      expect(held.error!.code).toBe('state_unwritable');
+      // Held is not ended: the target resumes once StateDir is writable, so its source must wait for it, not abort.
+      rmSync(join(state, 'filler'));
+      await t.agent.stop();
+      agents.splice(agents.indexOf(t), 1);
+      expect(t.agent.output()).not.toContain('/api/peer/seeds/held-link/abort');
+      t = await startSeedAgent(dir, targetConfig);
+      agents.push(t);
+      expect((await t.waitFor('held-link', (v) => v.status !== 'active', 'its end after the restart', 120_000)).status).toBe('done');
+      const sourceView = await s.waitFor('held-link', (v) => v.status !== 'active', 'the source half to end', 60_000);
+      expect([sourceView.status, sourceView.error]).toEqual(['done', null]);
+    } finally {
+      for (const a of agents.splice(0)) await a.agent.stop();
+      source.cleanup();
+    }
+  }, 240000);
+
   test('a read-only StateDir holding a stale temp file and a corrupt file: the agent starts, reports both, refuses new seeds with a hint, and serves', async () => {
     const dir = tempDir('oa-statedir-');
     dirs.push(dir);

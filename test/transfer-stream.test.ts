@@ -6,8 +6,9 @@ import { PassThrough, Readable } from 'node:stream';
 import { AgentError } from '../src/errors.js';
 import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
-import { acceptStream, offerStream, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
+import { acceptStream, offerStream, pump, STREAM_FRAME_BYTES, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
 import { releasePort, tellSenders } from '../src/transfer/farewell.js';
+import { holdStreamHeapGrowth, streamHeapGrowthHolders } from '../src/transfer/heap-growth.js';
 import { freePort } from './support/seed-hosts.js';
 
 const facts: SourceFacts = { mysqlRunning: true, version: '10.11.19-MariaDB', dataBytes: 123456, logBin: true, gtidMode: false, mysqlHost: '', mysqlPort: 3306 };
@@ -19,6 +20,50 @@ function collect(sink: PassThrough): Promise<Buffer> {
 }
 
 describe('the backup stream', () => {
+  test('the sender puts what the program wrote in one turn into few frames of at most STREAM_FRAME_BYTES, in order, and holds the program while a frame waits', async () => {
+    const source = new PassThrough({ highWaterMark: 64 * 1024 });
+    const data = randomBytes(64 * 64 * 1024 + 5);
+    const batches: Buffer[][] = [];
+    let release: (() => void) | undefined;
+    const sent = pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
+      expect(n).toBe(parts.reduce((a, p) => a + p.length, 0));
+      batches.push(parts);
+      // The first frame waits (a full socket): the program's output is not read on meanwhile.
+      if (batches.length === 1) await new Promise<void>((r) => (release = r));
+    });
+    // 64 pipe reads' worth in one turn, as a fast program fills its pipe, then a tail.
+    for (let at = 0; at < data.length - 5; at += 64 * 1024) source.write(data.subarray(at, at + 64 * 1024));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(batches).toHaveLength(1);
+    expect(source.isPaused()).toBe(true);
+    release!();
+    source.end(data.subarray(data.length - 5));
+    await sent;
+    expect(Buffer.concat(batches.flat()).equals(data)).toBe(true);
+    // One frame per MiB, not one per 64 KiB read.
+    expect(batches.length).toBeLessThanOrEqual(6);
+    for (const b of batches) expect(b.reduce((a, p) => a + p.length, 0)).toBeLessThanOrEqual(STREAM_FRAME_BYTES);
+    // A single chunk larger than a frame is split.
+    const big: Buffer[][] = [];
+    await pump(Readable.from([data]), STREAM_FRAME_BYTES, async (parts) => void big.push(parts));
+    expect(big.length).toBe(Math.ceil(data.length / STREAM_FRAME_BYTES));
+    expect(Buffer.concat(big.flat()).equals(data)).toBe(true);
+  });
+
+  test('the sender stops on its program\'s failure and on a failed frame', async () => {
+    const broken = new PassThrough();
+    const failing = pump(broken, STREAM_FRAME_BYTES, async () => undefined);
+    broken.write(Buffer.alloc(10));
+    broken.destroy(new Error('program output failed'));
+    await expect(failing).rejects.toThrow('program output failed');
+    const source = new PassThrough();
+    const refused = pump(source, STREAM_FRAME_BYTES, async () => {
+      throw new AgentError('io', 'socket gone');
+    });
+    source.end(Buffer.alloc(100));
+    await expect(refused).rejects.toThrow('socket gone');
+  });
+
   test('the sender tells its facts, is told to come back later, then streams every byte with the position at the end', async () => {
     const port = await freePort();
     const authKey = newAuthKey();
@@ -52,6 +97,18 @@ describe('the backup stream', () => {
     expect(got.bytes).toBe(data.length);
     expect(got.checksum).toBe(sent.checksum);
     expect(got.positionAtEnd).toEqual({ file: 'bin.000002', position: 4711, gtid: '0-1-9' });
+    expect(streamHeapGrowthHolders()).toBe(0);
+  });
+
+  test('the larger heap growth is held while any stream runs and given back once, when the last one ends', () => {
+    const first = holdStreamHeapGrowth();
+    const second = holdStreamHeapGrowth();
+    expect(streamHeapGrowthHolders()).toBe(2);
+    first();
+    first();
+    expect(streamHeapGrowthHolders()).toBe(1);
+    second();
+    expect(streamHeapGrowthHolders()).toBe(0);
   });
 
   test('a wrong key is refused and reported, and a refusal by the target reaches the sender as permanent', async () => {
@@ -86,11 +143,16 @@ describe('the backup stream', () => {
     const receiving = session.receive(sink, async () => undefined).catch((e: AgentError) => e);
     const go = await offered;
     const sending = go.kind === 'go' ? go.send(source, async () => null).catch((e: AgentError) => e) : Promise.resolve(undefined);
-    setTimeout(() => source.destroy(new Error('mariabackup died')), 200);
+    await new Promise((r) => setTimeout(r, 200));
+    // Both halves stream (in this one process): each holds the larger heap growth while its data flows.
+    expect(streamHeapGrowthHolders()).toBe(2);
+    source.destroy(new Error('mariabackup died'));
     const err = await receiving;
     expect(err).toBeInstanceOf(AgentError);
     expect(isPermanentFailure(err)).toBe(false);
     expect(await sending).toBeInstanceOf(AgentError);
+    // A failed stream gives it back as an ended one does.
+    expect(streamHeapGrowthHolders()).toBe(0);
   });
 
   test('a sender that will not stream tells the waiting receiver why: the wait ends at once with its reason, permanent; a wrong key tells nothing', async () => {

@@ -257,6 +257,27 @@ describe('web view and seed stream', () => {
       await page.close();
     });
 
+    test('a backup seed whose pre-seed checks failed says nothing on the host was changed', async () => {
+      const page = await browser.context.newPage();
+      await page.goto(`${server.baseUrl}/ui?token=${token}`);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      const message = 'pre-seed checks failed, nothing was changed on this host: 1 client connection(s) on this MySQL (app@10.0.0.5)';
+      feed.emit(seedView({
+        id: 'backup-checks', machine: 'seed-backup-target', method: 'backup', state: 'failed', status: 'failed',
+        params: { method: 'backup', startMySQL: true, replicate: true, stepByStep: false, port: 4002 },
+        marks: [],
+        error: { code: 'conflict', message, hint: 'fix what the failed checks name' },
+        history: [{ state: 'checking', enteredAt: Date.now() - 1000, leftAt: Date.now(), error: message },
+          { state: 'cleanup', enteredAt: Date.now(), leftAt: Date.now(), error: null }, { state: 'failed', enteredAt: Date.now(), leftAt: null, error: null }],
+      } as Parameters<typeof seedView>[0]));
+      const card = page.locator('[data-seed-id="backup-checks"]');
+      await card.locator('.badge', { hasText: 'failed' }).waitFor();
+      const after = await card.locator('.aftermath').textContent();
+      expect(after).toContain('Nothing was changed on this host: the pre-seed checks failed before MySQL was stopped or anything deleted.');
+      expect(after).not.toContain('MySQL may be stopped');
+      await page.close();
+    });
+
     test('a dump seed shows its own runbook, that MySQL keeps running, and that a failed load dropped only the replaced schemas', async () => {
       const page = await browser.context.newPage();
       await page.goto(`${server.baseUrl}/ui?token=${token}`);

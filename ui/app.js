@@ -217,6 +217,11 @@
       return { state: 'MySQL runs on the complete copy, but replication is not ' + (step === 'catchingUp' ? 'caught up.' : 'set up.'),
         todo: 'Look at the replica status (SHOW REPLICA STATUS), fix the cause, then set up replication by hand or seed again.' };
     }
+    if (step === 'checking') {
+      return { state: 'Nothing was changed on this host: the pre-seed checks failed before MySQL was stopped or anything deleted' +
+        (view.method === 'dump' ? ' (MySQL runs, no schema was dropped).' : '.'),
+        todo: 'Fix what the failed checks name (GET /api/seeds/:id lists every check) and seed again.' };
+    }
     if (view.method === 'dump') {
       if (marked(view, 'dumpLoaded')) return { state: 'MySQL runs with the loaded schemas.', todo: 'Fix the cause above and seed again, or go on by hand.' };
       if (marked(view, 'schemasDropStarted')) {

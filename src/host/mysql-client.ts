@@ -91,7 +91,7 @@ export class MySQLClient {
       ({ stdout } = await runProgram(this.program, args, { input: sql, signal: opts.signal, timeoutMs: opts.timeoutMs }));
     } catch (err) {
       const e = err as AgentError;
-      const stderr = typeof e.details?.stderr === 'string' ? e.details.stderr : e.message;
+      const stderr = withoutEchoedStatements(typeof e.details?.stderr === 'string' ? e.details.stderr : e.message);
       const where = opts.host ? `${opts.host}:${opts.port ?? 3306}` : 'the local MySQL';
       throw new AgentError(e.code === 'aborted' ? 'aborted' : 'command_failed', `${this.program} with ${this.key} on ${where} failed: ${stderr.trim()}`, {
         hint: e.code === 'aborted' ? undefined : `check the account in ${this.key} and its grants, and that MySQL answers on ${where}`,
@@ -106,6 +106,19 @@ export class MySQLClient {
     const first = rows[0];
     return first ? (Object.values(first)[0] ?? null) : null;
   }
+}
+
+/**
+ * The client's stderr without the statements it echoes before an error (MariaDB's client prints the failing
+ * statement between lines of 14 dashes when it reads stdin): a failed CHANGE MASTER would otherwise put the
+ * replication password into the error, and from there into the state file, the log and the API answer.
+ */
+export function withoutEchoedStatements(stderr: string): string {
+  const text = stderr.replace(/^-{14}\n[\s\S]*?\n-{14}\n+/gm, '');
+  if (!/^-{14}$/m.test(text)) return text.trim();
+  // A block cut short (the tail of a long output): keep only the server's error lines.
+  const errors = text.split('\n').filter((l) => /^ERROR \d+/.test(l));
+  return errors.length > 0 ? errors.join('\n') : "(the client's message echoed a statement and was left out)";
 }
 
 /** --batch output: a header line, then tab-separated rows; NULL is the text NULL. Keeps the last result set. */

@@ -331,10 +331,13 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     sendJson(ctx, 200, summary(seeds.get(id) ?? view ?? null));
   });
 
-  // A linked seed that ends failed or aborted on its own tells its peer half at once, with its reason.
+  // A linked seed that ends failed or aborted on its own tells its peer half at once, with its reason. A seed
+  // held because its state cannot be saved has not ended: a restart with StateDir writable resumes it, and
+  // its peer half must still be there to go on with it.
   const told = new Set<string>();
   seeds.subscribe((view) => {
     if ((view.status !== 'failed' && view.status !== 'aborted') || !view.peer || told.has(view.id)) return;
+    if (view.error?.code === 'state_unwritable') return;
     told.add(view.id);
     if ((view.error as { fromPeer?: boolean } | null)?.fromPeer) return;
     const reason = `the ${view.role} seed ${view.id} ${view.status === 'aborted' ? 'was aborted' : 'failed'}: ${view.error?.message ?? 'no reason recorded'}`;

@@ -44,6 +44,52 @@ async function attempt(name: string, fn: () => Promise<SeedCheck>): Promise<Seed
   }
 }
 
+/** What loading a dump surely runs in each schema it replaces: DROP/CREATE DATABASE, CREATE TABLE, LOCK TABLES, INSERT, ALTER TABLE ... KEYS. */
+export const LOAD_PRIVILEGES = ['CREATE', 'DROP', 'INSERT', 'ALTER', 'LOCK TABLES'] as const;
+
+/** A schema-level grant's name (`app\_%`) as a test of a schema name: LIKE's % and _, their \-escapes literal. */
+function schemaPattern(quoted: string): (schema: string) => boolean {
+  const name = quoted.replace(/^`|`$/g, '').replace(/``/g, '`');
+  let re = '';
+  for (let i = 0; i < name.length; i++) {
+    const c = name[i]!;
+    if (c === '\\' && i + 1 < name.length) re += name[++i]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    else if (c === '%') re += '.*';
+    else if (c === '_') re += '.';
+    else re += c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  const rx = new RegExp(`^${re}$`, 'i');
+  return (schema) => rx.test(schema);
+}
+
+/**
+ * The privileges of LOAD_PRIVILEGES the account lacks on each schema, from its SHOW GRANTS lines (global `*.*` and
+ * schema-level grants); null when that cannot be told from the lines (a role or proxy grant), so the check passes.
+ */
+export function missingLoadPrivileges(grantLines: readonly string[], schemas: readonly string[]): Map<string, string[]> | null {
+  const grants: { applies: (schema: string) => boolean; privileges: Set<string> }[] = [];
+  for (const line of grantLines) {
+    const m = /^GRANT (.+?) ON (\*\.\*|`(?:[^`]|``)+`\.\*|\S+) TO /i.exec(line.trim());
+    if (!m) {
+      if (/^GRANT /i.test(line.trim())) return null; // a role granted to the account: its privileges are not on these lines
+      continue;
+    }
+    if (/^PROXY$/i.test(m[1]!)) return null;
+    const privileges = new Set(m[1]!.split(',').map((p) => p.trim().toUpperCase()));
+    if (privileges.has('ALL PRIVILEGES') || privileges.has('ALL')) for (const p of LOAD_PRIVILEGES) privileges.add(p);
+    const scope = m[2]!;
+    if (scope === '*.*') grants.push({ applies: () => true, privileges });
+    else if (scope.endsWith('.*') && scope.startsWith('`')) grants.push({ applies: schemaPattern(scope.slice(0, -2)), privileges });
+    // Table-level grants do not let it drop or create the schema.
+  }
+  const missing = new Map<string, string[]>();
+  for (const schema of schemas) {
+    const lacking = LOAD_PRIVILEGES.filter((p) => !grants.some((g) => g.applies(schema) && g.privileges.has(p)));
+    if (lacking.length > 0) missing.set(schema, lacking);
+  }
+  return missing;
+}
+
 /** Every check of a dump seed's target, in the order shown; none changes anything. */
 export async function inspectDumpTarget(i: TargetInspection): Promise<SeedCheck[]> {
   const opts = { signal: i.signal, timeoutMs: 30_000 };
@@ -100,6 +146,26 @@ export async function inspectDumpTarget(i: TargetInspection): Promise<SeedCheck[
             message: `the dump replaces these schemas here (dropped, then loaded): ${schemas.join(', ')}; the other schemas, users and grants (mysql) stay`,
           },
   );
+  if (schemas.length > 0 && system.length === 0) {
+    checks.push(
+      await attempt('loadPrivileges', async () => {
+        const rows = await i.client.query('SHOW GRANTS', opts);
+        const header = rows[0] ? Object.keys(rows[0])[0] ?? '' : '';
+        const account = header.replace(/^Grants for /i, '') || 'the SeedCredentialsFile account';
+        const missing = missingLoadPrivileges(rows.map((r) => Object.values(r)[0] ?? ''), schemas);
+        if (missing === null) return { name: 'loadPrivileges', ok: true, message: `${account} gets privileges through a role or proxy: not checked before the load` };
+        if (missing.size === 0) return { name: 'loadPrivileges', ok: true, message: `${account} may drop, create and load the schemas the dump replaces` };
+        const lacking = [...new Set([...missing.values()].flat())];
+        return {
+          name: 'loadPrivileges',
+          ok: false,
+          message:
+            `the SeedCredentialsFile account ${account} lacks ${lacking.join(', ')} on ${[...missing.keys()].join(', ')} here, which loading the dump needs: ` +
+            `grant it the target's privileges (README: seeds by logical dump, minimal grants); after a backup seed this MySQL has the source's accounts, so give them to the source's agent account too`,
+        };
+      }),
+    );
+  }
   for (const name of ['sourceBinaryLog', 'replicationAccount', 'seedAccount']) {
     const c = keep(name);
     if (c) checks.push(c);

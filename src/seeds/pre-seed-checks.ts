@@ -53,7 +53,8 @@ async function attempt(name: string, fn: () => Promise<SeedCheck>): Promise<Seed
 /** Every check, in the order shown; none changes anything. */
 export async function inspectBackupTarget(i: TargetInspection): Promise<SeedCheck[]> {
   const opts = { signal: i.signal, timeoutMs: 30_000 };
-  const checks: SeedCheck[] = [];
+  // Independent reads, run at once (each a process or two); the answers keep the order shown.
+  const checks: Array<SeedCheck | Promise<SeedCheck>> = [];
   const running = await i.mysql.isRunning(i.signal);
 
   checks.push(
@@ -63,7 +64,7 @@ export async function inspectBackupTarget(i: TargetInspection): Promise<SeedChec
   );
 
   checks.push(
-    await attempt('sameMajorVersion', async () => {
+    attempt('sameMajorVersion', async () => {
       const mine = running
         ? ((await i.client.value('SELECT VERSION()', opts)) ?? '')
         : await runProgram(i.config.SeedBackupProgram, ['--version'], opts).then((r) => `${r.stderr} ${r.stdout}`); // mariabackup says it on stderr
@@ -80,7 +81,7 @@ export async function inspectBackupTarget(i: TargetInspection): Promise<SeedChec
   );
 
   checks.push(
-    await attempt('freeSpace', async () => {
+    attempt('freeSpace', async () => {
       const free = await i.datadir.availableSpace(i.datadirPath);
       const replaced = await i.datadir.diskUsage(i.datadirPath, i.signal).catch(() => 0);
       const need = Math.ceil(i.source.dataBytes * (1 + MARGIN));
@@ -98,23 +99,25 @@ export async function inspectBackupTarget(i: TargetInspection): Promise<SeedChec
 
   if (running) {
     checks.push(
-      await attempt('noReplicasAttached', async () => {
+      attempt('noReplicasAttached', async () => {
         const n = Number(await i.client.value(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND IN ('Binlog Dump', 'Binlog Dump GTID')`, opts));
         return n === 0
           ? { name: 'noReplicasAttached', ok: true, message: 'no replicas replicate from this MySQL' }
           : { name: 'noReplicasAttached', ok: false, message: `${n} replica(s) replicate from this MySQL: it is a primary; move its replicas away before seeding over it` };
       }),
     );
+    // After the checks above: their own connections to this MySQL are not clients.
+    const before = Promise.all(checks);
     checks.push(
       i.force
         ? { name: 'noClientConnections', ok: true, message: 'skipped: the seed was created with force' }
-        : await attempt('noClientConnections', async () => {
+        : before.then(() => attempt('noClientConnections', async () => {
             const rows = await i.client.query(`SELECT USER AS user, HOST AS host FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND ${systemThreads}`, opts);
             const who = rows.slice(0, 5).map((r) => `${r.user}@${r.host}`).join(', ');
             return rows.length === 0
               ? { name: 'noClientConnections', ok: true, message: 'no client is connected to this MySQL besides the agent' }
               : { name: 'noClientConnections', ok: false, message: `${rows.length} client connection(s) on this MySQL (${who}): stop those clients, or create the seed with "force": true to replace the data under them` };
-          }),
+          })),
     );
   } else {
     checks.push({ name: 'noReplicasAttached', ok: true, message: 'this MySQL is stopped: no replicas can be attached' });
@@ -128,19 +131,17 @@ export async function inspectBackupTarget(i: TargetInspection): Promise<SeedChec
         : { name: 'sourceBinaryLog', ok: false, message: 'the source has binary logging off, so nothing can replicate from it: set log_bin (and server_id) on the source and restart it, or seed without replicate' },
     );
     checks.push(
-      await attempt('replicationAccount', async () => {
+      attempt('replicationAccount', async () => {
         await i.replication.value('SELECT 1', { ...opts, host: i.sourceMySQL.host, port: i.sourceMySQL.port });
         return { name: 'replicationAccount', ok: true, message: `the replication account connects to ${i.sourceMySQL.host}:${i.sourceMySQL.port}` };
-      }),
+      }).then((c) => (c.ok ? c : { ...c, message: `the replication account in ReplicationCredentialsFile cannot connect to the source: ${c.message}` })),
     );
-    const last = checks.at(-1)!;
-    if (!last.ok) last.message = `the replication account in ReplicationCredentialsFile cannot connect to the source: ${last.message}`;
     checks.push(
-      await attempt('seedAccount', async () => {
+      attempt('seedAccount', async () => {
         i.client.options();
         return { name: 'seedAccount', ok: true, message: 'SeedCredentialsFile is readable only by the agent, for setting up replication' };
       }),
     );
   }
-  return checks;
+  return Promise.all(checks);
 }

@@ -198,7 +198,14 @@ export class SeedManager {
     this.save(live);
   }
 
-  /** Stops the actors without aborting the seeds: their persisted state is where the next start resumes. */
+  /**
+   * Stops the actors without aborting the seeds: their persisted state is where the next start resumes.
+   * A stopped step sees the same abort signal as an ABORT; the steps and the transfer treat it as a cut
+   * (process groups get SIGTERM, a transfer connection is closed without telling the peer anything), and
+   * only a seed's cleanup tells the peer it ends. Then what the steps ran is killed as the next start would
+   * kill it (SIGKILL after a grace), so nothing keeps writing once the agent has exited; the next start runs
+   * the interrupted steps again (ensure steps).
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const live of this.seeds.values()) {
@@ -206,6 +213,10 @@ export class SeedManager {
       live.actor?.stop();
       live.actor = null;
     }
+    const pgids = [...this.seeds.values()].flatMap((live) => live.record.pgids);
+    await reapSeedProcesses(this.deps.config.StateDir, undefined, pgids).catch((err: unknown) =>
+      log.warn('could not kill what seed steps ran before stopping; the next start kills it', { error: (err as Error).message }),
+    );
   }
 
   create<R extends SeedRole>(

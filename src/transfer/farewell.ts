@@ -1,5 +1,5 @@
 // A target seed that ended before its sender came (failed, or aborted by its operator) keeps answering on
-// its transfer port for a while, to datadir senders and backup stream senders alike: a sender that proves
+// its transfer port for a while, to datadir senders and stream senders (backup, dump) alike: a sender that proves
 // the seed's key gets one ERROR frame with the target's reason, marked permanent, so the source seed ends
 // within a second instead of at its connect deadline. A sender without the key learns nothing. A new
 // receiver on the same port takes the port back at once.
@@ -73,7 +73,7 @@ async function answer(socket: Socket, authKey: string, body: ReturnType<typeof e
   socket.on('error', () => undefined);
   const timer = setTimeout(() => socket.destroy(), 15_000);
   try {
-    // A datadir sender (snapshot seeds) or a backup stream's sender: the same handshake frames, each its
+    // A datadir sender (snapshot seeds) or a stream's sender (backup, dump seeds): the same handshake frames, each its
     // own magic and version.
     const head = await reader.exact(STREAM_MAGIC.length);
     let version = STREAM_VERSION;

@@ -13,7 +13,7 @@ import { AgentError } from '../errors.js';
 export const MAGIC = Buffer.from('OATRANSFER/1\n', 'ascii');
 /** 2: frames after the handshake carry a tag when the channel is not TLS. 3: per-chunk checksums and resume. */
 export const PROTOCOL_VERSION = 3;
-/** The backup stream's (stream.ts): the same frames and handshake, its own magic so neither side mistakes the other. */
+/** The stream of seeds by backup or dump (stream.ts): the same frames and handshake, its own magic so neither side mistakes the other. */
 export const STREAM_MAGIC = Buffer.from('OASTREAM/1\n', 'ascii');
 export const STREAM_VERSION = 1;
 export const TAG_BYTES = 16;

@@ -44,6 +44,10 @@ export interface ReceiverOptions {
   tls?: TransferTls;
   /** The per-seed secret the sender must prove it knows (see newAuthKey). */
   authKey: string;
+  /**
+   * Stops the receive (the seed aborted, or the agent stopping): the sender's connection is closed as a
+   * cut, with no ERROR frame, so the sender waits to send again; a reason for it is the seed's to give.
+   */
   signal?: AbortSignal;
   onProgress?: ProgressListener;
   /** Told of every connection refused while waiting (wrong key, TLS mismatch, not a sender); the wait goes on. */
@@ -724,7 +728,11 @@ class ReceiveSession {
     this.server.close();
     this.reader?.fail(error);
     if (this.socket && !this.socket.destroyed) {
-      this.writer?.error(error);
+      // Stopped here (the seed aborted, or this agent stopping: one signal for both): the connection is only
+      // closed, as a cut. The sender then waits to send again (SeedTransferReconnectTimeoutSeconds): a
+      // restarted agent resumes with it, and an aborted seed's cleanup tells it why on this port
+      // (farewell.ts). An ERROR frame now would end the source seed as aborted by its peer either way.
+      if (!this.opts.signal?.aborted) this.writer?.error(error);
       this.socket.end();
       const s = this.socket;
       setTimeout(() => s.destroy(), 1000).unref();

@@ -25,6 +25,7 @@ export interface SendOptions {
   authKey: string;
   /** MB/s (10^6 bytes); 0 or undefined = unlimited (SeedTransferBandwidthMBps). */
   bandwidthMBps?: number;
+  /** Stops the send (the seed aborted, or the agent stopping): the connection is cut, with no ERROR frame. */
   signal?: AbortSignal;
   onProgress?: ProgressListener;
   /** Called once the receiver proved the key, before any data is sent (the seed records it durably). */
@@ -288,8 +289,10 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       await opts.verifySource().catch((e: unknown) => (err = e));
     }
     // Tell the receiver why, so it does not wait for a sender that will not come back (a permanent failure).
+    // Not when stopped (the seed aborted, or this agent stopping: one signal for both): the connection is
+    // only cut, so the receiver waits for this sender to come back; an aborted seed's cleanup tells it why.
     const own = asAgentError(err);
-    if (authenticated && !peerFailure && own.details?.fromPeer !== true) writer.error(own);
+    if (authenticated && !peerFailure && own.details?.fromPeer !== true && !opts.signal?.aborted) writer.error(own);
     fail(err);
     // A receiver's ERROR frame explains a broken pipe better than the broken pipe does.
     await new Promise((r) => setTimeout(r, 50));

@@ -1,5 +1,5 @@
 // One authenticated byte stream between two agents (every frame after the handshake tagged, as protocol.ts does), for seeds whose copy is a program's output (a hot
-// backup's mbstream, later a dump) rather than a directory of files. Same handshake proofs (auth.ts), same
+// backup's mbstream, a logical dump) rather than a directory of files. Same handshake proofs (auth.ts), same
 // framing (protocol.ts), same TLS as the datadir transfer, its own magic so neither side mistakes the other.
 //
 //   sender  → MAGIC                receiver → HELLO {version, nonce}
@@ -17,6 +17,7 @@ import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
 import { errorBody, FrameReader, frameName, FrameWriter, isPermanentFailure, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
 import { answeringOn, releasePort } from './farewell.js';
+import { holdStreamHeapGrowth } from './heap-growth.js';
 import type { TokenBucket } from './throttle.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
@@ -114,7 +115,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   const server: Server = transferServer(opts.tls);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new AgentError('unavailable', `cannot listen for the backup stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
+      reject(new AgentError('unavailable', `cannot listen for the stream on ${opts.bindAddress || '0.0.0.0'}:${opts.port}: ${err.code ?? err.message}`)),
     );
     server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve());
   });
@@ -136,7 +137,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
         hint: 'start the source seed (method "backup" or "dump", as the target) with this port and key',
       }));
     }, opts.connectTimeoutMs);
-    const onAbort = () => end(new AgentError('aborted', `waiting for the backup stream on port ${opts.port} was aborted`));
+    const onAbort = () => end(new AgentError('aborted', `waiting for the stream on port ${opts.port} was aborted`));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const refuse = (reason: string) => {
       refusals.push(reason);
@@ -155,7 +156,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
         const hs = setTimeout(() => reader.fail(new AgentError('unavailable', 'handshake timed out')), handshakeTimeoutMs);
         try {
           const magic = await reader.exact(STREAM_MAGIC.length);
-          if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent backup stream (is the source seed using the same method?)');
+          if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent seed stream (is the source seed using the same method?)');
           const nonce = newNonce();
           await writer.json(t(F.hello), { version: VERSION, nonce });
           const auth = await reader.json([F.auth], 'during the handshake');
@@ -193,7 +194,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
   });
 }
 
-/** How much the receiver queues for the extracting program before it waits for the program to read. */
+/** How much the receiver queues for the program the stream feeds (mbstream, the loading client) before it waits for it to read. */
 const SINK_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /** Waits until sink takes more, or closes or fails (a program that exited never drains); a program that reads nothing for idleMs fails it. */
@@ -202,7 +203,7 @@ function drained(sink: Writable, idleMs: number): Promise<void> {
     if (sink.destroyed || sink.writableEnded) return resolve();
     const timer = setTimeout(() => {
       cleanup();
-      reject(new AgentError('io', `the extracting program read nothing for ${Math.round(idleMs / 1000)} s`));
+      reject(new AgentError('io', `the program the stream feeds read nothing for ${Math.round(idleMs / 1000)} s`));
     }, idleMs);
     const cleanup = () => {
       clearTimeout(timer);
@@ -240,21 +241,22 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
     async receive(sink, finish, onProgress, sinkExited) {
       const started = performance.now();
       let ending = false;
-      // The extracting program ending before the stream did is a failure, whatever it was doing.
+      // The program the stream feeds ending before the stream did is a failure, whatever it was doing.
       void sinkExited?.then(
-        () => !ending && reader.fail(new AgentError('io', 'the extracting program exited before the stream ended')),
+        () => !ending && reader.fail(new AgentError('io', 'the program the stream feeds exited before the stream ended')),
         // A failure the sink's owner marked permanent (a loader stopping on a statement) stays permanent for the sender.
-        (err: Error) => !ending && reader.fail(new AgentError('io', `the extracting program failed: ${err.message}`, { details: { permanent: isPermanentFailure(err) } })),
+        (err: Error) => !ending && reader.fail(new AgentError('io', `the program the stream feeds failed: ${err.message}`, { details: { permanent: isPermanentFailure(err) } })),
       );
-      const onAbort = () => reader.fail(new AgentError('aborted', 'the backup stream was aborted'));
+      const onAbort = () => reader.fail(new AgentError('aborted', 'the stream was aborted'));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const idleMs = opts.idleTimeoutMs ?? 120_000;
       socket.setTimeout(idleMs, () => reader.fail(new AgentError('unavailable', `the sender sent nothing for ${Math.round(idleMs / 1000)} s`)));
       let sinkError: Error | undefined;
       sink.on('error', (err) => {
         sinkError = err;
-        reader.fail(new AgentError('io', `the extracting program stopped reading: ${err.message}`));
+        reader.fail(new AgentError('io', `the program the stream feeds stopped reading: ${err.message}`));
       });
+      const releaseHeap = holdStreamHeapGrowth();
       try {
         await writer.json(t(F.go), {});
         const hash = createChecksum(DEFAULT_CHECKSUM);
@@ -265,14 +267,28 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
           if (!h) throw new AgentError('io', `the stream was cut after ${bytes} bytes`);
           if (h.type === F.data) {
             if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `data frame of ${h.length} bytes is too large`);
-            const data = await reader.exact(h.length);
-            hash.update(data);
-            bytes += data.length;
+            // The frame's slices as they arrived from the socket (no copy), handed on once its tag checked out.
+            const parts: Buffer[] = [];
+            for (let left = h.length; left > 0; ) {
+              for (const p of await reader.some(left)) {
+                parts.push(p);
+                left -= p.length;
+              }
+            }
+            let room = true;
+            // One writev for the frame: a frame is many socket reads' worth of bytes.
+            if (parts.length > 1) sink.cork();
+            for (const p of parts) {
+              hash.update(p);
+              room = sink.write(p) && room;
+            }
+            if (parts.length > 1) sink.uncork();
+            bytes += h.length;
             // A few MiB queued for the extractor keep its pipe full: waiting for every write to drain would hand it
             // one frame at a time, each a round trip through the scheduler on a busy host.
-            if (!sink.write(data) && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
+            if (!room && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
             if (sinkError) throw sinkError;
-            if (sink.destroyed) throw new AgentError('io', `the extracting program stopped reading after ${bytes} bytes`);
+            if (sink.destroyed) throw new AgentError('io', `the program the stream feeds stopped reading after ${bytes} bytes`);
             const now = performance.now();
             if (now - reported > 500) {
               reported = now;
@@ -305,6 +321,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
         setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
+        releaseHeap();
         opts.signal?.removeEventListener('abort', onAbort);
       }
     },
@@ -312,6 +329,96 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
 }
 
 // ---------------------------------------------------------------- sender
+
+/**
+ * The most one DATA frame of the stream carries. The sender puts into one frame what the program wrote since the
+ * last one (up to this), so a fast program's output goes out in few large frames (one tag, one write each)
+ * while a slow one's still leaves at once.
+ */
+export const STREAM_FRAME_BYTES = 1024 * 1024;
+
+/**
+ * Reads source to its end and hands its bytes to send in batches: every chunk that arrived in one turn of the
+ * event loop (libuv reads a pipe up to 32 times per turn), at most maxBytes a batch, in order, one send at a
+ * time; source is paused while a send waits (backpressure). Rejects with source's error or send's.
+ */
+export function pump(source: Readable, maxBytes: number, send: (parts: Buffer[], bytes: number) => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let busy = false;
+    let ended = false;
+    let failed = false;
+    let immediate: NodeJS.Immediate | undefined;
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      if (immediate) clearImmediate(immediate);
+      source.off('data', onData);
+      reject(err);
+    };
+    const drain = async () => {
+      if (busy || failed) return;
+      busy = true;
+      try {
+        while (pendingBytes > 0 && !failed) {
+          // A chunk larger than a frame (not from a pipe, whose reads are 64 KiB) is split.
+          let take = 0;
+          let n = 0;
+          while (take < pending.length && n + pending[take]!.length <= maxBytes) n += pending[take++]!.length;
+          let parts: Buffer[];
+          if (take === 0) {
+            const head = pending[0]!;
+            parts = [head.subarray(0, maxBytes)];
+            pending[0] = head.subarray(maxBytes);
+            n = maxBytes;
+          } else {
+            parts = pending.slice(0, take);
+            pending = pending.slice(take);
+          }
+          pendingBytes -= n;
+          await send(parts, n);
+        }
+      } catch (err) {
+        busy = false;
+        return fail(err);
+      }
+      busy = false;
+      if (failed) return;
+      if (ended) return resolve();
+      source.resume();
+    };
+    const flush = () => {
+      immediate = undefined;
+      void drain();
+    };
+    const onData = (chunk: Buffer) => {
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (busy) {
+        // The send in progress takes these next; meanwhile the program waits on its pipe.
+        if (pendingBytes >= maxBytes) source.pause();
+      } else if (pendingBytes >= maxBytes) {
+        source.pause();
+        if (immediate) clearImmediate(immediate);
+        flush();
+      } else {
+        immediate ??= setImmediate(flush);
+      }
+    };
+    source.on('data', onData);
+    source.once('end', () => {
+      ended = true;
+      if (immediate) clearImmediate(immediate);
+      immediate = undefined;
+      if (!busy) void drain().then(() => !failed && !busy && pendingBytes === 0 && resolve());
+    });
+    source.once('error', fail);
+    source.once('close', () => {
+      if (!ended) fail(new AgentError('io', 'the program\'s output closed before its end'));
+    });
+  });
+}
 
 export interface StreamSendOptions {
   host: string;
@@ -392,22 +499,20 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         },
       );
       result.catch(() => undefined);
+      const releaseHeap = holdStreamHeapGrowth();
       try {
-        for await (const chunk of source as AsyncIterable<Buffer>) {
+        await pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
           if (peerFailure) throw peerFailure;
-          for (let at = 0; at < chunk.length; at += MAX_DATA_BYTES) {
-            const part = chunk.subarray(at, at + MAX_DATA_BYTES);
-            if (limiter) await limiter.take(part.length, opts.signal);
-            hash.update(part);
-            bytes += part.length;
-            await writer.data(part);
-          }
+          if (limiter) await limiter.take(n, opts.signal);
+          for (const p of parts) hash.update(p);
+          bytes += n;
+          await writer.frame(t(F.data), parts);
           const now = performance.now();
           if (now - reported > 500) {
             reported = now;
             onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
           }
-        }
+        });
         const positionAtEnd = await end();
         const checksum = hash.digest();
         await writer.json(t(F.end), { bytes, checksum, positionAtEnd });
@@ -423,6 +528,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         setTimeout(() => socket.destroy(), 1000).unref();
         throw e;
       } finally {
+        releaseHeap();
         release();
       }
     },
@@ -460,7 +566,7 @@ export type TellStreamReceiverOptions = Pick<StreamSendOptions, 'host' | 'port' 
 };
 
 /**
- * A source seed that ends without having streamed the whole backup (failed, aborted, or aborted and then
+ * A source seed that ends without having streamed the whole copy (failed, aborted, or aborted and then
  * killed and restarted) tells its receiver why: the handshake with the seed's key, then one ERROR frame,
  * marked permanent, instead of the facts. The target seed ends at once with this reason (aborted when this
  * one was) instead of waiting for a stream that will not come until its reconnect deadline. Answers

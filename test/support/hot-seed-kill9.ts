@@ -81,6 +81,11 @@ export interface HotSeedKillCase {
   abort?: Side;
   /** The agents SIGKILLed while the process is held (default: the side that runs the state). */
   kill?: Side[];
+  /**
+   * Stop those agents with SIGTERM instead (a graceful restart, `systemctl restart`): no abort, so the other
+   * half waits for the stopped one and the restarted agent resumes the seed.
+   */
+  graceful?: true;
   expect: Record<Side, Outcome>;
   /** The target seed ends before touching the target's MySQL: it runs on its own data still. */
   targetUntouched?: boolean;
@@ -296,7 +301,7 @@ async function rig(dir: string, source: MariaDBInstance, target: MariaDBInstance
       }
       disarm();
       const killed = c.kill ?? [side];
-      await Promise.all(killed.map((s) => ag[s].agent.kill9()));
+      await Promise.all(killed.map((s) => (c.graceful ? ag[s].agent.stop() : ag[s].agent.kill9())));
       expect(persistedState(ag[side])).toEqual({ machine: c.chart, state: c.state });
       for (const s of killed) {
         agents.splice(agents.indexOf(ag[s]), 1);

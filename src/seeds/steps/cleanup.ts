@@ -59,18 +59,21 @@ export function endReason(role: 'source' | 'target', input: CleanupInput<unknown
 }
 
 /**
- * A target seed ending before its sender came keeps answering on its transfer port until the connect
- * deadline: a sender with the key is told this reason at once (the source seed then ends within a second).
- * Not when the source gave the reason, nor when a live session already carried it.
+ * A target seed ending before the whole copy arrived keeps answering on its transfer port for a while: a
+ * sender with the key is told this reason at once (the source seed then ends within a second). Also
+ * mid-transfer: the receiver, stopped by the same signal whether the seed was aborted or the agent is
+ * stopping, only closed the connection, and the sender is trying to send again. Until the connect deadline
+ * when the sender never came; once it had, for SeedTransferReconnectTimeoutSeconds (how long it keeps
+ * trying). Not when the source gave the reason.
  */
 async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Promise<void> {
   const authKey = env.seed.secrets().authKey;
   const marks = env.seed.marks();
   const port = input.params.port;
   if (!authKey || !port || marks[TRANSFERRED] !== undefined || input.error?.fromPeer) return;
-  if (marks[SENDER_MARKS.authenticated] && !marks[SENDER_MARKS.lost]) return;
-  const window = env.config.SeedTransferConnectTimeoutSeconds * 1000;
-  const untilMs = Math.min(input.deadlines.connect ?? Infinity, Date.now() + window);
+  const untilMs = marks[SENDER_MARKS.authenticated]
+    ? Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000)
+    : Math.min(input.deadlines.connect ?? Infinity, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
   if (untilMs <= Date.now()) return;
   const { tellSenders, transferTlsFromConfig } = await import('../../transfer/index.js');
   const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: transferTlsFromConfig(env.config), authKey, reason: endReason('target', input, env.seed.id), untilMs });
@@ -79,15 +82,18 @@ async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Prom
 
 /**
  * A source seed ending without having sent tells its target seed why over a short transfer connection, so
- * the target ends within seconds with this reason (and aborted when this one was), not at its connect
- * deadline. Not when the target itself gave the reason, nor when a live session already carried it.
+ * the target ends within seconds with this reason (and aborted when this one was), not at its connect or
+ * reconnect deadline. Also mid-transfer when this seed was aborted: the sender, stopped by the same signal
+ * whether the seed was aborted or the agent is stopping, only cut the connection, and the receiver waits
+ * for it to come back. Not when the target itself gave the reason, nor when a live session already carried
+ * this seed's own failure (the sender's ERROR frame).
  */
 async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal, env: StepEnv): Promise<void> {
   const authKey = env.seed.secrets().authKey;
   const marks = env.seed.marks();
   // A refused key: the receiver would refuse this connection too (one more refusal in its warnings).
   if (!authKey || marks[TRANSFERRED] !== undefined || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
-  if (marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
+  if (input.reason !== 'aborted' && marks[RECEIVER_MARKS.authenticated] && !marks[RECEIVER_MARKS.lost]) return;
   const reason = endReason('source', input, env.seed.id);
   const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
   const told = await tellReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: transferTlsFromConfig(env.config), authKey, signal }, reason);

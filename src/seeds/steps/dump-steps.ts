@@ -6,6 +6,7 @@
 import { Transform } from 'node:stream';
 import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
+import { withoutEchoedStatements } from '../../host/mysql-client.js';
 import { runPiped, runProgram } from '../../process-runner.js';
 import type { SourceFacts } from '../../transfer/stream.js';
 import { isPermanentFailure } from '../../transfer/protocol.js';
@@ -195,7 +196,9 @@ export const ensureDumpLoaded: StepFn<DumpTargetParams> = async (input, signal, 
       },
       (e: AgentError) => {
         loaderEnded = true;
-        throw new AgentError('command_failed', `loading the dump into this MySQL failed: ${e.message}`, {
+        // Not the statement the client echoes before its error: a row of the source's tables has no place in a log or state file.
+        const said = typeof e.details?.stderr === 'string' ? `${env.config.SeedLoadProgram} stopped: ${withoutEchoedStatements(e.details.stderr)}` : e.message;
+        throw new AgentError('command_failed', `loading the dump into this MySQL failed: ${said}`, {
           hint: 'check the grants of the SeedCredentialsFile account on the target (README: seeds by logical dump) and the MySQL error log, then create a new seed',
           details: { permanent: true },
         });

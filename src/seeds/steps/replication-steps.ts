@@ -34,8 +34,31 @@ function flavorOf(facts: SeedFacts): SqlFlavor {
   return sqlFlavor(facts.source?.version ?? '');
 }
 
-async function replicaStatus(env: StepEnv, flavor: SqlFlavor, signal: AbortSignal): Promise<ReplicaStatus | undefined> {
-  const row = (await seedClient(env).query(replicaStatusQuery(flavor), { signal, timeoutMs: 30_000 }))[0];
+/**
+ * The agent's own client on this MySQL. After a backup this MySQL runs the source's copy, with the source's
+ * accounts and passwords: a login refused now (1045) means SeedCredentialsFile here names an account or password
+ * the source does not have, which the generic "check the account" would not make plain.
+ */
+function localClient(env: StepEnv, method: 'backup' | 'dump') {
+  const client = seedClient(env);
+  return {
+    async query(sql: string, opts: { signal: AbortSignal; timeoutMs: number }) {
+      try {
+        return await client.query(sql, opts);
+      } catch (err) {
+        const e = err as AgentError;
+        if (method !== 'backup' || !/\bERROR 1045\b/.test(String(e.details?.serverError ?? ''))) throw err;
+        throw new AgentError(e.code, `${e.message} (after the backup this MySQL has the source's accounts and passwords, not its own)`, {
+          hint: `SeedCredentialsFile on this host (${env.config.SeedCredentialsFile}) must name an account of the source with the source's password: use the same agent account and password on every host (README: seeds by backup, grants), or copy the source's file here; MySQL runs on the complete copy: set up replication by hand or seed again`,
+          details: e.details,
+        });
+      }
+    },
+  };
+}
+
+async function replicaStatus(env: StepEnv, method: 'backup' | 'dump', flavor: SqlFlavor, signal: AbortSignal): Promise<ReplicaStatus | undefined> {
+  const row = (await localClient(env, method).query(replicaStatusQuery(flavor), { signal, timeoutMs: 30_000 }))[0];
   return row ? replicaStatusOf(row) : undefined;
 }
 
@@ -48,7 +71,7 @@ export const ensureReplicationSetUp: StepFn<BackupTargetParams> = async (input, 
   }
   const { host, port } = sourceMySQLOf(input.params, input.facts);
   const flavor = flavorOf(input.facts);
-  const client = seedClient(env);
+  const client = localClient(env, input.params.method);
   const opts = { signal, timeoutMs: 60_000 };
   // GTID when the source uses GTIDs (its facts say) and the backup recorded them; else file and position.
   const gtid = input.facts.source?.gtidMode === true && from.gtid !== '';
@@ -109,7 +132,7 @@ export const ensureCaughtUp: StepFn<BackupTargetParams> = async (input, signal, 
   const flavor = flavorOf(input.facts);
   for (;;) {
     remainingMs(input.deadlines, Number.MAX_SAFE_INTEGER, 'catchingUp');
-    const s = await replicaStatus(env, flavor, signal);
+    const s = await replicaStatus(env, input.params.method, flavor, signal);
     if (!s) throw new AgentError('conflict', 'this MySQL is not configured as a replica any more (its replica status is empty)', { hint: 'someone ran RESET SLAVE ALL / RESET REPLICA ALL; create a new seed or set up replication by hand' });
     const previous = JSON.parse(env.seed.marks()[REPLICATION] ?? '{}') as Partial<ReplicationView>;
     // Read live: a SIGHUP that changes SeedReplicationMaxLagSeconds applies to a seed catching up.
