@@ -57,20 +57,38 @@ const lines: string[] = [
   '| module | run (UTC) | mutants | killed | survived | no coverage | accepted | score |',
   '|---|---|---|---|---|---|---|---|',
 ];
-const survivors: string[] = [];
-let totalKilled = 0;
-let totalCounted = 0;
-let totalOpen = 0;
-for (const [file, { source, mutants }] of Object.entries(report.files).sort(([a], [b]) => a.localeCompare(b))) {
+/** One module's table row and survivor lines, with the counts the totals need. */
+interface Section {
+  row: string;
+  survivors: string[];
+  counted: number;
+  killed: number;
+  open: number;
+}
+const sections = new Map<string, Section>();
+// A module without a report here (JSON reports are not committed) keeps its row and survivor lines from the
+// previous reports/mutation.md, as they were judged then: a run over one module updates only that module.
+const previousFile = join(root, 'reports/mutation.md');
+if (existsSync(previousFile)) {
+  const previous = readFileSync(previousFile, 'utf8').split('\n');
+  for (const row of previous) {
+    const cells = /^\| `([^`]+)` \|[^|]*\| (\d+) \| (\d+) \|/.exec(row);
+    if (!cells || Object.hasOwn(report.files, cells[1]!)) continue;
+    const file = cells[1]!;
+    const kept = previous.filter((l) => l.startsWith(`- \`${file}:`));
+    sections.set(file, { row, survivors: kept, counted: Number(cells[2]), killed: Number(cells[3]), open: kept.filter((l) => l.endsWith('**not accepted**')).length });
+  }
+}
+for (const [file, { source, mutants }] of Object.entries(report.files)) {
+  const survivors: string[] = [];
   const count = (statuses: string[]) => mutants.filter((m) => statuses.includes(m.status)).length;
   const killed = count(killedLike);
   const survived = count(['Survived']);
   const uncovered = count(['NoCoverage']);
   const counted = killed + survived + uncovered;
-  totalKilled += killed;
-  totalCounted += counted;
   const src = source.split('\n');
   let acceptedHere = 0;
+  let open = 0;
   for (const m of mutants.filter((x) => survivedLike.includes(x.status)).sort((a, b) => a.location.start.line - b.location.start.line)) {
     const line = m.location.start.line;
     const text = src[line - 1] ?? '';
@@ -78,11 +96,22 @@ for (const [file, { source, mutants }] of Object.entries(report.files).sort(([a]
     const replacement = (m.replacement ?? '').replace(/\s+/g, ' ').slice(0, 80);
     const ok = acceptance(file, m, text);
     if (ok) acceptedHere++;
-    else totalOpen++;
+    else open++;
     survivors.push(`- \`${file}:${line}\` ${m.status} ${m.mutatorName} → \`${replacement}\` in \`${code}\`: ${ok ? `accepted: ${ok.reason}` : '**not accepted**'}`);
   }
   const score = counted === 0 ? 'n/a' : `${((100 * killed) / counted).toFixed(1)}%`;
-  lines.push(`| \`${file}\` | ${runOn.get(file)} | ${counted} | ${killed} | ${survived} | ${uncovered} | ${acceptedHere} | ${score} |`);
+  sections.set(file, { row: `| \`${file}\` | ${runOn.get(file)} | ${counted} | ${killed} | ${survived} | ${uncovered} | ${acceptedHere} | ${score} |`, survivors, counted, killed, open });
+}
+const survivors: string[] = [];
+let totalKilled = 0;
+let totalCounted = 0;
+let totalOpen = 0;
+for (const [, section] of [...sections].sort(([a], [b]) => a.localeCompare(b))) {
+  lines.push(section.row);
+  survivors.push(...section.survivors);
+  totalKilled += section.killed;
+  totalCounted += section.counted;
+  totalOpen += section.open;
 }
 lines.push(`| all | | ${totalCounted} | ${totalKilled} | | | | ${totalCounted ? ((100 * totalKilled) / totalCounted).toFixed(1) : 'n/a'}% |`);
 lines.push('', `## Surviving and uncovered mutants (${totalOpen} not accepted)`, '', ...(survivors.length ? survivors : ['none']), '');

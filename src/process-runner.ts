@@ -17,7 +17,7 @@ export interface RunOptions {
   cwd?: string;
   env?: Record<string, string>;
   input?: string;
-  /** Wait this long after SIGTERM before SIGKILL. */
+  /** Wait this long after SIGTERM before SIGKILL (default: killProcessGroup's 5 s). */
   killGraceMs?: number;
   /** Prefix with `sudo -n` (ExecWithSudo, for privileged commands). */
   sudo?: boolean;
@@ -59,6 +59,13 @@ let execaFn: typeof Execa | undefined;
 let execaLoading: Promise<typeof Execa> | undefined;
 const loadExeca = () => (execaLoading ??= import('execa').then((m) => (execaFn = m.execa)));
 
+/** execa, once loaded; refuses to start `command` if the signal was aborted before or while it loaded. */
+async function execaUnlessAborted(command: string, signal: AbortSignal | undefined): Promise<typeof Execa> {
+  const execa = execaFn ?? (await loadExeca());
+  if (signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  return execa;
+}
+
 function tail(text: string): string {
   const trimmed = text.trim();
   return trimmed.length > stderrTailBytes ? '…' + trimmed.slice(-stderrTailBytes) : trimmed;
@@ -95,25 +102,38 @@ export function processGroupAlive(pgid: number): boolean {
   return false;
 }
 
-/** SIGTERM to the group, then SIGKILL after the grace period if any member is left. */
+/** Polls until no member of the group is alive: false if one still is at the deadline. */
+async function goneBy(pgid: number, deadline: number): Promise<boolean> {
+  while (processGroupAlive(pgid)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** How long the members of a group may take to die after SIGKILL before the agent says so. */
+const afterKillMs = 5000;
+
+/**
+ * SIGTERM to the group, then SIGKILL after the grace period if any member is left; returns once every
+ * member is gone (or has outlived SIGKILL by afterKillMs, which is logged as an error).
+ */
 export async function killProcessGroup(pgid: number, graceMs = 5000): Promise<void> {
   if (!processGroupAlive(pgid)) return;
   try {
     process.kill(-pgid, 'SIGTERM');
-  } catch {
+  } catch { // the group ended since the check
     return;
   }
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    if (!processGroupAlive(pgid)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  if (await goneBy(pgid, Date.now() + graceMs)) return;
   try {
     process.kill(-pgid, 'SIGKILL');
-    log.warn('process group ignored SIGTERM, sent SIGKILL', { pgid });
-  } catch {
-    /* already gone */
+  } catch { // the group ended since the last check
+    return;
   }
+  log.warn('process group ignored SIGTERM, sent SIGKILL', { pgid });
+  // SIGKILL takes effect when a member next runs: one in uninterruptible sleep (disk, NFS) dies only after it.
+  if (!(await goneBy(pgid, Date.now() + afterKillMs))) log.error('process group still alive after SIGKILL', { pgid, waitedMs: afterKillMs });
 }
 
 /** Runs a program with an argument array. Throws AgentError unless it exits 0. */
@@ -163,16 +183,8 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   const argv = opts.sudo ? ['-n', ...(tag ? [`--preserve-env=${TAG_ENV}`] : []), file, ...args] : [...args];
   const program = opts.sudo ? 'sudo' : file;
   const command = [program, ...argv].join(' ');
-  if (opts.signal?.aborted) {
-    throw new AgentError('aborted', `not started, already aborted: ${command}`);
-  }
   const onStart = opts.onStart ?? scope?.onStart;
-
-  let execa = execaFn;
-  if (!execa) {
-    execa = await loadExeca();
-    if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
-  }
+  const execa = await execaUnlessAborted(command, opts.signal);
   const child = execa(program, argv, {
     detached: true, // own process group: we kill the whole group, not just the direct child
     reject: false,
@@ -193,7 +205,7 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   // One kill sequence per run, however many reasons (timeout, abort) ask for it.
   let killing: Promise<void> | undefined;
   const stop = () => {
-    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs);
   };
   // Any length: a plain setTimeout above 2^31-1 ms would fire at once and kill the command.
   const timer = longTimeout(() => {
@@ -245,9 +257,7 @@ export interface PipedProcess {
  */
 export async function runPiped(file: string, args: readonly string[], opts: RunOptions, output: 'pipe' | 'ignore' = 'pipe'): Promise<PipedProcess> {
   const command = [file, ...args].join(' ');
-  if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
-  const execa = execaFn ?? (await loadExeca());
-  if (opts.signal?.aborted) throw new AgentError('aborted', `not started, already aborted: ${command}`);
+  const execa = await execaUnlessAborted(command, opts.signal);
   const env: Record<string, string> = { ...opts.env };
   const scope = processScope.getStore();
   const tag = opts.tag ?? scope?.tag;
@@ -271,7 +281,7 @@ export async function runPiped(file: string, args: readonly string[], opts: RunO
   let killing: Promise<void> | undefined;
   let why: 'timeout' | 'aborted' | undefined;
   const kill = () => {
-    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs ?? 5000);
+    if (pgid !== undefined) killing ??= killProcessGroup(pgid, opts.killGraceMs);
     return killing ?? Promise.resolve();
   };
   const timer = longTimeout(() => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentError } from '../src/errors.js';
@@ -21,6 +22,38 @@ async function waitFor(cond: () => boolean, what: string, ms = 10000): Promise<v
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Lines the agent logs (text format, on stderr) while fn runs. */
+async function logged<T>(fn: () => Promise<T>): Promise<[T, string[]]> {
+  const lines: string[] = [];
+  const realWrite = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(...String(chunk).split('\n').filter(Boolean));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return [await fn(), lines];
+  } finally {
+    process.stderr.write = realWrite;
+  }
+}
+
+/** The process runner module as compiled next to this test: loaded afresh by a separate node process. */
+const runnerModule = new URL('../src/process-runner.js', import.meta.url).pathname;
+
+/**
+ * Runs an ES module script in a node process of its own (a fresh process runner: execa not loaded yet),
+ * optionally in a mount namespace where /proc cannot be read, and returns what it printed as JSON.
+ */
+function inFreshNode(script: string, opts: { withoutProcfs?: boolean } = {}): unknown {
+  const code = `const runner = await import(${JSON.stringify(runnerModule)});\n${script}`;
+  const r = opts.withoutProcfs
+    ? // A tmpfs with mode 000 over /proc, and root without the capabilities that bypass file modes.
+      spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o mode=000 none /proc && exec setpriv --bounding-set -dac_override,-dac_read_search "$0" --input-type=module -e "$1"', process.execPath, code], { encoding: 'utf8', timeout: 50_000 })
+    : spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 50_000 });
+  if (r.status !== 0) throw new Error(`node script failed (${r.status ?? r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
 
 async function rejection(p: Promise<unknown>): Promise<AgentError> {
@@ -70,15 +103,21 @@ describe('process runner', () => {
   test('a group that ignores SIGTERM is killed with SIGKILL after the grace period', async () => {
     const dir = tempDir();
     const pidFile = join(dir, 'stubborn.pid');
-    const err = await rejection(
-      runProgram('bash', ['-c', `trap '' TERM; (trap '' TERM; sleep 1000) & echo $! > ${pidFile}; wait`], {
-        timeoutMs: 300,
-        killGraceMs: 300,
-      }),
+    let pgid = 0;
+    const [err, lines] = await logged(() =>
+      rejection(
+        runProgram('bash', ['-c', `trap '' TERM; (trap '' TERM; sleep 1000) & echo $! > ${pidFile}; wait`], {
+          timeoutMs: 300,
+          killGraceMs: 300,
+          onStart: (p) => (pgid = p),
+        }),
+      ),
     );
     expect(err.code).toBe('command_timeout');
     const stubborn = Number(readFileSync(pidFile, 'utf8'));
     await waitFor(() => !alive(stubborn), 'stubborn process to be SIGKILLed');
+    // The operator learns that a command needed SIGKILL, and which group.
+    expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
   });
 
   test('abort kills the whole process group and says it was aborted', async () => {
@@ -93,19 +132,21 @@ describe('process runner', () => {
     await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'grandchild to start');
     controller.abort();
     const err = await rejection(run);
-    expect(err.code).toBe('aborted');
+    const command = `bash -c sleep 1000 & echo $! > ${pidFile}; wait`;
+    expect([err.code, err.message, err.details]).toEqual(['aborted', `${command} was aborted`, { command }]);
     await waitFor(() => !alive(Number(readFileSync(pidFile, 'utf8'))), 'grandchild to die');
   });
 
   test('the tag reaches every process of the group through its environment', async () => {
     let pgid = 0;
-    const r = await runProgram('bash', ['-c', `tr '\\0' '\\n' < /proc/$$/environ | grep ^${TAG_ENV}=; ps -o pgid= -p $$`], {
+    // The variable's name is part of the contract: the sudoers line (env_keep) and a restarted agent's reaper name it.
+    const r = await runProgram('bash', ['-c', `tr '\\0' '\\n' < /proc/$$/environ | grep ^ORCHESTRATOR_AGENT_TAG=; ps -o pgid= -p $$`], {
       timeoutMs: 5000,
       tag: 'seed:test-1',
       onStart: (p) => (pgid = p),
     });
     const [tagLine, groupLine] = r.stdout.trim().split('\n');
-    expect(tagLine).toBe(`${TAG_ENV}=seed:test-1`);
+    expect(tagLine).toBe('ORCHESTRATOR_AGENT_TAG=seed:test-1');
     expect(Number(groupLine.trim())).toBe(pgid);
     expect(pgid).not.toBe(process.pid);
   });
@@ -158,6 +199,11 @@ exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "\${keep[@]}" "$@"
     expect(templateToScript('/usr/local/bin/start', 0)).toBe('/usr/local/bin/start');
   });
 
+  test('a template without placeholders gets each value appended as an argument of its own', async () => {
+    expect(templateToScript('/usr/local/bin/post-copy', 2)).toBe('/usr/local/bin/post-copy "$1" "$2"');
+    expect((await runShell(templateToScript('echo', 2), ['a  b', 'c'], { timeoutMs: 5000 })).stdout).toBe('a  b c\n');
+  });
+
   test('a piped program\'s output that nobody read yet is kept until its reader comes (the head of a dump)', async () => {
     const p = await runPiped('seq', ['1', '100000'], { timeoutMs: 30000 });
     // The reader comes late, as a step that first awaits something else.
@@ -200,7 +246,58 @@ describe('what a run gives back', () => {
     const killed = await rejection(runProgram('bash', ['-c', 'kill -9 $$'], { timeoutMs: 5000 }));
     expect([killed.code, killed.message]).toEqual(['command_failed', 'bash -c kill -9 $$ was killed by SIGKILL']);
     const missing = await rejection(runProgram('/nonexistent/program', ['x'], { timeoutMs: 5000 }));
-    expect(missing.message).toMatch(/^\/nonexistent\/program x could not start: .*ENOENT/);
+    expect([missing.code, missing.message, missing.details]).toEqual([
+      'command_failed',
+      '/nonexistent/program x could not start: Command failed with ENOENT: /nonexistent/program x\nspawn /nonexistent/program ENOENT',
+      { command: '/nonexistent/program x', stderr: '' },
+    ]);
+  });
+
+  test('a stderr of exactly the tail\'s length is shown whole, without an ellipsis', async () => {
+    const err = await rejection(runProgram('bash', ['-c', 'printf "%02000d" 0 | tr 0 c >&2; exit 1'], { timeoutMs: 5000 }));
+    expect(err.details!.stderr).toBe('c'.repeat(2000));
+    expect(err.message.endsWith(`exited with code 1: ${'c'.repeat(2000)}`)).toBe(true);
+  });
+
+  test('a finished run leaves no listener on a long-lived abort signal (a seed\'s, shared by all its commands)', async () => {
+    const controller = new AbortController();
+    await runProgram('true', [], { timeoutMs: 5000, signal: controller.signal });
+    await rejection(runProgram('false', [], { timeoutMs: 5000, signal: controller.signal }));
+    await runShellStatus('exit 3', [], { timeoutMs: 5000, signal: controller.signal });
+    const piped = await runPiped('true', [], { timeoutMs: 5000, signal: controller.signal });
+    await piped.done;
+    const failed = await runPiped('false', [], { timeoutMs: 5000, signal: controller.signal });
+    await rejection(failed.done);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
+
+  test('an abort that comes while the runner first loads execa runs nothing', () => {
+    // A fresh node process: the first runs wait for execa to load, and the signals are aborted meanwhile.
+    const dir = tempDir();
+    const [one, two] = [join(dir, 'one'), join(dir, 'two')];
+    const outcome = inFreshNode(`
+      const { existsSync } = await import('node:fs');
+      const outcome = (p) => p.then(() => 'ran', (e) => [e.code, e.message]);
+      const c1 = new AbortController();
+      const c2 = new AbortController();
+      const program = outcome(runner.runProgram('touch', [${JSON.stringify(one)}], { timeoutMs: 5000, signal: c1.signal }));
+      const piped = outcome(runner.runPiped('touch', [${JSON.stringify(two)}], { timeoutMs: 5000, signal: c2.signal }).then((p) => p.done));
+      const other = runner.runPiped('printf', ['x'], { timeoutMs: 5000 }).then(async (p) => {
+        let out = '';
+        for await (const chunk of p.stdout) out += chunk;
+        await p.done;
+        return out;
+      }, (e) => String(e));
+      c1.abort();
+      c2.abort();
+      console.log(JSON.stringify({ program: await program, piped: await piped, other: await other, ran: [existsSync(${JSON.stringify(one)}), existsSync(${JSON.stringify(two)})] }));
+    `);
+    expect(outcome).toEqual({
+      program: ['aborted', `not started, already aborted: touch ${one}`],
+      piped: ['aborted', `not started, already aborted: touch ${two}`],
+      other: 'x',
+      ran: [false, false],
+    });
   });
 
   test('a timeout says how long it allowed and what to do; an abort before the start runs nothing', async () => {
@@ -280,6 +377,20 @@ describe('process groups', () => {
     }
   });
 
+  test('a group whose members end on SIGTERM gets no SIGKILL, even when one is left a zombie', async () => {
+    // "setsid sleep 600" is a group of its own whose parent, "sleep 1000", never reaps it once it ends.
+    const parent = spawn('bash', ['-c', 'setsid sleep 600 & echo $!; exec sleep 1000'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pgid = Number((await new Promise<Buffer>((r) => parent.stdout!.once('data', r))).toString().trim());
+      await waitFor(() => processGroupAlive(pgid), 'the group');
+      const [, lines] = await logged(() => killProcessGroup(pgid, 60_000));
+      expect(readFileSync(`/proc/${pgid}/stat`, 'utf8')).toMatch(/\) Z /);
+      expect(lines.filter((l) => l.includes(' process group '))).toEqual([]);
+    } finally {
+      process.kill(-parent.pid!, 'SIGKILL');
+    }
+  });
+
   test('killing a group ends every member; a group that is gone is left alone', async () => {
     const child = spawn('bash', ['-c', 'sleep 600 & sleep 600 & wait'], { detached: true, stdio: 'ignore' });
     const pgid = child.pid!;
@@ -288,6 +399,91 @@ describe('process groups', () => {
     await waitFor(() => !processGroupAlive(pgid), 'the group to be gone');
     await killProcessGroup(pgid, 2000);
     expect(processGroupAlive(pgid)).toBe(false);
+  });
+
+  test('a group whose leader has exited is alive while a member runs, and killing it ends that member', async () => {
+    const leader = spawn('bash', ['-c', 'sleep 600 >/dev/null 2>&1 & echo $!'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    const pgid = leader.pid!;
+    try {
+      const member = Number((await new Promise<Buffer>((r) => leader.stdout!.once('data', r))).toString().trim());
+      await new Promise((r) => (leader.exitCode !== null ? r(null) : leader.once('exit', r)));
+      expect(alive(pgid)).toBe(false); // the leader is gone (and reaped)
+      expect(processGroupAlive(pgid)).toBe(true);
+      await killProcessGroup(pgid, 60_000);
+      expect(processGroupAlive(pgid)).toBe(false);
+      await waitFor(() => !alive(member) || readFileSync(`/proc/${member}/stat`, 'utf8').includes(') Z '), 'the member to die');
+    } finally {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        /* gone, as it should be */
+      }
+    }
+  });
+
+  test('a group that stops on SIGTERM is given its grace period to finish and is never sent SIGKILL', async () => {
+    const marker = join(tempDir(), 'cleaned');
+    const child = spawn('bash', ['-c', `trap 'sleep 0.3; echo cleaned > ${marker}; exit 0' TERM; sleep 600 >/dev/null & echo ready; wait`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    const ended = new Promise<[number | null, string | null]>((r) => child.once('exit', (code, signal) => r([code, signal])));
+    try {
+      await new Promise((r) => child.stdout!.once('data', r));
+      // Returns once the group is gone, long before the grace period ends.
+      const [, lines] = await logged(() => killProcessGroup(child.pid!, 60_000));
+      expect(lines.filter((l) => l.includes(' process group '))).toEqual([]);
+      expect(processGroupAlive(child.pid!)).toBe(false);
+      expect(await ended).toEqual([0, null]);
+      expect(readFileSync(marker, 'utf8')).toBe('cleaned\n');
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone, as it should be */
+      }
+    }
+  }, 20_000);
+
+  test('a run ends only once the members its program left in the group are gone, even those that ignore SIGTERM', async () => {
+    const dir = tempDir();
+    const pidFile = join(dir, 'member.pid');
+    let pgid = 0;
+    const controller = new AbortController();
+    // The member holds none of the program's pipes: the program's own end does not wait for it.
+    const run = runProgram('bash', ['-c', `(trap '' TERM; echo $BASHPID > ${pidFile}; exec sleep 600 </dev/null >/dev/null 2>&1) & wait`], {
+      timeoutMs: 60_000,
+      killGraceMs: 300,
+      signal: controller.signal,
+      onStart: (p) => (pgid = p),
+    });
+    await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 'the member to start');
+    const [err, lines] = await logged(() => {
+      controller.abort();
+      return rejection(run);
+    });
+    expect(err.code).toBe('aborted');
+    expect(processGroupAlive(pgid)).toBe(false);
+    // SIGKILL was needed, and the member died of it (it was waited for, not given up on).
+    expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
+  });
+
+  test('without a readable /proc, kill(0) on the group decides whether it is alive', () => {
+    const outcome = inFreshNode(
+      `
+      const { spawn } = await import('node:child_process');
+      const { readdirSync } = await import('node:fs');
+      let procfs = true;
+      try { readdirSync('/proc'); } catch { procfs = false; }
+      const child = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
+      const ended = new Promise((r) => child.once('exit', (code, signal) => r(signal)));
+      await new Promise((r) => child.once('spawn', r));
+      const alive = runner.processGroupAlive(child.pid);
+      await runner.killProcessGroup(child.pid, 2000);
+      try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+      const signal = await ended;
+      console.log(JSON.stringify({ procfs, alive, signal, after: runner.processGroupAlive(child.pid) }));
+    `,
+      { withoutProcfs: true },
+    );
+    expect(outcome).toEqual({ procfs: false, alive: true, signal: 'SIGTERM', after: false });
   });
 });
 
@@ -310,13 +506,62 @@ describe('piped processes (backup streams)', () => {
     dropped.stdin.end('x');
     expect(await collect(dropped.stdout)).toBe('');
     expect((await dropped.done).exitCode).toBe(0);
+    const dir = tempDir();
+    const placed = await runPiped('bash', ['-c', 'echo "$OA_TEST_VAR $PWD"'], { timeoutMs: 5000, cwd: dir, env: { OA_TEST_VAR: 'set' } });
+    placed.stdin.end();
+    expect(await collect(placed.stdout)).toBe(`set ${dir}\n`);
+    await placed.done;
+    // What it wrote on stderr comes back as printed, as from runProgram.
+    const noted = await runPiped('bash', ['-c', 'echo note >&2'], { timeoutMs: 5000 }, 'ignore');
+    noted.stdin.end();
+    expect(await noted.done).toEqual({ command: 'bash -c echo note >&2', exitCode: 0, stdout: '', stderr: 'note\n' });
+  });
+
+  test('a piped stream of any size flows through: its output is not held in memory', async () => {
+    const p = await runPiped('head', ['-c', String(32 << 20), '/dev/zero'], { timeoutMs: 30_000 });
+    p.stdin.end();
+    let bytes = 0;
+    for await (const chunk of p.stdout) bytes += (chunk as Buffer).length;
+    expect(bytes).toBe(32 << 20);
+    expect((await p.done).exitCode).toBe(0);
+  });
+
+  test('kill() and done end only once the whole group is gone, a member that ignores SIGTERM included', async () => {
+    for (const how of ['kill', 'abort'] as const) {
+      const pidFile = join(tempDir(), 'member.pid');
+      let pgid = 0;
+      const controller = new AbortController();
+      const p = await runPiped('bash', ['-c', `(trap '' TERM; echo $BASHPID > ${pidFile}; exec sleep 600 </dev/null >/dev/null 2>&1) & wait`], {
+        timeoutMs: 60_000,
+        killGraceMs: 300,
+        signal: controller.signal,
+        onStart: (g) => (pgid = g),
+      });
+      await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 'the member to start');
+      const [, lines] = await logged(async () => {
+        if (how === 'kill') {
+          await p.kill();
+          expect(processGroupAlive(pgid)).toBe(false);
+          await rejection(p.done);
+        } else {
+          controller.abort();
+          expect((await rejection(p.done)).code).toBe('aborted');
+          expect(processGroupAlive(pgid)).toBe(false);
+        }
+      });
+      expect(lines.filter((l) => l.includes(' process group ')).map((l) => l.replace(/^\S+ /, ''))).toEqual([`WARN process group ignored SIGTERM, sent SIGKILL {"pgid":${pgid}}`]);
+    }
   });
 
   test('a program that cannot start ends done with why, and is never reported as started', async () => {
     let started = false;
     const missing = await runPiped('/nonexistent/extractor', ['-x'], { timeoutMs: 5000, onStart: () => (started = true) });
     const err = await rejection(missing.done);
-    expect([err.code, err.message]).toEqual(['command_failed', expect.stringMatching(/^\/nonexistent\/extractor -x could not start: /)]);
+    expect([err.code, err.message, err.details]).toEqual([
+      'command_failed',
+      '/nonexistent/extractor -x could not start: Command failed with ENOENT: /nonexistent/extractor -x\nspawn /nonexistent/extractor ENOENT',
+      { command: '/nonexistent/extractor -x', exitCode: -1, stderr: '' },
+    ]);
     expect(started).toBe(false);
     let startedToo = false;
     await rejection(runProgram('/nonexistent/program', [], { timeoutMs: 5000, onStart: () => (startedToo = true) }));
@@ -346,12 +591,12 @@ describe('piped processes (backup streams)', () => {
     const aborting = await runPiped('sleep', ['600'], { timeoutMs: 60_000, signal: controller.signal, killGraceMs: 1000 });
     controller.abort();
     const aborted = await rejection(aborting.done);
-    expect([aborted.code, aborted.message]).toEqual(['aborted', 'sleep 600 was aborted']);
+    expect([aborted.code, aborted.message, aborted.details]).toEqual(['aborted', 'sleep 600 was aborted', { command: 'sleep 600' }]);
 
     const killing = await runPiped('sleep', ['600'], { timeoutMs: 60_000, killGraceMs: 1000 });
     await killing.kill();
     await killing.kill(); // once is enough; again is harmless
     const killed = await rejection(killing.done);
-    expect([killed.code, killed.message]).toEqual(['command_failed', 'sleep 600 was killed by SIGTERM']);
+    expect([killed.code, killed.message, killed.details]).toEqual(['command_failed', 'sleep 600 was killed by SIGTERM', { command: 'sleep 600', exitCode: -1, stderr: '' }]);
   });
 });
