@@ -9,6 +9,9 @@ import { AgentError } from './errors.js';
 import { log } from './log.js';
 import { longTimeout } from './timers.js';
 
+/** The most of a command's stdout (and stderr) the agent keeps; more fails the run. */
+export const MAX_OUTPUT_BYTES = 8 * 1024 * 1024;
+
 export interface RunOptions {
   /** Every process has an upper bound. */
   timeoutMs: number;
@@ -194,7 +197,9 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
     stripFinalNewline: false,
-    maxBuffer: 64 * 1024 * 1024,
+    // Commands answer with a path, a port, a status: 8 MiB is plenty. (execa escapes what it buffered for its
+    // error message; 64 MiB of control bytes made that string too large and crashed the whole agent.)
+    maxBuffer: MAX_OUTPUT_BYTES,
     cleanup: false,
   });
   const pgid = child.pid;
@@ -219,6 +224,8 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const result = await child;
+    // execa stopped a child that printed too much; what else runs in its group goes too.
+    if (result.isMaxBuffer) stop();
     // The direct child is gone; members it left in the group are ours to clean up too.
     if (killing) await killing;
     const stderr = String(result.stderr ?? '');
@@ -229,6 +236,12 @@ async function runAllowingFailure(file: string, args: readonly string[], opts: R
       });
     }
     if (aborted) throw new AgentError('aborted', `${command} was aborted`, { details: { command } });
+    if (result.isMaxBuffer) {
+      throw new AgentError('command_failed', `${command} printed more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB, the most the agent reads of a command's output; its answer was not used`, {
+        hint: 'a configured command should print a short answer (a path, a port, a status); run it by hand and fix what it prints',
+        details: { command, exitCode: result.exitCode ?? null, stderr: tail(stderr) },
+      });
+    }
     if (result.failed && result.exitCode === undefined) {
       const why = result.signal ? `was killed by ${result.signal}` : `could not start: ${result.shortMessage ?? result.message}`;
       throw new AgentError('command_failed', `${command} ${why}`, { details: { command, stderr: tail(stderr) } });

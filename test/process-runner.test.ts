@@ -300,6 +300,26 @@ describe('what a run gives back', () => {
     });
   });
 
+  test('a command that prints more than 8 MiB fails with what to do, its group killed, and the agent lives (control bytes too)', async () => {
+    // Beyond execa's buffer, 64 MiB of control bytes once crashed the process building the error message.
+    const dir = tempDir();
+    const marker = join(dir, 'group-member-alive');
+    const err = await rejection(
+      runProgram('bash', ['-c', `(sleep 31.7; touch ${marker}) >/dev/null 2>&1 & head -c 70M /dev/zero | tr '\\0' '\\001'; exit 3`], { timeoutMs: 60_000, killGraceMs: 1000 }),
+    );
+    expect([err.code, err.message, err.hint]).toEqual([
+      'command_failed',
+      expect.stringMatching(/printed more than 8 MiB, the most the agent reads of a command's output; its answer was not used$/),
+      expect.stringContaining('should print a short answer'),
+    ]);
+    // Exit 0 with too much output is no answer either: never a silently cut one.
+    const big = await rejection(runProgram('bash', ['-c', 'head -c 20M /dev/zero | tr "\\0" a'], { timeoutMs: 60_000 }));
+    expect(big.message).toContain('printed more than 8 MiB');
+    // The background member of the first command's group was killed with it.
+    expect(spawnSync('pgrep', ['-f', 'sleep 31.7']).stdout.toString()).toBe('');
+    expect(existsSync(marker)).toBe(false);
+  });
+
   test('a timeout says how long it allowed and what to do; an abort before the start runs nothing', async () => {
     const err = await rejection(runProgram('bash', ['-c', 'echo partial >&2; exec sleep 600'], { timeoutMs: 600, killGraceMs: 1000 }));
     expect([err.code, err.message, err.hint, err.details]).toEqual([
