@@ -27,9 +27,11 @@ export const STREAM_ATTEMPTS = 'streamAttempts';
 /**
  * How soon the source offers the stream again while the target gets ready: while it stops MySQL and purges it
  * does not listen, so an offer is a refused connection; the first offer after it listens again starts the
- * stream, so this wait is time the seed loses (250 ms cost a small seed a tenth of its time).
+ * stream, so this wait is time the seed loses (250 ms cost a small seed a tenth of its time). It grows by half
+ * each time up to 1 s, so a purge that takes minutes is not met with twenty connections (and handshakes) a second.
  */
 const OFFER_RETRY_MS = 50;
+const OFFER_RETRY_MAX_MS = 1000;
 
 export function transferKey(env: StepEnv): string {
   const key = env.seed.secrets().authKey;
@@ -146,6 +148,11 @@ export async function streamFromTheStart(input: StepInput<{ targetHost: string; 
   // SeedTransferReconnectTimeoutSeconds from the last contact (or this agent's restart) to answer again.
   let lastContact = env.seed.marks()[STREAM_ATTEMPTS] ? Date.now() : 0;
   let last: unknown;
+  let retryMs = OFFER_RETRY_MS;
+  const offerAgainSoon = async () => {
+    await sleep(retryMs, signal);
+    retryMs = Math.min(OFFER_RETRY_MAX_MS, Math.round(retryMs * 1.5));
+  };
   for (;;) {
     const connect = input.deadlines.connect ?? Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000;
     const until = Math.min(input.deadlines.seed, lastContact ? lastContact + env.config.SeedTransferReconnectTimeoutSeconds * 1000 : connect);
@@ -169,7 +176,7 @@ export async function streamFromTheStart(input: StepInput<{ targetHost: string; 
     } catch (err) {
       if (signal.aborted || isPermanentFailure(err)) throw err;
       last = err;
-      await sleep(OFFER_RETRY_MS, signal);
+      await offerAgainSoon();
       continue;
     }
     if (answer.kind === 'later') {
@@ -179,10 +186,11 @@ export async function streamFromTheStart(input: StepInput<{ targetHost: string; 
         env.seed.setWaiting({ for: 'receiver', since: new Date().toISOString(), until: waitUntil, message: `the target is getting ready: ${answer.message}` });
       }
       lastContact = Date.now();
-      await sleep(OFFER_RETRY_MS, signal);
+      await offerAgainSoon();
       continue;
     }
     lastContact = Date.now();
+    retryMs = OFFER_RETRY_MS;
     env.seed.setWaiting(null);
     const attempts = Number(env.seed.marks()[STREAM_ATTEMPTS] ?? '0');
     if (attempts > 0) env.seed.warn(`the ${o.what} stream restarts from the beginning (an earlier stream was cut or an agent restarted)`);
