@@ -5,4 +5,7 @@ export default {
   testMatch: ['**/*.test.js'],
   transform: {},
   testTimeout: 60000,
+  // One temp directory per run, removed at its end (test/support/global-setup.ts).
+  globalSetup: '<rootDir>/dist/test/support/global-setup.js',
+  globalTeardown: '<rootDir>/dist/test/support/global-teardown.js',
 };
