@@ -2,7 +2,8 @@
 // alternating rounds, each run followed by sync:
 //   tar | socat → socat | tar                                    (the link's speed)
 //   tar | zstd -1 -T2 | socat → socat | zstd -d | tar            (what a DBA writes for a slow link)
-//   built-in transfer: compression off, fast (lz4), strong (brotli), auto
+//   built-in transfer: compression off, fast (zstd 1), strong (zstd 3), auto, and fast and strong with a
+//   receiver offering only lz4 and brotli (an agent from before zstd): lz4, brotli
 // and prints times, rates, bytes on the wire and the ratios against both pipelines.
 //
 // The link: namespaces oa-link-a-<pid> (sender) and oa-link-b-<pid> (receiver) joined by a veth pair, each end
@@ -14,7 +15,7 @@
 // numbers, text and secondary indexes, ~3x with zstd -1). Needs root, iproute2, socat, zstd, mariadb.
 // BENCH_LINK_MIB (default 1024, which makes 1042 MiB; 2048 makes 4.5 GiB, as the secondary indexes outgrow the
 // generator's buffer pool), BENCH_LINK_RATE (default 1gbit), BENCH_ROUNDS
-// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto).
+// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, lstatSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -34,16 +35,27 @@ const nsA = `oa-link-a-${process.pid}`;
 const nsB = `oa-link-b-${process.pid}`;
 const addrA = '127.77.0.1';
 const addrB = '127.77.0.2';
-const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto'] as const;
+const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto', 'lz4', 'brotli'] as const;
 type Run = (typeof allRuns)[number];
 const runs: Run[] = process.env.BENCH_LINK_RUNS ? (process.env.BENCH_LINK_RUNS.split(',') as Run[]) : [...allRuns];
 const labels: Record<Run, string> = {
   tar: 'tar | socat',
   zstd: 'tar | zstd -1 -T2 | socat',
   off: 'built-in, compression off',
-  fast: 'built-in, fast (lz4)',
-  strong: 'built-in, strong (brotli)',
+  fast: 'built-in, fast (zstd 1)',
+  strong: 'built-in, strong (zstd 3)',
   auto: 'built-in, auto',
+  lz4: 'built-in, fast to a receiver without zstd (lz4)',
+  brotli: 'built-in, strong to a receiver without zstd (brotli 1)',
+};
+/** The built-in runs: the sender's mode, and the codecs the receiver offers (all it decodes when absent). */
+const builtInRuns: Record<Exclude<Run, 'tar' | 'zstd'>, { mode: string; codecs?: string }> = {
+  off: { mode: 'off' },
+  fast: { mode: 'fast' },
+  strong: { mode: 'strong' },
+  auto: { mode: 'auto' },
+  lz4: { mode: 'fast', codecs: 'lz4,brotli' },
+  brotli: { mode: 'strong', codecs: 'brotli' },
 };
 const children = new Set<ChildProcess>();
 
@@ -210,15 +222,16 @@ function peer(ns: string, args: string[], env: Record<string, string>): { exit: 
 }
 
 /** Our receiver in namespace B and sender in namespace A, then sync. */
-async function builtIn(compression: 'off' | 'fast' | 'strong' | 'auto'): Promise<Timing> {
-  const dest = freshDest(`oa-${compression}`);
-  const stateDir = freshDest(`oa-${compression}-state`);
+async function builtIn(run: keyof typeof builtInRuns): Promise<Timing> {
+  const { mode, codecs } = builtInRuns[run];
+  const dest = freshDest(`oa-${run}`);
+  const stateDir = freshDest(`oa-${run}-state`);
   sync();
   const key = newAuthKey();
-  const receiver = peer(nsB, ['receive', dest, '0', stateDir], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_BIND: addrB });
+  const receiver = peer(nsB, ['receive', dest, '0', stateDir], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_BIND: addrB, ...(codecs ? { ORCHESTRATOR_AGENT_TRANSFER_CODECS: codecs } : {}) });
   const { listening } = await receiver.line('listening');
   const t0 = performance.now();
-  const sender = peer(nsA, ['send', dataDir, addrB, String(listening)], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION: compression });
+  const sender = peer(nsA, ['send', dataDir, addrB, String(listening)], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION: mode });
   const [r, s] = await Promise.all([receiver.line('result'), sender.line('result')]);
   await Promise.all([receiver.exit, sender.exit]);
   sync();

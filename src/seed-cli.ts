@@ -23,7 +23,7 @@ Options:
   --replicate                method backup or dump: (start MySQL and) replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
-  --compression MODE         method snapshot: off, fast (lz4), strong (brotli) or auto on the built-in transfer
+  --compression MODE         method snapshot: off, fast (zstd 1), strong (zstd 3) or auto on the built-in transfer
                              (default: the source agent's SeedTransferCompression); backup and dump streams are not compressed
   --force                    method backup or dump: seed even with clients connected to the target's MySQL
   --linked                   the target agent creates the source half itself and hands it the key (agent-to-agent:

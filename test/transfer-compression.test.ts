@@ -8,6 +8,7 @@ import { createChecksum } from '../src/transfer/checksum.js';
 import { FrameType, FrameWriter } from '../src/transfer/protocol.js';
 import { Packer, autoQueueBytes } from '../src/transfer/compression.js';
 import { PassThrough } from 'node:stream';
+import { Encoder } from '@toondepauw/node-zstd';
 import { startTamperingProxy, type TamperingProxy } from './support/tampering-proxy.js';
 import { tempDir } from './support/agent-process.js';
 import { HandSender } from './support/hand-sender.js';
@@ -80,14 +81,17 @@ describe('compression on the built-in transfer', () => {
     source = compressibleTree();
   });
 
-  for (const [mode, codec] of [
-    ['fast', 'lz4'],
-    ['strong', 'brotli'],
+  // The last two: a receiver from before zstd (it offers lz4 and brotli) gets what suits the mode of those.
+  for (const [mode, codec, offered] of [
+    ['fast', 'zstd', undefined],
+    ['strong', 'zstd', undefined],
+    ['fast', 'lz4', ['lz4', 'brotli']],
+    ['strong', 'brotli', ['lz4', 'brotli']],
   ] as const) {
-    test(`${mode}: file data crosses as ${codec}, fewer bytes on the wire, and the copy is exact with checksums of the uncompressed bytes`, async () => {
+    test(`${mode}${offered ? ` to a receiver offering ${offered.join(' and ')}` : ''}: file data crosses as ${codec}, fewer bytes on the wire, and the copy is exact with checksums of the uncompressed bytes`, async () => {
       const dest = dir('dst');
       const authKey = newAuthKey();
-      const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: 1 * MiB });
+      const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: 1 * MiB, compressionCodecs: offered ? [...offered] : undefined });
       const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, compression: mode });
       await receiver.done;
       expect(sent.compression).toBe(codec);
@@ -165,6 +169,27 @@ describe('compression on the built-in transfer', () => {
     expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
   });
 
+  test('a zstd frame that decodes to another size than it declares is refused, and nothing is written', async () => {
+    // zstd frames do not say their size up front: the receiver checks it once decoded.
+    const dest = dir('dst');
+    const authKey = newAuthKey();
+    const content = Buffer.from('row\n'.repeat(1000));
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
+    const hand = await HandSender.start(receiver.port, authKey, [{ path: 't.ibd', content }]);
+    const head = Buffer.alloc(5);
+    head.writeUInt8(3, 0); // zstd
+    head.writeUInt32BE(content.length, 1);
+    const longer = await new Encoder(1).encode(Buffer.concat([content, content]));
+    hand.sendFrame(FrameType.fileBegin, Buffer.from(JSON.stringify({ index: 0, offset: 0 })));
+    hand.sendFrame(FrameType.zdata, Buffer.concat([head, longer]));
+    // Frames decode a few ahead; the next frame of another type waits for them (and meets the failure).
+    hand.sendFrame(FrameType.fileEnd, Buffer.from(JSON.stringify({ index: 0, checksum: null })));
+    const err = await rejection(receiver.done);
+    expect(err.message).toMatch(/receiving t\.ibd.*compressed data frame of t\.ibd decodes to 8000 bytes, not the 4000 it declares/);
+    expect(existsSync(join(dest, 't.ibd'))).toBe(false);
+    expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
+  });
+
   test('a sender killed mid-file with compression on resumes that file from its last verified chunk, and the copy verifies', async () => {
     const src = join(dir('src'), 'data');
     mkdirSync(src);
@@ -198,7 +223,7 @@ describe('compression on the built-in transfer', () => {
     const second = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: chunkBytes });
     const sent = await send({ sourceDir: src, host: '127.0.0.1', port: second.port, authKey, compression: 'fast' });
     await second.done;
-    expect(sent.compression).toBe('lz4');
+    expect(sent.compression).toBe('zstd');
     expect(sent.bytesSent).toBeLessThanOrEqual(size - recorded * chunkBytes + 3);
     expect(sent.wireBytes).toBeLessThan(sent.bytesSent);
     expect(describeTree(dest)).toEqual(describeTree(src));
@@ -210,7 +235,7 @@ describe('compression on the built-in transfer', () => {
   test('without TLS, a proxy changing bytes inside a compressed frame fails its tag and the transfer', async () => {
     const src = join(dir('src'), 'data');
     mkdirSync(src);
-    // lz4 keeps the first bytes of a block as literals: the proxy finds the pattern in the compressed frame.
+    // zstd (as lz4) keeps these first bytes as plain literals: the proxy finds the pattern in the compressed frame.
     writeFileSync(join(src, 'auto.cnf'), `[auto]\nserver-uuid=1\n${'padding line\n'.repeat(5000)}`);
     const dest = dir('dst');
     const authKey = newAuthKey();
@@ -270,7 +295,7 @@ describe('compression on the built-in transfer', () => {
       const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, tls });
       const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, tls, compression: 'fast' });
       await receiver.done;
-      expect(sent.compression).toBe('lz4');
+      expect(sent.compression).toBe('zstd');
       expect(sent.wireBytes).toBeLessThan(sent.bytesSent);
       expect(describeTree(dest)).toEqual(describeTree(source));
     });

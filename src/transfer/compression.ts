@@ -1,7 +1,7 @@
 // Compression on the built-in transfer's wire, negotiated in the handshake so that a peer without it (protocol 3
 // before compression, today's main) is unaffected:
-//   - the receiver lists the codecs it can decode in HELLO ({ compression: ['lz4', 'brotli'] }); an older
-//     receiver lists none, and an older sender ignores the list;
+//   - the receiver lists the codecs it can decode in HELLO ({ compression: ['zstd', 'lz4', 'brotli'] }); an
+//     older receiver lists fewer or none, and an older sender ignores the list;
 //   - a sender that wants compression and finds a codec there names it in AUTH and may then send ZDATA frames
 //     instead of DATA frames: [codec u8][raw length u32 BE][compressed bytes]. A chunk that does not shrink
 //     goes as plain DATA, so incompressible files cost no bytes.
@@ -9,11 +9,12 @@
 // checked before it is decoded; chunk and file checksums, resume offsets and progress count the
 // uncompressed bytes. A frame decodes alone (no state across frames), so resume needs nothing more.
 //
-// Codecs, measured on the bench's MariaDB datadir (README "Compression"): lz4 (lz4-napi, napi-rs with its
-// binary inside the npm package) ~2.3x at ~600 MiB/s of one core to compress and ~1 GiB/s to decode, and
-// brotli quality 1 (Node's zlib) ~3.2x at ~250 MiB/s both ways. Modes: fast = lz4, strong = brotli, auto =
-// lz4 for the chunks read while the link is the bottleneck (the socket still holds more than autoQueueBytes
-// unsent when the chunk comes off the disk), plain otherwise; off = never.
+// Codecs, measured on the bench's MariaDB datadir (README "Compression"): zstd (@toondepauw/node-zstd, napi-rs
+// with its binary inside the npm package) level 1 ~3.3x for about lz4's CPU, level 3 ~3.6x; lz4 (lz4-napi)
+// ~2.3x; brotli quality 1 (Node's zlib) ~3.2x at twice zstd's CPU. Modes: fast = zstd level 1, strong = zstd
+// level 3, auto = fast for the chunks read while the link is the bottleneck (the socket still holds more
+// than autoQueueBytes unsent when the chunk comes off the disk), plain otherwise; off = never. lz4 and brotli
+// remain for receivers from before zstd (and a platform where its binary does not load).
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
@@ -24,15 +25,17 @@ import { FrameType, MAX_DATA_BYTES, writeAll, type FrameWriter } from './protoco
 
 export const COMPRESSION_MODES = ['off', 'fast', 'strong', 'auto'] as const;
 export type CompressionMode = (typeof COMPRESSION_MODES)[number];
-export const CODECS = ['lz4', 'brotli'] as const;
+export const CODECS = ['lz4', 'brotli', 'zstd'] as const;
 export type Codec = (typeof CODECS)[number];
 
-const codecIds: Record<Codec, number> = { lz4: 1, brotli: 2 };
+const codecIds: Record<Codec, number> = { lz4: 1, brotli: 2, zstd: 3 };
 /** ZDATA payload header: codec id, then the uncompressed length. */
 export const ZDATA_HEADER_BYTES = 5;
 /** auto: a chunk is compressed when the socket still holds this much unsent data as the chunk is read. */
 export const autoQueueBytes = 1024 * 1024;
 const brotliQuality = 1;
+/** zstd levels: fast's is the cheapest that still beats lz4's ratio by far; strong's the library's default. */
+const zstdLevels = { fast: 1, strong: 3 } as const;
 
 export function isCompressionMode(v: unknown): v is CompressionMode {
   return typeof v === 'string' && (COMPRESSION_MODES as readonly string[]).includes(v);
@@ -57,12 +60,39 @@ function lz4(): Lz4 | null {
   return lz4Module;
 }
 
+interface ZstdBinding {
+  Encoder: new (level: number) => { encode(data: Buffer): Promise<Buffer> };
+  Decoder: new () => { decode(data: Buffer): Promise<Buffer> };
+}
+
+interface Zstd {
+  encode(level: keyof typeof zstdLevels, data: Buffer): Promise<Buffer>;
+  decode(data: Buffer): Promise<Buffer>;
+}
+
+let zstdModule: Zstd | null | undefined;
+/** The zstd binding (encoders per level, one decoder), or null where it does not load: zstd is then not offered. */
+function zstd(): Zstd | null {
+  if (zstdModule === undefined) {
+    try {
+      const { Encoder, Decoder } = createRequire(import.meta.url)('@toondepauw/node-zstd') as ZstdBinding;
+      const encoders = { fast: new Encoder(zstdLevels.fast), strong: new Encoder(zstdLevels.strong) };
+      const decoder = new Decoder();
+      zstdModule = { encode: (level, data) => encoders[level].encode(data), decode: (data) => decoder.decode(data) };
+    } catch (err) {
+      log.warn('transfer: zstd compression unavailable (@toondepauw/node-zstd did not load); lz4 and brotli only', { error: String(err) });
+      zstdModule = null;
+    }
+  }
+  return zstdModule;
+}
+
 const brotli = promisify(brotliCompress);
 const unbrotli = promisify(brotliDecompress);
 
 /** The codecs this agent decodes, in the order a receiver offers them. */
 export function decodableCodecs(): Codec[] {
-  return lz4() ? ['lz4', 'brotli'] : ['brotli'];
+  return CODECS.filter((c) => (c === 'zstd' ? zstd() : c === 'lz4' ? lz4() : true));
 }
 
 /** The codecs a HELLO offers (an older receiver's HELLO has none). */
@@ -75,11 +105,13 @@ export function offeredCodecs(body: unknown): Codec[] {
 export function chooseCodec(mode: CompressionMode | undefined, offered: readonly Codec[]): Codec | undefined {
   if (!mode || mode === 'off') return undefined;
   const local = decodableCodecs();
-  const order: Codec[] = mode === 'strong' ? ['brotli', 'lz4'] : ['lz4', 'brotli'];
+  // zstd first; with a receiver from before it, what suits the mode best of what it offers.
+  const order: Codec[] = mode === 'strong' ? ['zstd', 'brotli', 'lz4'] : ['zstd', 'lz4', 'brotli'];
   return order.find((c) => offered.includes(c) && local.includes(c));
 }
 
-async function compress(codec: Codec, buf: Buffer): Promise<Buffer> {
+async function compress(codec: Codec, mode: CompressionMode, buf: Buffer): Promise<Buffer> {
+  if (codec === 'zstd') return zstd()!.encode(mode === 'strong' ? 'strong' : 'fast', buf);
   if (codec === 'lz4') return lz4()!.compress(buf);
   return brotli(buf, {
     params: { [zlibConstants.BROTLI_PARAM_QUALITY]: brotliQuality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: buf.length },
@@ -107,7 +139,7 @@ export class Packer {
   /** Starts compressing buf if this chunk is to be compressed; returns buf (chain it after a read). */
   ahead = (buf: Buffer): Buffer => {
     if (buf.length > 0 && !this.started.has(buf) && this.wanted()) {
-      const p = compress(this.codec, buf).then(
+      const p = compress(this.codec, this.mode, buf).then(
         (z) => (z.length + ZDATA_HEADER_BYTES < buf.length ? z : undefined),
         (err: unknown) => {
           log.warn('transfer: compressing a chunk failed; sending it uncompressed', { codec: this.codec, error: String(err) });
@@ -209,7 +241,11 @@ function badFrame(what: string, why: string): AgentError {
 async function decode({ codec, rawLength, body }: { codec: Codec; rawLength: number; body: Buffer }, what: string): Promise<Buffer> {
   let raw: Buffer;
   try {
-    if (codec === 'lz4') {
+    if (codec === 'zstd') {
+      // The binding cannot bound its output before decoding (its frames carry no size): the frame's tag, checked
+      // before this, limits what arrives here to the key holder's own frames; the size is checked below.
+      raw = await zstd()!.decode(body);
+    } else if (codec === 'lz4') {
       // lz4-napi's block format starts with the uncompressed size (u32 LE), which it allocates: check it first.
       if (body.length < 4 || body.readUInt32LE(0) !== rawLength) throw new Error(`its lz4 block declares another size`);
       raw = await lz4()!.uncompress(body);

@@ -6,13 +6,14 @@
 // Prints JSON lines on stdout: {"listening":port}, {"progress":...}, {"result":...,"cpuSeconds":n} or {"error":...}.
 // TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256;
 // ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION=off|fast|strong|auto (send); ORCHESTRATOR_AGENT_TRANSFER_BIND (receive,
-// default 127.0.0.1).
+// default 127.0.0.1); ORCHESTRATOR_AGENT_TRANSFER_CODECS=lz4,brotli (receive: offer only these, as an agent from
+// before zstd does; the link bench measures each codec this way).
 // ORCHESTRATOR_AGENT_TRANSFER_START=stdin: send prints {"ready":true} once loaded and starts at the first line on
 // stdin, as an agent already running starts a seed (the benches time the transfer, not node's start-up).
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { send, startReceiver, type TransferTls } from './index.js';
-import { isCompressionMode } from './compression.js';
+import { CODECS, isCompressionMode, type Codec } from './compression.js';
 
 function tlsFromEnv(): TransferTls | undefined {
   const { ORCHESTRATOR_AGENT_TRANSFER_TLS_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_TLS_CERT: cert, ORCHESTRATOR_AGENT_TRANSFER_TLS_CA: ca } = process.env;
@@ -26,6 +27,16 @@ function cpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
+/** The codecs a receiver offers, from ORCHESTRATOR_AGENT_TRANSFER_CODECS; undefined: all it can decode. */
+function codecsFromEnv(): Codec[] | undefined {
+  const list = process.env.ORCHESTRATOR_AGENT_TRANSFER_CODECS;
+  if (list === undefined) return undefined;
+  const codecs = list.split(',').filter((c) => c !== '');
+  const unknown = codecs.filter((c) => !(CODECS as readonly string[]).includes(c));
+  if (unknown.length > 0) throw new Error(`ORCHESTRATOR_AGENT_TRANSFER_CODECS: unknown codec ${unknown.join(', ')}; choose from ${CODECS.join(', ')}`);
+  return codecs as Codec[];
+}
+
 function emit(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
@@ -36,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
   const onProgress = (p: unknown) => emit({ progress: p });
   const [mode, ...args] = argv;
   if (mode === 'receive' && args[0]) {
-    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: process.env.ORCHESTRATOR_AGENT_TRANSFER_BIND ?? '127.0.0.1', authKey, tls: tlsFromEnv(), onProgress, progressIntervalMs });
+    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: process.env.ORCHESTRATOR_AGENT_TRANSFER_BIND ?? '127.0.0.1', authKey, tls: tlsFromEnv(), compressionCodecs: codecsFromEnv(), onProgress, progressIntervalMs });
     emit({ listening: r.port });
     emit({ result: await r.done, cpuSeconds: cpuSeconds() });
     return 0;

@@ -279,7 +279,8 @@ export async function send(opts: SendOptions): Promise<SendResult> {
       compression: packer?.codec ?? null,
       wireBytes: packer?.wireBytes ?? bytesSent,
     };
-    log.info('transfer: send complete', { peer, ...r });
+    // The mode says which level the codec ran at (fast and strong may both be zstd).
+    log.info('transfer: send complete', { peer, mode: opts.compression ?? 'off', ...r });
     return r;
   } catch (caught) {
     let err = caught;
