@@ -26,6 +26,8 @@ export interface DumpSourceParams {
   targetHost: string;
   targetPort: number;
   stepByStep: boolean;
+  /** Compression of the stream asked for this seed (POST /api/seeds "compression"); else SeedTransferCompression. */
+  compression?: 'off' | 'fast' | 'strong' | 'auto';
 }
 
 export type DumpSourceContext = SeedContext<DumpSourceParams>;

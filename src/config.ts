@@ -79,7 +79,7 @@ const extensionKeys = {
   /** Built-in transfer: bandwidth limit in MB/s (0 = unlimited). */
   SeedTransferBandwidthMBps: ['number', 0],
   /**
-   * Built-in transfer: compression of file data on the wire, chosen by the sending agent: "off", "fast" (zstd 1),
+   * Built-in transfer and backup/dump streams: compression on the wire, chosen by the sending agent: "off", "fast" (zstd 1),
    * "strong" (zstd 3) or "auto" (fast while the link is slower than the disk). A seed's "compression" overrides it.
    */
   SeedTransferCompression: ['string', 'off'],

@@ -23,7 +23,7 @@ Options:
   --replicate                method backup or dump: (start MySQL and) replicate from the source until caught up
   --id ID                    seed id (default: seed-<UTC time>)
   --start-mysql              start MySQL on the target after the post-copy command
-  --compression MODE         method snapshot: off, fast (zstd 1), strong (zstd 3) or auto on the built-in transfer
+  --compression MODE         off, fast (zstd 1), strong (zstd 3) or auto on the built-in transfer or stream
                              (default: the source agent's SeedTransferCompression); backup and dump streams are not compressed
   --force                    method backup or dump: seed even with clients connected to the target's MySQL
   --linked                   the target agent creates the source half itself and hands it the key (agent-to-agent:
@@ -212,9 +212,6 @@ export async function runSeedCli(argv: string[], out: NodeJS.WriteStream = proce
     if (compression !== undefined && !['off', 'fast', 'strong', 'auto'].includes(compression)) {
       throw new UsageError(`--compression must be "off", "fast", "strong" or "auto", got ${JSON.stringify(compression)}`);
     }
-    if (compression !== undefined && method !== 'snapshot') {
-      throw new UsageError(`--compression applies to --method snapshot (the built-in datadir transfer); a ${method} is streamed uncompressed`);
-    }
     if (values.force && method === 'snapshot') throw new UsageError('--force needs --method backup or dump (it skips their check for clients connected to the target\'s MySQL)');
     const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
     if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw new UsageError(`--timeout must be a whole number of seconds, got ${values.timeout}`);
@@ -266,7 +263,7 @@ interface DriveOptions {
   id: string;
   method: 'snapshot' | 'backup' | 'dump';
   replicate: boolean;
-  /** Method snapshot: the sending side's compression; undefined keeps the source agent's SeedTransferCompression. */
+  /** The sending side's compression; undefined keeps the source agent's SeedTransferCompression. */
   compression: string | undefined;
   /** Method backup or dump: skip the target's check for connected clients. */
   force: boolean;

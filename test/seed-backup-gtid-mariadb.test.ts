@@ -127,7 +127,8 @@ function optionFile(path: string, lines: string[]): string {
       const created = await target.call<{ seed: BackupView; transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id, role: 'target', method: 'backup', replicate: true, timeoutSeconds: 600 });
       answers.push(JSON.stringify(created.body));
       expect(created.status).toBe(201);
-      const sent = await source.call('POST', '/api/seeds', { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey });
+      // The seed's own compression: the backup stream crosses as zstd.
+      const sent = await source.call('POST', '/api/seeds', { id, role: 'source', method: 'backup', targetHost: '127.0.0.1', targetPort: created.body.transfer.port, authKey: created.body.transfer.authKey, compression: 'fast' });
       answers.push(JSON.stringify(sent.body));
       expect(sent.status).toBe(201);
       const tv = (await target.waitFor(id, (v) => v.status !== 'active', 'an end', 400000)) as BackupView;
@@ -138,6 +139,7 @@ function optionFile(path: string, lines: string[]): string {
       // From the GTID the backup recorded: the primary's domain 0 and server 11, passed on by the source.
       expect(tv.replication?.startedFrom).toMatch(/^GTID 0-11-\d+/);
       expect(tv.replication).toMatchObject({ ioRunning: 'Yes', sqlRunning: 'Yes', caughtUpBy: 'position' });
+      expect(source.agent.output()).toMatch(/backup streamed .*"compression":"zstd"/);
     } finally {
       clearInterval(psWatch);
       writer.kill('SIGTERM');

@@ -109,7 +109,7 @@ function optionFile(path: string, lines: string[]): string {
     const dumpWrapper = join(dir, 'bin', 'mariadb-dump');
     writeFileSync(dumpWrapper, `#!/bin/bash\nps -eo args >> ${join(dir, 'ps-during-dump.txt')}\nexec ${which('mariadb-dump')} "$@"\n`, { mode: 0o755 });
     // Throttled too, so that the dump runs for a few seconds and the polled process list may see it as well.
-    source = await startSeedAgent(join(dir, 'source-agent'), { ...agentConfig(sourceDb, 'source', AGENT_PASSWORD), SeedTransferBandwidthMBps: 1, SeedDumpProgram: dumpWrapper });
+    source = await startSeedAgent(join(dir, 'source-agent'), { ...agentConfig(sourceDb, 'source', AGENT_PASSWORD), SeedTransferBandwidthMBps: 1, SeedDumpProgram: dumpWrapper, SeedTransferCompression: 'strong' });
     target = await startSeedAgent(join(dir, 'target-agent'), agentConfig(targetDb, 'target', TARGET_AGENT_PASSWORD));
     weakTarget = await startSeedAgent(join(dir, 'weak-target-agent'), agentConfig(targetDb, 'weak-target', WEAK_PASSWORD, 'weak'));
   }, 300000);
@@ -249,6 +249,10 @@ function optionFile(path: string, lines: string[]): string {
       expect(tv.replication?.startedFrom).toMatch(/^source-bin\.\d+:\d+$/);
       expect(tv.replication?.startedFrom).not.toBe("x:4");
       expect(tv.progress?.bytesDone).toBeGreaterThan(0);
+      // SeedTransferCompression applies to the stream too: the dump's text crossed as zstd, in fewer bytes.
+      const streamed = /dump streamed .*"bytes":(\d+),"compression":"zstd","wireBytes":(\d+)/.exec(source.agent.output());
+      expect(streamed).not.toBeNull();
+      expect(Number(streamed![2])).toBeLessThan(Number(streamed![1]) / 2);
     } finally {
       writer.kill('SIGTERM');
     }

@@ -100,6 +100,52 @@ describe('the backup stream', () => {
     expect(streamHeapGrowthHolders()).toBe(0);
   });
 
+  /** Sends chunks through a fresh receiver and sender; answers both ends and what the sink got. */
+  async function streamOnce(chunks: Buffer[], opts: { compression?: 'off' | 'fast' | 'strong' | 'auto'; offered?: Array<'lz4' | 'brotli' | 'zstd'> }) {
+    const port = await freePort();
+    const authKey = newAuthKey();
+    const accepting = acceptStream({ port, bindAddress: '127.0.0.1', authKey, connectTimeoutMs: 10000, compressionCodecs: opts.offered });
+    const offered = offerStream({ host: '127.0.0.1', port, authKey, connectTimeoutMs: 5000, facts, compression: opts.compression });
+    const session = await accepting;
+    const sink = new PassThrough();
+    const received = collect(sink);
+    const gettingData = session.receive(sink, async () => undefined);
+    const go = await offered;
+    if (go.kind !== 'go') throw new Error('no GO');
+    const [sent, got] = await Promise.all([go.send(Readable.from(chunks), async () => null), gettingData]);
+    return { sent, got, data: await received };
+  }
+
+  test('compressed, the stream carries the same bytes in fewer: zstd frames, a frame that does not shrink as plain data between them, checksum over the program\'s bytes', async () => {
+    const MiB = 1024 * 1024;
+    const rows = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => `${i},${(i * 7919) % 10007},paid,user${i % 97}@example.com\n`).join('')).subarray(0, MiB);
+    // 1 MiB chunks: one frame each, so the random one goes plain between compressed ones still decoding.
+    const chunks = [rows(40_000), rows(40_000), randomBytes(MiB), rows(40_000), Buffer.from('tail')];
+    const data = Buffer.concat(chunks);
+    for (const [mode, codec] of [
+      ['fast', 'zstd'],
+      ['strong', 'zstd'],
+    ] as const) {
+      const { sent, got, data: arrived } = await streamOnce(chunks, { compression: mode });
+      expect(arrived.equals(data)).toBe(true);
+      expect(sent.compression).toBe(codec);
+      expect(got.bytes).toBe(data.length);
+      expect(sent.bytes).toBe(data.length);
+      expect(got.checksum).toBe(sent.checksum);
+      // The rows shrink, the random MiB crosses as it is.
+      expect(sent.wireBytes).toBeGreaterThan(MiB);
+      expect(sent.wireBytes).toBeLessThan(2 * MiB);
+    }
+    // A receiver from before zstd gets lz4; one from before compression (no codec offered) plain data.
+    const older = await streamOnce(chunks, { compression: 'fast', offered: ['lz4', 'brotli'] });
+    expect([older.sent.compression, older.data.equals(data)]).toEqual(['lz4', true]);
+    expect(older.sent.wireBytes).toBeLessThan(data.length);
+    const oldest = await streamOnce(chunks, { compression: 'fast', offered: [] });
+    expect([oldest.sent.compression, oldest.sent.wireBytes, oldest.data.equals(data)]).toEqual([null, data.length, true]);
+    const off = await streamOnce(chunks, { compression: 'off' });
+    expect([off.sent.compression, off.sent.wireBytes, off.data.equals(data)]).toEqual([null, data.length, true]);
+  });
+
   test('the larger heap growth is held while any stream runs and given back once, when the last one ends', () => {
     const first = holdStreamHeapGrowth();
     const second = holdStreamHeapGrowth();

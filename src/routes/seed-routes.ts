@@ -180,8 +180,8 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
     const { chartFor } = await seeds.ready(); // the charts and their steps load with the first seed
     if (role === 'target' || role === 'source') chartFor(method, role); // 400 for a method not implemented yet
     const compression = compressionOf(body);
-    if (compression !== undefined && (method !== 'snapshot' || (role === 'source' && transferMode(config, 'source').kind !== 'builtin'))) {
-      throw badRequest('compression applies to the built-in datadir transfer (method "snapshot", SendSeedDataCommand unset)');
+    if (compression !== undefined && method === 'snapshot' && role === 'source' && transferMode(config, 'source').kind !== 'builtin') {
+      throw badRequest('compression applies to the built-in transfer (methods "backup" and "dump", or "snapshot" with SendSeedDataCommand unset)');
     }
     let result;
     if (method === 'backup' && role === 'target') {
@@ -210,7 +210,13 @@ export function registerSeedRoutes(routes: Routes, services: AgentServices): voi
       };
       result = seeds.create(id, 'target', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: newAuthKey() } });
     } else if ((method === 'backup' || method === 'dump') && role === 'source') {
-      const params = { method, targetHost: validate.host(body.targetHost), targetPort: validate.port(body.targetPort), stepByStep };
+      const params = {
+        method,
+        targetHost: validate.host(body.targetHost),
+        targetPort: validate.port(body.targetPort),
+        stepByStep,
+        ...(compression === undefined ? {} : { compression }),
+      };
       result = seeds.create(id, 'source', params, { method, timeoutSeconds: timeoutSeconds(body), secrets: { authKey: authKeyOf(body) } });
     } else if (role === 'target') {
       const existing = seeds.get(id);

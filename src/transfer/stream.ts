@@ -8,6 +8,10 @@
 //   receiver → LATER (facts noted, come back for the data) | GO | ERROR (a failed check: permanent)
 //   after GO: sender → DATA* then END {bytes, checksum, positionAtEnd}; receiver → RESULT once the sink is done.
 //
+// Compression as on the datadir transfer (compression.ts): HELLO lists the codecs the receiver decodes, AUTH
+// names the one the sender uses, and a batch of the program's output may then go as ZDATA (a frame that does
+// not shrink goes as DATA). The checksum, END's byte count, progress and the throttle count the program's bytes.
+//
 // There is no resume inside a stream: a cut stream is restarted from its beginning by both sides' steps.
 import type { Server, Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
@@ -15,6 +19,7 @@ import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';
 import { frameKeys, newNonce, proof, proofMatches } from './auth.js';
 import { createChecksum, DEFAULT_CHECKSUM } from './checksum.js';
+import { Packer, Unpacker, chooseCodec, decodableCodecs, offeredCodecs, type Codec, type CompressionMode } from './compression.js';
 import { errorBody, FrameReader, frameName, FrameWriter, isPermanentFailure, MAX_DATA_BYTES, peerError, STREAM_MAGIC, STREAM_VERSION, writeAll, type FrameTypeValue } from './protocol.js';
 import { answeringOn, releasePort } from './farewell.js';
 import { holdStreamHeapGrowth } from './heap-growth.js';
@@ -23,7 +28,9 @@ import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
 export { STREAM_MAGIC };
 const VERSION = STREAM_VERSION;
-const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, facts: 20, go: 21, later: 22 } as const;
+const F = { hello: 1, auth: 2, welcome: 3, data: 6, end: 8, result: 9, error: 10, zdata: 12, facts: 20, go: 21, later: 22 } as const;
+/** Batches compressing at once on libuv's pool while the oldest is sent. */
+const COMPRESS_AHEAD = 3;
 const t = (type: number) => type as FrameTypeValue;
 const handshakeTimeoutMs = 30_000;
 
@@ -54,6 +61,9 @@ export interface StreamEnd {
   checksum: string;
   /** The source's binary log position when the copy ended (a new replica must apply at least that far). */
   positionAtEnd: BinlogPosition | null;
+  /** The codec the stream used on the wire, or null; wireBytes: DATA and ZDATA payload bytes sent (the sender's view). */
+  compression?: Codec | null;
+  wireBytes?: number;
 }
 
 export interface StreamProgress {
@@ -73,6 +83,8 @@ export interface ListenOptions {
   connectTimeoutMs: number;
   onRefused?: (reason: string) => void;
   idleTimeoutMs?: number;
+  /** The codecs offered to the sender; default every one this agent decodes, [] as a receiver before compression. */
+  compressionCodecs?: Codec[];
 }
 
 /** An authenticated sender that has told its facts, waiting for LATER, GO or ERROR. */
@@ -119,6 +131,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
     );
     server.listen({ port: opts.port, host: opts.bindAddress || undefined }, () => resolve());
   });
+  const codecs = opts.compressionCodecs ?? decodableCodecs();
   return new Promise<StreamSession>((resolve, reject) => {
     let settled = false;
     const refusals: string[] = [];
@@ -158,7 +171,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
           const magic = await reader.exact(STREAM_MAGIC.length);
           if (!magic.equals(STREAM_MAGIC)) throw new AgentError('bad_request', 'not an orchestrator-agent seed stream (is the source seed using the same method?)');
           const nonce = newNonce();
-          await writer.json(t(F.hello), { version: VERSION, nonce });
+          await writer.json(t(F.hello), { version: VERSION, nonce, ...(codecs.length ? { compression: codecs } : {}) });
           const auth = await reader.json([F.auth], 'during the handshake');
           const body = auth.body as { mac?: unknown; nonce?: unknown };
           if (!proofMatches(opts.authKey, 'sender', nonce, body.mac) || typeof body.nonce !== 'string' || body.nonce.length < 16) {
@@ -182,7 +195,7 @@ export async function acceptStream(opts: ListenOptions): Promise<StreamSession> 
             return end(peerError(facts.body, `the sender ${peer}`));
           }
           if (settled) return socket.destroy();
-          end(undefined, session(socket, reader, writer, socket.remoteAddress ?? '', validFacts(facts.body), opts));
+          end(undefined, session(socket, reader, writer, socket.remoteAddress ?? '', validFacts(facts.body), opts, codecs));
         } catch (err) {
           clearTimeout(hs);
           refuse(`${peer}: ${asAgentError(err).message}`);
@@ -221,7 +234,7 @@ function drained(sink: Writable, idleMs: number): Promise<void> {
   });
 }
 
-function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerAddress: string, facts: SourceFacts, opts: ListenOptions): StreamSession {
+function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerAddress: string, facts: SourceFacts, opts: ListenOptions, codecs: Codec[]): StreamSession {
   const close = () => {
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();
@@ -260,13 +273,44 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
       try {
         await writer.json(t(F.go), {});
         const hash = createChecksum(DEFAULT_CHECKSUM);
+        const unpacker = new Unpacker(codecs, 'the stream');
         let bytes = 0;
         let reported = 0;
+        /** Hands the program bytes in stream order (a frame's slices, or decoded frames). */
+        const deliver = async (parts: Buffer[]) => {
+          if (parts.length === 0) return;
+          let room = true;
+          // One writev for the frame: a frame is many socket reads' worth of bytes.
+          if (parts.length > 1) sink.cork();
+          for (const p of parts) {
+            hash.update(p);
+            room = sink.write(p) && room;
+            bytes += p.length;
+          }
+          if (parts.length > 1) sink.uncork();
+          // A few MiB queued for the extractor keep its pipe full: waiting for every write to drain would hand it
+          // one frame at a time, each a round trip through the scheduler on a busy host.
+          if (!room && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
+          if (sinkError) throw sinkError;
+          if (sink.destroyed) throw new AgentError('io', `the program the stream feeds stopped reading after ${bytes} bytes`);
+          const now = performance.now();
+          if (now - reported > 500) {
+            reported = now;
+            onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
+          }
+        };
         for (;;) {
           const h = await reader.header();
           if (!h) throw new AgentError('io', `the stream was cut after ${bytes} bytes`);
-          if (h.type === F.data) {
+          // Compressed frames still decoding come first, in order.
+          if (h.type !== F.zdata && unpacker.pending) await deliver(await unpacker.drain());
+          if (h.type === F.data || h.type === F.zdata) {
             if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `data frame of ${h.length} bytes is too large`);
+            if (h.type === F.zdata) {
+              // Checked (tag, codec offered, declared size) before it decodes; decoded a few ahead on libuv's pool.
+              await deliver(await unpacker.push(await reader.exact(h.length), Number.POSITIVE_INFINITY));
+              continue;
+            }
             // The frame's slices as they arrived from the socket (no copy), handed on once its tag checked out.
             const parts: Buffer[] = [];
             for (let left = h.length; left > 0; ) {
@@ -275,25 +319,7 @@ function session(socket: Socket, reader: FrameReader, writer: FrameWriter, peerA
                 left -= p.length;
               }
             }
-            let room = true;
-            // One writev for the frame: a frame is many socket reads' worth of bytes.
-            if (parts.length > 1) sink.cork();
-            for (const p of parts) {
-              hash.update(p);
-              room = sink.write(p) && room;
-            }
-            if (parts.length > 1) sink.uncork();
-            bytes += h.length;
-            // A few MiB queued for the extractor keep its pipe full: waiting for every write to drain would hand it
-            // one frame at a time, each a round trip through the scheduler on a busy host.
-            if (!room && sink.writableLength > SINK_QUEUE_BYTES) await drained(sink, idleMs);
-            if (sinkError) throw sinkError;
-            if (sink.destroyed) throw new AgentError('io', `the program the stream feeds stopped reading after ${bytes} bytes`);
-            const now = performance.now();
-            if (now - reported > 500) {
-              reported = now;
-              onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
-            }
+            await deliver(parts);
             continue;
           }
           const payload = JSON.parse((await reader.exact(h.length)).toString('utf8')) as Record<string, unknown>;
@@ -429,6 +455,8 @@ export interface StreamSendOptions {
   connectTimeoutMs: number;
   facts: SourceFacts;
   idleTimeoutMs?: number;
+  /** Compression of the stream (SeedTransferCompression or the seed's own); off when absent or the receiver offers none. */
+  compression?: CompressionMode;
 }
 
 export type SenderAnswer =
@@ -458,8 +486,9 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
     socket.destroy();
   });
   const release = () => opts.signal?.removeEventListener('abort', onAbort);
+  let codec: Codec | undefined;
   try {
-    await senderHandshake(opts, peer, socket, reader, writer);
+    codec = await senderHandshake(opts, peer, socket, reader, writer);
     await writer.json(t(F.facts), opts.facts);
     const answer = await reader.json([F.later, F.go], 'after the source facts');
     if (answer.type === F.error) throw peerError(answer.body, peer);
@@ -500,26 +529,35 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
       );
       result.catch(() => undefined);
       const releaseHeap = holdStreamHeapGrowth();
+      const packer = codec ? new Packer(codec, opts.compression ?? 'off', socket) : undefined;
+      /** Batches compressing, oldest first (sent in this order: their sequence numbers follow it). */
+      const compressing: Buffer[] = [];
       try {
         await pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
           if (peerFailure) throw peerFailure;
           if (limiter) await limiter.take(n, opts.signal);
           for (const p of parts) hash.update(p);
           bytes += n;
-          await writer.frame(t(F.data), parts);
+          if (packer) {
+            compressing.push(packer.ahead(parts.length === 1 ? parts[0]! : Buffer.concat(parts, n)));
+            while (compressing.length > COMPRESS_AHEAD) await packer.send(writer, compressing.shift()!);
+          } else {
+            await writer.frame(t(F.data), parts);
+          }
           const now = performance.now();
           if (now - reported > 500) {
             reported = now;
             onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
           }
         });
+        if (packer) while (compressing.length > 0) await packer.send(writer, compressing.shift()!);
         const positionAtEnd = await end();
         const checksum = hash.digest();
         await writer.json(t(F.end), { bytes, checksum, positionAtEnd });
         await result;
         onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
         socket.end();
-        return { bytes, checksum, positionAtEnd };
+        return { bytes, checksum, positionAtEnd, compression: codec ?? null, wireBytes: packer?.wireBytes ?? bytes };
       } catch (err) {
         if (peerFailure) throw peerFailure;
         const e = asAgentError(err);
@@ -535,15 +573,17 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
   };
 }
 
-/** The sender's half of the handshake: magic, HELLO, AUTH, WELCOME (each side proves the key). */
-async function senderHandshake(opts: Pick<StreamSendOptions, 'authKey' | 'tls'>, peer: string, socket: Socket, reader: FrameReader, writer: FrameWriter): Promise<void> {
+/** The sender's half of the handshake: magic, HELLO, AUTH, WELCOME (each side proves the key). Answers the codec agreed on. */
+async function senderHandshake(opts: Pick<StreamSendOptions, 'authKey' | 'tls' | 'compression'>, peer: string, socket: Socket, reader: FrameReader, writer: FrameWriter): Promise<Codec | undefined> {
   await writeAll(socket, [STREAM_MAGIC]);
   const hello = await reader.json([F.hello], 'during the handshake');
   if (hello.type === F.error) throw peerError(hello.body, peer);
   const hb = hello.body as { version?: unknown; nonce?: unknown };
   if (hb.version !== VERSION || typeof hb.nonce !== 'string') throw new AgentError('bad_request', `${peer} speaks stream version ${String(hb.version)}, this sender ${VERSION}`);
   const myNonce = newNonce();
-  await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce });
+  // A receiver from before compression offers no codec: the stream then goes as plain DATA frames.
+  const codec = chooseCodec(opts.compression, offeredCodecs(hello.body));
+  await writer.json(t(F.auth), { mac: proof(opts.authKey, 'sender', hb.nonce), nonce: myNonce, ...(codec ? { compression: codec } : {}) });
   if (!opts.tls) {
     const keys = frameKeys(opts.authKey, hb.nonce, myNonce);
     reader.authenticate(keys.receiverToSender);
@@ -558,6 +598,7 @@ async function senderHandshake(opts: Pick<StreamSendOptions, 'authKey' | 'tls'>,
   if (!proofMatches(opts.authKey, 'receiver', myNonce, (welcome.body as { mac?: unknown }).mac)) {
     throw new AgentError('unauthorized', `${peer} could not prove it holds the transfer key`, { hint: 'check host and port point at the target agent' });
   }
+  return codec;
 }
 
 export type TellStreamReceiverOptions = Pick<StreamSendOptions, 'host' | 'port' | 'tls' | 'authKey' | 'signal'> & {

@@ -8,6 +8,7 @@ import { AgentError, asAgentError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { BinlogPosition, SourceFacts, StreamEnd, StreamProgress, StreamSession } from '../../transfer/stream.js';
 import { isPermanentFailure } from '../../transfer/protocol.js';
+import type { CompressionMode } from '../../transfer/compression.js';
 import { ETA_AFTER_MS } from '../../transfer/progress.js';
 import type { StepInput } from '../../../machines/seed-common.js';
 import type { SeedCheck } from '../pre-seed-checks.js';
@@ -143,7 +144,7 @@ export interface StreamOffering {
  * checks, stopping MySQL, purging), run the program and send its output; a cut stream is warned about and
  * offered again from the start, within SeedTransferReconnectTimeoutSeconds of the last contact.
  */
-export async function streamFromTheStart(input: StepInput<{ targetHost: string; targetPort: number }>, signal: AbortSignal, env: StepEnv, o: StreamOffering): Promise<StreamEnd> {
+export async function streamFromTheStart(input: StepInput<{ targetHost: string; targetPort: number; compression?: CompressionMode }>, signal: AbortSignal, env: StepEnv, o: StreamOffering): Promise<StreamEnd> {
   // The target goes quiet while it gets ready (it answered LATER), or when a stream was cut: it has
   // SeedTransferReconnectTimeoutSeconds from the last contact (or this agent's restart) to answer again.
   let lastContact = env.seed.marks()[STREAM_ATTEMPTS] ? Date.now() : 0;
@@ -172,6 +173,7 @@ export async function streamFromTheStart(input: StepInput<{ targetHost: string; 
         signal,
         connectTimeoutMs: Math.max(1000, Math.min(30_000, until - Date.now())),
         facts: o.facts,
+        compression: input.params.compression ?? (env.config.SeedTransferCompression as CompressionMode),
       });
     } catch (err) {
       if (signal.aborted || isPermanentFailure(err)) throw err;
@@ -203,7 +205,7 @@ export async function streamFromTheStart(input: StepInput<{ targetHost: string; 
         (await import('../../transfer/throttle.js')).bandwidthLimiter(env.config.SeedTransferBandwidthMBps),
         progress(env, o.facts.dataBytes),
       );
-      log.info(`${o.what} streamed`, { seed: env.seed.id, bytes: end.bytes });
+      log.info(`${o.what} streamed`, { seed: env.seed.id, bytes: end.bytes, compression: end.compression ?? null, wireBytes: end.wireBytes ?? end.bytes });
       return end;
     } catch (err) {
       await producer.kill();
