@@ -4,6 +4,8 @@
 //   tar | zstd -1 -T2 | socat → socat | zstd -d | tar            (what a DBA writes for a slow link)
 //   built-in transfer: compression off, fast (zstd 1), strong (zstd 3), auto, and fast and strong with a
 //   receiver offering only lz4 and brotli (an agent from before zstd): lz4, brotli
+//   a backup seed's stream (bench/stream-peer.ts: tar -c | stream | tar -x), compression off and fast:
+//   stream-off, stream-fast
 // and prints times, rates, bytes on the wire and the ratios against both pipelines.
 //
 // The link: namespaces oa-link-a-<pid> (sender) and oa-link-b-<pid> (receiver) joined by a veth pair, each end
@@ -15,7 +17,7 @@
 // numbers, text and secondary indexes, ~3x with zstd -1). Needs root, iproute2, socat, zstd, mariadb.
 // BENCH_LINK_MIB (default 1024, which makes 1042 MiB; 2048 makes 4.5 GiB, as the secondary indexes outgrow the
 // generator's buffer pool), BENCH_LINK_RATE (default 1gbit), BENCH_ROUNDS
-// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli).
+// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli,stream-off,stream-fast).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, lstatSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -31,11 +33,12 @@ const baseDir = process.env.BENCH_MARIADB_DIR ?? '/tmp/oa-bench-mariadb';
 const dataDir = join(baseDir, `datadir-${targetMiB}`);
 const workDir = `/tmp/oa-bench-link-${process.pid}`;
 const peerCli = resolve(here, '../src/transfer/peer-cli.js');
+const streamPeer = resolve(here, 'stream-peer.js');
 const nsA = `oa-link-a-${process.pid}`;
 const nsB = `oa-link-b-${process.pid}`;
 const addrA = '127.77.0.1';
 const addrB = '127.77.0.2';
-const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto', 'lz4', 'brotli'] as const;
+const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto', 'lz4', 'brotli', 'stream-off', 'stream-fast'] as const;
 type Run = (typeof allRuns)[number];
 const runs: Run[] = process.env.BENCH_LINK_RUNS ? (process.env.BENCH_LINK_RUNS.split(',') as Run[]) : [...allRuns];
 const labels: Record<Run, string> = {
@@ -47,9 +50,11 @@ const labels: Record<Run, string> = {
   auto: 'built-in, auto',
   lz4: 'built-in, fast to a receiver without zstd (lz4)',
   brotli: 'built-in, strong to a receiver without zstd (brotli 1)',
+  'stream-off': 'stream (as a backup seed), compression off',
+  'stream-fast': 'stream (as a backup seed), fast (zstd 1)',
 };
 /** The built-in runs: the sender's mode, and the codecs the receiver offers (all it decodes when absent). */
-const builtInRuns: Record<Exclude<Run, 'tar' | 'zstd'>, { mode: string; codecs?: string }> = {
+const builtInRuns: Record<Exclude<Run, 'tar' | 'zstd' | 'stream-off' | 'stream-fast'>, { mode: string; codecs?: string }> = {
   off: { mode: 'off' },
   fast: { mode: 'fast' },
   strong: { mode: 'strong' },
@@ -194,6 +199,11 @@ function peer(ns: string, args: string[], env: Record<string, string>): { exit: 
     stdout: 'pipe',
     env: { ...process.env, ORCHESTRATOR_AGENT_TRANSFER_PROGRESS_MS: '1000', ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ...env },
   });
+  return lines(child, `transfer ${args[0]}`);
+}
+
+/** The JSON lines a bench child prints: line(k) waits for the first with key k (or fails on one with "error"). */
+function lines(child: ChildProcess, what: string): { exit: Promise<void>; line: (k: string) => Promise<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   let pending = '';
   const waiters: Array<() => void> = [];
@@ -206,15 +216,15 @@ function peer(ns: string, args: string[], env: Record<string, string>): { exit: 
     }
     waiters.splice(0).forEach((w) => w());
   });
-  const exit = exited(child, `transfer ${args[0]}`);
+  const exit = exited(child, what);
   exit.catch(() => undefined);
   child.once('exit', () => waiters.splice(0).forEach((w) => w()));
   const line = async (k: string) => {
     for (;;) {
       const hit = lines.find((l) => k in l || 'error' in l);
-      if (hit && 'error' in hit) throw new Error(`transfer ${args[0]} failed: ${JSON.stringify(hit.error)}`);
+      if (hit && 'error' in hit) throw new Error(`${what} failed: ${JSON.stringify(hit.error)}`);
       if (hit) return hit;
-      if (child.exitCode !== null) throw new Error(`transfer ${args[0]} exited without ${k}`);
+      if (child.exitCode !== null) throw new Error(`${what} exited without ${k}`);
       await new Promise<void>((r) => waiters.push(r));
     }
   };
@@ -237,6 +247,23 @@ async function builtIn(run: keyof typeof builtInRuns): Promise<Timing> {
   sync();
   const seconds = (performance.now() - t0) / 1000;
   return { seconds, cpuSeconds: Number(r.cpuSeconds) + Number(s.cpuSeconds) };
+}
+
+/** tar -c | our stream sender (namespace A) → our stream receiver (namespace B) | tar -x, then sync: a backup seed's path. */
+async function streamed(compression: 'off' | 'fast'): Promise<Timing> {
+  const dest = freshDest(`stream-${compression}`);
+  sync();
+  const key = newAuthKey();
+  const child = (ns: string, args: string[], env: Record<string, string>) =>
+    start(ns, process.execPath, [streamPeer, ...args], { stdout: 'pipe', env: { ...process.env, ORCHESTRATOR_AGENT_LOG_LEVEL: 'warn', ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ...env } });
+  const receiver = lines(child(nsB, ['receive', addrB, '4445', dest], {}), 'stream receiver');
+  await receiver.line('listening');
+  const t0 = performance.now();
+  const sender = lines(child(nsA, ['send', addrB, '4445', dataDir], { ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION: compression }), 'stream sender');
+  const [r, s] = await Promise.all([receiver.line('result'), sender.line('result')]);
+  await Promise.all([receiver.exit, sender.exit]);
+  sync();
+  return { seconds: (performance.now() - t0) / 1000, cpuSeconds: Number(r.cpuSeconds) + Number(s.cpuSeconds) };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -265,7 +292,7 @@ async function main(): Promise<void> {
     const parts: string[] = [];
     for (const run of order) {
       const before = linkBytes();
-      const t = run === 'tar' || run === 'zstd' ? await pipeline(run === 'zstd') : await builtIn(run);
+      const t = run === 'tar' || run === 'zstd' ? await pipeline(run === 'zstd') : run === 'stream-off' || run === 'stream-fast' ? await streamed(run === 'stream-off' ? 'off' : 'fast') : await builtIn(run);
       times.get(run)!.push(t.seconds);
       wire.set(run, linkBytes() - before);
       if (t.cpuSeconds !== undefined) cpu.get(run)!.push(t.cpuSeconds);
