@@ -207,6 +207,13 @@ describe('NEXT and ABORT from the web view (headless Chromium)', () => {
 
   test('a person steps a paused seed on with NEXT, is told what ABORT will do, cancels once, then aborts it', async () => {
     const page = await browser.context.newPage();
+    // A slow network: the answer to NEXT/ABORT reaches the page after the live feed's change (the real
+    // server answers at once). The page must still show the newest state, not the older one the answer holds.
+    await page.route('**/api/seeds/*/events', async (route) => {
+      const response = await route.fetch();
+      await new Promise((r) => setTimeout(r, 300));
+      await route.fulfill({ response });
+    });
     await page.goto(`${target.agent.baseUrl}/ui?token=${target.token}`);
     await page.locator('#connection[data-state="live"]').waitFor();
     const created = await target.call('POST', '/api/seeds', { id: 'ui-steps', role: 'target', stepByStep: true });
@@ -224,6 +231,7 @@ describe('NEXT and ABORT from the web view (headless Chromium)', () => {
     expect(await card.locator('details.detail').getAttribute('open')).toBeNull();
 
     await card.locator('button.next').click();
+    await card.locator('.action-result', { hasText: 'NEXT sent' }).waitFor();
     await card.locator('[data-step="purgingDatadir"][data-step-status="paused"]').waitFor();
     expect(await card.locator('[data-step="stoppingMySQL"]').getAttribute('data-step-status')).toBe('done');
     const stepped = await target.seed('ui-steps');
@@ -241,6 +249,8 @@ describe('NEXT and ABORT from the web view (headless Chromium)', () => {
 
     await card.locator('button.abort').click();
     await card.locator('button.confirm-abort').click();
+    // Attached, not visible: the actions hide once the seed accepts no more events.
+    await card.locator('.action-result', { hasText: 'ABORT sent' }).waitFor({ state: 'attached' });
     await card.locator('.badge', { hasText: 'aborted' }).waitFor();
     expect((await target.seed('ui-steps')).status).toBe('aborted');
     expect(await card.locator('[data-step="purgingDatadir"]').getAttribute('data-step-status')).toBe('aborted');

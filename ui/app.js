@@ -295,9 +295,10 @@
         result.textContent = `${type} refused: HTTP ${res.status} ${body.Message || ''}${hint}`;
         result.dataset.kind = 'error';
       } else {
+        // The card is drawn from the live feed only: this answer holds the view as of the event, and it may
+        // arrive after the feed's newer changes (ABORT's cleanup can end first), which it would draw over.
         result.textContent = `${type} sent`;
         result.dataset.kind = 'ok';
-        render(await res.json());
       }
     } catch (err) {
       result.textContent = `${type} failed: ${err.message}`;
