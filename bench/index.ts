@@ -8,7 +8,8 @@
 //   backup    a seed by hot backup against mariabackup | socat | mbstream -x (+ prepare) on a running MariaDB
 //             with BENCH_BACKUP_MIB (default 2048) MiB of generated rows (bench/backup.ts; minutes)
 //   link      the same kind of datadir (~1 GiB) over a 1 Gbit/s veth link between two network namespaces:
-//             tar | socat, tar | zstd | socat and the built-in transfer with and without compression (bench/link.ts)
+//             tar | socat, tar | zstd | socat, the built-in transfer and a backup seed's stream, with and without
+//             compression (bench/link.ts)
 // Options (after the parts) go to every part: --hog runs one CPU-spinning process per core beside both ends
 // of the transfer parts for all their rounds, --hog=N runs N (bench/hog.ts).
 import { spawn } from 'node:child_process';
