@@ -253,6 +253,8 @@ function optionFile(path: string, lines: string[]): string {
       const streamed = /dump streamed .*"bytes":(\d+),"compression":"zstd","wireBytes":(\d+)/.exec(source.agent.output());
       expect(streamed).not.toBeNull();
       expect(Number(streamed![2])).toBeLessThan(Number(streamed![1]) / 2);
+      // The source seed's view says it too.
+      expect(sv.progress?.wire).toEqual({ compression: 'zstd', dataBytes: Number(streamed![1]), wireBytes: Number(streamed![2]) });
     } finally {
       writer.kill('SIGTERM');
     }

@@ -41,6 +41,19 @@ describe('progress lines', () => {
     expect(lines[0]).toMatch(/ INFO seed receiving: 30 MiB of 100 MiB \{"seed":"seed-p","doneMiB":30,"totalMiB":100,"percent":30,"rateMiBps":1,"etaSeconds":70,"files":"1\/4","currentFile":"ibdata1"\}\n$/);
     expect(lines[1]).toContain('seed receiving: 60 MiB of 100 MiB');
   });
+
+  test('a compressed copy\'s line says its codec, MiB on the wire and how much smaller', () => {
+    let t = 0;
+    const logProgress = progressLogger('seed-z', 'source', { now: () => t });
+    const progress = { bytesDone: 30 * 1048576, bytesTotal: null, filesDone: null, filesTotal: null, currentFile: null, rateBytesPerSec: null, etaSeconds: null };
+    const lines = captureStderr(() => {
+      logProgress({ ...progress, wire: { compression: 'zstd', dataBytes: 30 * 1048576, wireBytes: 10 * 1048576 } });
+      t = 30_000;
+      logProgress({ ...progress, wire: { compression: 'zstd', dataBytes: 30 * 1048576, wireBytes: 10 * 1048576 } });
+    });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ INFO seed sending: 30 MiB \{.*"compression":"zstd","wireMiB":10,"wireRatio":3\}\n$/);
+  });
 });
 
 describe('a target seed at INFO on a real agent', () => {

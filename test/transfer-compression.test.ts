@@ -7,6 +7,7 @@ import { MANIFEST_FILE, PARTIAL_FILE, newAuthKey, readCompletedManifest, send, s
 import { createChecksum } from '../src/transfer/checksum.js';
 import { FrameType, FrameWriter } from '../src/transfer/protocol.js';
 import { Packer, autoQueueBytes } from '../src/transfer/compression.js';
+import type { TransferProgress } from '../src/transfer/progress.js';
 import { PassThrough } from 'node:stream';
 import { Encoder } from '@toondepauw/node-zstd';
 import { startTamperingProxy, type TamperingProxy } from './support/tampering-proxy.js';
@@ -92,9 +93,12 @@ describe('compression on the built-in transfer', () => {
       const dest = dir('dst');
       const authKey = newAuthKey();
       const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: 1 * MiB, compressionCodecs: offered ? [...offered] : undefined });
-      const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, compression: mode });
+      const reports: TransferProgress[] = [];
+      const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, compression: mode, progressIntervalMs: 0, onProgress: (p) => reports.push(p) });
       await receiver.done;
       expect(sent.compression).toBe(codec);
+      // The sender's progress says what the data cost on the wire.
+      expect(reports.at(-1)?.wire).toEqual({ compression: codec, dataBytes: sent.bytesSent, wireBytes: sent.wireBytes });
       expect(sent.bytesSent).toBe(6 * MiB + 321 + 2 * MiB + 5 + 200_000 + 30);
       // The rows shrink; the random file goes as it is (a chunk that does not shrink is sent plain).
       expect(sent.wireBytes).toBeLessThan(sent.bytesSent * 0.8);
@@ -111,9 +115,12 @@ describe('compression on the built-in transfer', () => {
     const dest = dir('dst');
     const authKey = newAuthKey();
     const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
-    const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, compression: 'off' });
+    const reports: TransferProgress[] = [];
+    const sent = await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey, compression: 'off', progressIntervalMs: 0, onProgress: (p) => reports.push(p) });
     await receiver.done;
     expect(sent.compression).toBeNull();
+    expect(reports.length).toBeGreaterThan(0);
+    expect(reports.some((p) => p.wire !== undefined)).toBe(false);
     expect(sent.wireBytes).toBe(sent.bytesSent);
     expect(describeTree(dest)).toEqual(describeTree(source));
   });

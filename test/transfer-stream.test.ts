@@ -6,7 +6,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { AgentError } from '../src/errors.js';
 import { newAuthKey } from '../src/transfer/auth.js';
 import { isPermanentFailure } from '../src/transfer/protocol.js';
-import { acceptStream, offerStream, pump, STREAM_FRAME_BYTES, tellStreamReceiver, type SourceFacts } from '../src/transfer/stream.js';
+import { acceptStream, offerStream, pump, STREAM_FRAME_BYTES, tellStreamReceiver, type SourceFacts, type StreamProgress } from '../src/transfer/stream.js';
 import { releasePort, tellSenders } from '../src/transfer/farewell.js';
 import { holdStreamHeapGrowth, streamHeapGrowthHolders } from '../src/transfer/heap-growth.js';
 import { freePort } from './support/seed-hosts.js';
@@ -112,8 +112,9 @@ describe('the backup stream', () => {
     const gettingData = session.receive(sink, async () => undefined);
     const go = await offered;
     if (go.kind !== 'go') throw new Error('no GO');
-    const [sent, got] = await Promise.all([go.send(Readable.from(chunks), async () => null), gettingData]);
-    return { sent, got, data: await received };
+    const reports: StreamProgress[] = [];
+    const [sent, got] = await Promise.all([go.send(Readable.from(chunks), async () => null, undefined, (p) => reports.push(p)), gettingData]);
+    return { sent, got, data: await received, last: reports.at(-1) };
   }
 
   test('compressed, the stream carries the same bytes in fewer: zstd frames, a frame that does not shrink as plain data between them, checksum over the program\'s bytes', async () => {
@@ -126,8 +127,9 @@ describe('the backup stream', () => {
       ['fast', 'zstd'],
       ['strong', 'zstd'],
     ] as const) {
-      const { sent, got, data: arrived } = await streamOnce(chunks, { compression: mode });
+      const { sent, got, data: arrived, last } = await streamOnce(chunks, { compression: mode });
       expect(arrived.equals(data)).toBe(true);
+      expect(last?.wire).toEqual({ compression: codec, dataBytes: data.length, wireBytes: sent.wireBytes });
       expect(sent.compression).toBe(codec);
       expect(got.bytes).toBe(data.length);
       expect(sent.bytes).toBe(data.length);
@@ -143,7 +145,7 @@ describe('the backup stream', () => {
     const oldest = await streamOnce(chunks, { compression: 'fast', offered: [] });
     expect([oldest.sent.compression, oldest.sent.wireBytes, oldest.data.equals(data)]).toEqual([null, data.length, true]);
     const off = await streamOnce(chunks, { compression: 'off' });
-    expect([off.sent.compression, off.sent.wireBytes, off.data.equals(data)]).toEqual([null, data.length, true]);
+    expect([off.sent.compression, off.sent.wireBytes, off.data.equals(data), off.last?.wire]).toEqual([null, data.length, true, undefined]);
   });
 
   test('the larger heap growth is held while any stream runs and given back once, when the last one ends', () => {

@@ -446,6 +446,8 @@
       if (p.rateBytesPerSec && view.status === 'active') parts.push(bytes(p.rateBytesPerSec) + '/s');
       if (p.etaSeconds !== null && p.etaSeconds !== undefined && view.status === 'active') parts.push('ETA ' + duration(p.etaSeconds));
       if (p.filesTotal) parts.push(`files ${p.filesDone ?? 0}/${p.filesTotal}`);
+      // The sending side of a compressed copy: what this session's data cost on the wire.
+      if (p.wire && p.wire.wireBytes > 0) parts.push(`${bytes(p.wire.wireBytes)} on the wire (${(p.wire.dataBytes / p.wire.wireBytes).toFixed(1)}x smaller, ${p.wire.compression})`);
       if (p.currentFile && view.status === 'active') parts.push('current ' + p.currentFile);
       progressEl.querySelector('.numbers').textContent = parts.join(' · ');
     } else {

@@ -16,6 +16,7 @@ export function progressFields(p: SeedProgress): Record<string, unknown> {
     etaSeconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds),
     files: p.filesTotal === null ? p.filesDone : `${p.filesDone ?? 0}/${p.filesTotal}`,
     currentFile: p.currentFile,
+    ...(p.wire ? { compression: p.wire.compression, wireMiB: mib(p.wire.wireBytes), wireRatio: p.wire.wireBytes > 0 ? Math.round((p.wire.dataBytes / p.wire.wireBytes) * 100) / 100 : null } : {}),
   };
 }
 

@@ -28,6 +28,8 @@ export interface SeedProgress {
   currentFile: string | null;
   rateBytesPerSec: number | null;
   etaSeconds: number | null;
+  /** The sending side of a compressed transfer or stream: the codec, data bytes sent and their bytes on the wire (this session). */
+  wire?: { compression: string | null; dataBytes: number; wireBytes: number };
 }
 
 /** A step waiting for the other side (a lost sender coming back): shown in the seed view. */

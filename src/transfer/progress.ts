@@ -6,6 +6,13 @@ import { realClock } from './throttle.js';
 /** A session's rate is an estimate worth an ETA only after this long. */
 export const ETA_AFTER_MS = 3000;
 
+/** What the sender's data cost on the wire in this session: the codec, the data bytes sent and their bytes on the wire. */
+export interface WireStats {
+  compression: string | null;
+  dataBytes: number;
+  wireBytes: number;
+}
+
 export interface TransferProgress {
   bytesDone: number;
   bytesTotal: number;
@@ -16,6 +23,8 @@ export interface TransferProgress {
   rateBytesPerSec: number;
   /** Seconds left at the current rate; null until a rate is known. */
   etaSeconds: number | null;
+  /** The sending side only: compression and bytes on the wire (absent on the receiving side). */
+  wire?: WireStats;
 }
 
 export type ProgressListener = (p: TransferProgress) => void;
@@ -29,6 +38,7 @@ export class ProgressTracker {
   private lastEmit = -Infinity;
   // The rate over a sliding window of samples, so a stall shows quickly.
   private samples: Array<{ t: number; bytes: number }> = [];
+  private wire: (() => WireStats) | undefined;
 
   constructor(
     private readonly bytesTotal: number,
@@ -44,6 +54,11 @@ export class ProgressTracker {
   alreadyDone(files: number, bytes: number): void {
     this.filesDone += files;
     this.bytesDone += bytes;
+  }
+
+  /** The sender's wire figures, read with every report. */
+  reportWire(stats: () => WireStats): void {
+    this.wire = stats;
   }
 
   fileStarted(path: string): void {
@@ -81,6 +96,7 @@ export class ProgressTracker {
       rateBytesPerSec,
       // No ETA from the first seconds' rate (a connection's first bytes say "34 h" or "2 s"): unknown until then.
       etaSeconds: left === 0 ? 0 : rateBytesPerSec > 0 && overallMs >= ETA_AFTER_MS ? Math.round((left / rateBytesPerSec) * 10) / 10 : null,
+      ...(this.wire ? { wire: this.wire() } : {}),
     };
   }
 

@@ -24,6 +24,7 @@ import { errorBody, FrameReader, frameName, FrameWriter, isPermanentFailure, MAX
 import { answeringOn, releasePort } from './farewell.js';
 import { holdStreamHeapGrowth } from './heap-growth.js';
 import type { TokenBucket } from './throttle.js';
+import type { WireStats } from './progress.js';
 import { transferConnect, transferServer, type TransferTls } from './tls.js';
 
 export { STREAM_MAGIC };
@@ -69,6 +70,8 @@ export interface StreamEnd {
 export interface StreamProgress {
   bytesDone: number;
   seconds: number;
+  /** The sender only, when the stream is compressed: what its bytes cost on the wire. */
+  wire?: WireStats;
 }
 
 // ---------------------------------------------------------------- receiver
@@ -532,6 +535,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
       const packer = codec ? new Packer(codec, opts.compression ?? 'off', socket) : undefined;
       /** Batches compressing, oldest first (sent in this order: their sequence numbers follow it). */
       const compressing: Buffer[] = [];
+      const wire = () => (packer ? { wire: { compression: packer.codec, dataBytes: packer.rawBytes, wireBytes: packer.wireBytes } } : {});
       try {
         await pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
           if (peerFailure) throw peerFailure;
@@ -547,7 +551,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
           const now = performance.now();
           if (now - reported > 500) {
             reported = now;
-            onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000 });
+            onProgress?.({ bytesDone: bytes, seconds: (now - started) / 1000, ...wire() });
           }
         });
         if (packer) while (compressing.length > 0) await packer.send(writer, compressing.shift()!);
@@ -555,7 +559,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
         const checksum = hash.digest();
         await writer.json(t(F.end), { bytes, checksum, positionAtEnd });
         await result;
-        onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000 });
+        onProgress?.({ bytesDone: bytes, seconds: (performance.now() - started) / 1000, ...wire() });
         socket.end();
         return { bytes, checksum, positionAtEnd, compression: codec ?? null, wireBytes: packer?.wireBytes ?? bytes };
       } catch (err) {

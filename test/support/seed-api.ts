@@ -13,7 +13,7 @@ export interface SeedViewJson {
   accepts: string[];
   params: Record<string, unknown>;
   history: { state: string; enteredAt: string; leftAt: string | null; error: string | null; resumedAt?: string[] }[];
-  progress: { bytesDone: number; bytesTotal: number | null } | null;
+  progress: { bytesDone: number; bytesTotal: number | null; wire?: { compression: string | null; dataBytes: number; wireBytes: number } } | null;
   warnings: { at: string; message: string }[];
   error: { code: string; message: string; hint: string | null } | null;
   transfer: { port: number } | null;

@@ -59,6 +59,7 @@ export function progress(env: StepEnv, total: number | null) {
       currentFile: null,
       rateBytesPerSec: rate,
       etaSeconds: rate && total && total > p.bytesDone && p.seconds * 1000 >= ETA_AFTER_MS ? Math.round((total - p.bytesDone) / rate) : null,
+      ...(p.wire ? { wire: p.wire } : {}),
     });
   };
 }
