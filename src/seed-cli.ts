@@ -45,7 +45,13 @@ interface SeedViewLike {
   state: string;
   status: 'active' | 'done' | 'failed' | 'aborted';
   paused?: boolean;
-  progress: { bytesDone: number; bytesTotal: number | null; rateBytesPerSec?: number | null; etaSeconds?: number | null } | null;
+  progress: {
+    bytesDone: number;
+    bytesTotal: number | null;
+    rateBytesPerSec?: number | null;
+    etaSeconds?: number | null;
+    wire?: { compression: string | null; dataBytes: number; wireBytes: number };
+  } | null;
   error: { code: string; message: string; hint?: string | null; step?: string | null } | null;
   history?: { state: string; error: string | null }[];
 }
@@ -157,6 +163,8 @@ export function describeHalf(view: SeedViewLike): string {
     if (view.status === 'active' && p.rateBytesPerSec) parts.push(`${bytes(p.rateBytesPerSec)}/s`);
     if (view.status === 'active' && p.etaSeconds !== null && p.etaSeconds !== undefined) parts.push(`ETA ${duration(p.etaSeconds)}`);
   }
+  // The sending half of a compressed copy: how much the wire was spared.
+  if (p?.wire && p.wire.wireBytes > 0) parts.push(`(${(p.wire.dataBytes / p.wire.wireBytes).toFixed(1)}x smaller on the wire, ${p.wire.compression})`);
   return parts.join(' ');
 }
 

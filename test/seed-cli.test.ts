@@ -114,6 +114,13 @@ describe('orchestrator-agent seed', () => {
     expect(describeHalf({ ...view, status: 'active', state: 'receiving' })).toMatch(/^target receiving 20% 27\.0 MiB of 134\.0 MiB/);
   });
 
+  test('a compressed sending half says how much smaller its data went on the wire', () => {
+    const progress = { bytesDone: 30 * 1024 * 1024, bytesTotal: 100 * 1024 * 1024, wire: { compression: 'zstd', dataBytes: 30 * 1024 * 1024, wireBytes: 9 * 1024 * 1024 } };
+    const view = { id: 's', role: 'source', state: 'streaming', status: 'active' as const, error: null, progress };
+    expect(describeHalf(view)).toBe('source streaming 30% 30.0 MiB of 100.0 MiB (3.3x smaller on the wire, zstd)');
+    expect(describeHalf({ ...view, progress: { ...progress, wire: undefined } })).toBe('source streaming 30% 30.0 MiB of 100.0 MiB');
+  });
+
   test('usage errors: --force with the wrong method, a bad --compression', async () => {
     const base = ['--source', '127.0.0.1:1', '--target', '127.0.0.1:2'];
     const bad = await runCli([...base, '--snapshot', 's', '--compression', 'zstd'], env);
