@@ -17,6 +17,8 @@ export interface SeedProgress {
   currentFile?: string | null;
   rateBytesPerSec?: number | null;
   etaSeconds?: number | null;
+  /** The sending side of a compressed copy: the codec, data bytes sent and their bytes on the wire. */
+  wire?: { compression: string | null; dataBytes: number; wireBytes: number };
 }
 
 export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';

@@ -139,7 +139,14 @@ describe('web view and seed stream', () => {
       expect(numbers).toContain('10.0 MiB/s');
       expect(numbers).toContain('ETA 51s');
       expect(numbers).toContain('current ibdata1');
+      expect(numbers).not.toContain('on the wire');
       expect(await card.locator('table.history tbody tr').count()).toBe(2);
+      // A compressed copy's sending side: what the data cost on the wire.
+      const wire = { compression: 'zstd', dataBytes: 512 * 1024 * 1024, wireBytes: 160 * 1024 * 1024 };
+      feed.emit({ ...start, state: 'registered.waiting', progress: { bytesDone: 600 * 1024 * 1024, bytesTotal: 1024 * 1024 * 1024, rateBytesPerSec: null, etaSeconds: null, currentFile: null, filesDone: 3, filesTotal: 9, wire },
+        history: [{ ...start.history[0], leftAt: Date.now() }, { state: 'registered.waiting', enteredAt: Date.now(), leftAt: null, error: null }] });
+      await card.locator('.progress .numbers', { hasText: 'on the wire' }).waitFor();
+      expect(await card.locator('.progress .numbers').textContent()).toContain('160.0 MiB on the wire (3.2x smaller, zstd)');
 
       feed.emit({ ...start, state: 'backoff', status: 'failed', error: { code: 'command_failed', message: 'post-copy exited with 3: disk full', hint: 'free space on /var/lib/mysql' },
         history: [{ ...start.history[0], leftAt: Date.now() }, { state: 'registered.waiting', enteredAt: Date.now(), leftAt: Date.now(), error: { code: 'command_failed', message: 'post-copy exited with 3: disk full' } }] });
