@@ -52,7 +52,7 @@ describe('seeds through the agent API', () => {
     // The first process of the first step and the post-copy command copy the state file as they start.
     const { host, agent: t } = await target(
       {
-        MySQLDatadirCommand: `cp ${stateFile} ${dir}/seen-by-first-step.json; echo ${join(dir, 'datadir')}`,
+        MySQLDatadirCommand: `cp ${stateFile} ${dir}/seen-by-first-step.json 2>>${dir}/cp-errors; echo ${join(dir, 'datadir')}`,
         PostCopyCommand: `cp ${stateFile} ${dir}/seen-by-post-copy.json`,
       },
       dir,
@@ -90,7 +90,10 @@ describe('seeds through the agent API', () => {
 
     // A copy that is missing says what the target agent did (it failed once in a full run, cause not found).
     const seen = (name: string) => {
-      if (!existsSync(join(dir, name))) throw new Error(`${name} is missing; target agent output:\n${t.agent.output().slice(-6000)}`);
+      if (!existsSync(join(dir, name))) {
+        const cpErrors = existsSync(join(dir, 'cp-errors')) ? readFileSync(join(dir, 'cp-errors'), 'utf8') : '(none)';
+        throw new Error(`${name} is missing; cp said: ${cpErrors}; target agent output:\n${t.agent.output().slice(-6000)}`);
+      }
       return JSON.parse(readFileSync(join(dir, name), 'utf8'));
     };
     const first = seen('seen-by-first-step.json');
