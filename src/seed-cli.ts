@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { version } from './version.js';
+import type { WireStats } from './transfer/progress.js';
 
 export const seedUsage = `Usage: orchestrator-agent seed --source HOST:PORT --target HOST:PORT --snapshot NAME [options]
        orchestrator-agent seed --source HOST:PORT --target HOST:PORT --method backup [--replicate] [options]
@@ -50,7 +51,7 @@ interface SeedViewLike {
     bytesTotal: number | null;
     rateBytesPerSec?: number | null;
     etaSeconds?: number | null;
-    wire?: { compression: string | null; dataBytes: number; wireBytes: number };
+    wire?: WireStats;
   } | null;
   error: { code: string; message: string; hint?: string | null; step?: string | null } | null;
   history?: { state: string; error: string | null }[];

@@ -1,6 +1,7 @@
 // What the operator views (metrics, web page, SSE) read from the seed manager: its list and its change
 // feed. Kept to this narrow shape so the views don't depend on how seeds are run or stored.
 import type { AgentServices } from './services.js';
+import type { WireStats } from './transfer/progress.js';
 
 export interface SeedHistoryEntry {
   state: string;
@@ -18,7 +19,7 @@ export interface SeedProgress {
   rateBytesPerSec?: number | null;
   etaSeconds?: number | null;
   /** The sending side of a compressed copy: the codec, data bytes sent and their bytes on the wire. */
-  wire?: { compression: string | null; dataBytes: number; wireBytes: number };
+  wire?: WireStats;
 }
 
 export type SeedStatus = 'active' | 'done' | 'failed' | 'aborted';

@@ -159,18 +159,29 @@ describe('compression on the built-in transfer', () => {
     expect(readFileSync(join(dest, 't.ibd')).equals(content)).toBe(true);
   });
 
-  test('a compressed frame that declares more bytes than its file has left is refused, and nothing is written', async () => {
+  const rows = Buffer.from('row\n'.repeat(1000));
+
+  /**
+   * A hand sender's transfer of one file (rows) whose data goes as a ZDATA frame [codec][declared][body]; answers
+   * the receiver's failure. thenFileEnd: a FILE_END follows (frames decode a few ahead, and the next frame of
+   * another type waits for them, meeting a failure found while decoding).
+   */
+  async function refusedZdata(codec: number, declared: number, body: Buffer, thenFileEnd = false): Promise<{ err: AgentError; dest: string }> {
     const dest = dir('dst');
     const authKey = newAuthKey();
-    const content = Buffer.from('row\n'.repeat(1000));
     const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
-    const hand = await HandSender.start(receiver.port, authKey, [{ path: 't.ibd', content }]);
+    const hand = await HandSender.start(receiver.port, authKey, [{ path: 't.ibd', content: rows }]);
     const head = Buffer.alloc(5);
-    head.writeUInt8(2, 0); // brotli
-    head.writeUInt32BE(1 << 30, 1);
+    head.writeUInt8(codec, 0);
+    head.writeUInt32BE(declared, 1);
     hand.sendFrame(FrameType.fileBegin, Buffer.from(JSON.stringify({ index: 0, offset: 0 })));
-    hand.sendFrame(FrameType.zdata, Buffer.concat([head, Buffer.from('not brotli')]));
-    const err = await rejection(receiver.done);
+    hand.sendFrame(FrameType.zdata, Buffer.concat([head, body]));
+    if (thenFileEnd) hand.sendFrame(FrameType.fileEnd, Buffer.from(JSON.stringify({ index: 0, checksum: null })));
+    return { err: await rejection(receiver.done), dest };
+  }
+
+  test('a compressed frame that declares more bytes than its file has left is refused, and nothing is written', async () => {
+    const { err, dest } = await refusedZdata(2 /* brotli */, 1 << 30, Buffer.from('not brotli'));
     expect(err.message).toMatch(/receiving t\.ibd.*compressed data frame of t\.ibd declares 1073741824 bytes, more than the 4000 the file has left/);
     expect(existsSync(join(dest, 't.ibd'))).toBe(false);
     expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);
@@ -178,20 +189,8 @@ describe('compression on the built-in transfer', () => {
 
   test('a zstd frame that decodes to another size than it declares is refused, and nothing is written', async () => {
     // zstd frames do not say their size up front: the receiver checks it once decoded.
-    const dest = dir('dst');
-    const authKey = newAuthKey();
-    const content = Buffer.from('row\n'.repeat(1000));
-    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey });
-    const hand = await HandSender.start(receiver.port, authKey, [{ path: 't.ibd', content }]);
-    const head = Buffer.alloc(5);
-    head.writeUInt8(3, 0); // zstd
-    head.writeUInt32BE(content.length, 1);
-    const longer = await new Encoder(1).encode(Buffer.concat([content, content]));
-    hand.sendFrame(FrameType.fileBegin, Buffer.from(JSON.stringify({ index: 0, offset: 0 })));
-    hand.sendFrame(FrameType.zdata, Buffer.concat([head, longer]));
-    // Frames decode a few ahead; the next frame of another type waits for them (and meets the failure).
-    hand.sendFrame(FrameType.fileEnd, Buffer.from(JSON.stringify({ index: 0, checksum: null })));
-    const err = await rejection(receiver.done);
+    const longer = await new Encoder(1).encode(Buffer.concat([rows, rows]));
+    const { err, dest } = await refusedZdata(3 /* zstd */, rows.length, longer, true);
     expect(err.message).toMatch(/receiving t\.ibd.*compressed data frame of t\.ibd decodes to 8000 bytes, not the 4000 it declares/);
     expect(existsSync(join(dest, 't.ibd'))).toBe(false);
     expect(existsSync(join(stateOf(dest), MANIFEST_FILE))).toBe(false);

@@ -5,6 +5,7 @@ import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, ope
 import { dirname, join } from 'node:path';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
+import type { WireStats } from '../transfer/progress.js';
 
 export const SEED_FORMAT_VERSION = 1;
 
@@ -29,7 +30,7 @@ export interface SeedProgress {
   rateBytesPerSec: number | null;
   etaSeconds: number | null;
   /** The sending side of a compressed transfer or stream: the codec, data bytes sent and their bytes on the wire (this session). */
-  wire?: { compression: string | null; dataBytes: number; wireBytes: number };
+  wire?: WireStats;
 }
 
 /** A step waiting for the other side (a lost sender coming back): shown in the seed view. */

@@ -22,6 +22,7 @@ import { brotliCompress, brotliDecompress, constants as zlibConstants } from 'no
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
 import { FrameType, MAX_DATA_BYTES, writeAll, type FrameWriter } from './protocol.js';
+import type { WireStats } from './progress.js';
 
 export const COMPRESSION_MODES = ['off', 'fast', 'strong', 'auto'] as const;
 export type CompressionMode = (typeof COMPRESSION_MODES)[number];
@@ -135,6 +136,11 @@ export class Packer {
     private readonly mode: CompressionMode,
     private readonly socket: Duplex,
   ) {}
+
+  /** What the data sent so far cost on the wire (the sender's progress reports it). */
+  wireStats(): WireStats {
+    return { compression: this.codec, dataBytes: this.rawBytes, wireBytes: this.wireBytes };
+  }
 
   /** Starts compressing buf if this chunk is to be compressed; returns buf (chain it after a read). */
   ahead = (buf: Buffer): Buffer => {

@@ -124,7 +124,7 @@ export async function send(opts: SendOptions): Promise<SendResult> {
     }
     const bytesTotal = files.reduce((s, f) => s + f.e.size, 0);
     const progress = new ProgressTracker(bytesTotal, files.length, opts.onProgress, opts.progressIntervalMs);
-    if (packer) progress.reportWire(() => ({ compression: packer.codec, dataBytes: packer.rawBytes, wireBytes: packer.wireBytes }));
+    if (packer) progress.reportWire(() => packer.wireStats());
     const skipped = files.length - toSend.length;
     progress.alreadyDone(skipped, bytesTotal - toSend.reduce((s, f) => s + f.e.size, 0));
 

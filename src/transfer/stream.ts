@@ -535,7 +535,7 @@ export async function offerStream(opts: StreamSendOptions): Promise<SenderAnswer
       const packer = codec ? new Packer(codec, opts.compression ?? 'off', socket) : undefined;
       /** Batches compressing, oldest first (sent in this order: their sequence numbers follow it). */
       const compressing: Buffer[] = [];
-      const wire = () => (packer ? { wire: { compression: packer.codec, dataBytes: packer.rawBytes, wireBytes: packer.wireBytes } } : {});
+      const wire = () => (packer ? { wire: packer.wireStats() } : {});
       try {
         await pump(source, STREAM_FRAME_BYTES, async (parts, n) => {
           if (peerFailure) throw peerFailure;
