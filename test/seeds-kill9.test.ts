@@ -256,7 +256,9 @@ describe('kill -9 in every state of the source machine', () => {
     const bin = join(dir, 'bin');
     mkdirSync(bin);
     const script = (name: string, body: string) => {
-      writeFileSync(join(bin, name), `#!/bin/bash\necho ${name} >> ${dir}/ops.log\nsleep "$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"\n${body}\n`, { mode: 0o755 });
+      // The delay is read before the command logs itself: a test that sees the log line and then clears
+      // the delay must not race the read.
+      writeFileSync(join(bin, name), `#!/bin/bash\nd="$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"\necho ${name} >> ${dir}/ops.log\nsleep "$d"\n${body}\n`, { mode: 0o755 });
       return join(bin, name);
     };
     return {

@@ -68,17 +68,19 @@ export function makeTargetHost(dir: string, transferPort: number): TargetHost {
   writeFileSync(join(datadir, 'mysql', 'user.frm'), 'old');
   const pidFile = join(dir, 'mysqld.pid');
   const logFile = join(dir, 'ops.log');
-  const delay = (name: string) => `sleep "$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"`;
+  // A step's script reads its delay before it logs itself: a test that sees the log line and then clears the
+  // delay must not race the read.
+  const delayed = (name: string, logLine: string) => `d="$(cat ${dir}/delay-${name} 2>/dev/null || echo 0)"; echo ${logLine} >> ${logFile}; sleep "$d"`;
   // The stand-in mysqld is started with setsid so it is no seed's process group: MySQL must outlive seeds.
   const startMysqld = `setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}; echo $! >> ${pidFile}.all`;
   script(join(bin, 'mysql-status'), `test -s ${pidFile} && kill -0 "$(cat ${pidFile})" 2>/dev/null`);
-  script(join(bin, 'mysql-stop'), `echo stop >> ${logFile}; ${delay('stop')}; test -s ${pidFile} && kill "$(cat ${pidFile})"; rm -f ${pidFile}; exit 0`);
-  script(join(bin, 'mysql-start'), `echo start >> ${logFile}; ${delay('start')}; ${startMysqld}`);
-  script(join(bin, 'purge'), `echo purge >> ${logFile}; ${delay('purge')}; find "$1" -mindepth 1 -delete`);
-  script(join(bin, 'post-copy'), `echo post-copy >> ${logFile}; ${delay('postcopy')}; touch ${datadir}/post-copied`);
+  script(join(bin, 'mysql-stop'), `${delayed('stop', 'stop')}; test -s ${pidFile} && kill "$(cat ${pidFile})"; rm -f ${pidFile}; exit 0`);
+  script(join(bin, 'mysql-start'), `${delayed('start', 'start')}; ${startMysqld}`);
+  script(join(bin, 'purge'), `${delayed('purge', 'purge')}; find "$1" -mindepth 1 -delete`);
+  script(join(bin, 'post-copy'), `${delayed('postcopy', 'post-copy')}; touch ${datadir}/post-copied`);
   script(
     join(bin, 'receive'),
-    `echo "receive $1 $2" >> ${logFile}; ${delay('receive')}; socat -u TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr STDOUT | tar -xf - -C "$1" || exit 3; exit "$(cat ${dir}/receive-exit 2>/dev/null || echo 0)"`,
+    `${delayed('receive', '"receive $1 $2"')}; socat -u TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr STDOUT | tar -xf - -C "$1" || exit 3; exit "$(cat ${dir}/receive-exit 2>/dev/null || echo 0)"`,
   );
   run('bash', ['-c', startMysqld]);
   return {
