@@ -19,7 +19,7 @@
 // generator's buffer pool), BENCH_LINK_RATE (default 1gbit), BENCH_ROUNDS
 // (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli,stream-off,stream-fast).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, lstatSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, lstatSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { newAuthKey } from '../src/transfer/index.js';
@@ -163,6 +163,17 @@ function treeSize(dir: string): { bytes: number; files: number } {
 
 const sync = () => execFileSync('sync');
 
+/**
+ * CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq; not idle or iowait), from
+ * /proc/stat: counts the pipelines' processes and the kernel's network work alike, which a process's own
+ * rusage misses.
+ */
+function machineCpuSeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq] = fields;
+  return (user! + nice! + system! + irq! + softirq!) / 100; // USER_HZ
+}
+
 interface Timing {
   seconds: number;
   cpuSeconds?: number;
@@ -286,28 +297,31 @@ async function main(): Promise<void> {
   const times = new Map<Run, number[]>(runs.map((r) => [r, []]));
   const wire = new Map<Run, number>();
   const cpu = new Map<Run, number[]>(runs.map((r) => [r, []]));
+  const machineCpu = new Map<Run, number[]>(runs.map((r) => [r, []]));
   for (let round = 1; round <= rounds; round++) {
     // Alternate the order too, so no run always follows the same one.
     const order = round % 2 === 1 ? runs : [...runs].reverse();
     const parts: string[] = [];
     for (const run of order) {
       const before = linkBytes();
+      const cpuBefore = machineCpuSeconds();
       const t = run === 'tar' || run === 'zstd' ? await pipeline(run === 'zstd') : run === 'stream-off' || run === 'stream-fast' ? await streamed(run === 'stream-off' ? 'off' : 'fast') : await builtIn(run);
       times.get(run)!.push(t.seconds);
       wire.set(run, linkBytes() - before);
+      machineCpu.get(run)!.push(machineCpuSeconds() - cpuBefore);
       if (t.cpuSeconds !== undefined) cpu.get(run)!.push(t.cpuSeconds);
       parts.push(`${run} ${t.seconds.toFixed(1)} s`);
     }
     process.stdout.write(`round ${round} (load ${loadavg()[0]!.toFixed(1)}): ${parts.join(', ')}\n`);
   }
   const m = (r: Run) => median(times.get(r)!);
-  process.stdout.write(`\n| run | median time (all rounds) | MiB/s | bytes over the link / datadir (last round) | CPU s both ends (ours) |\n|---|---|---|---|---|\n`);
+  process.stdout.write(`\n| run | median time (all rounds) | MiB/s | bytes over the link / datadir (last round) | CPU s both ends (ours) | CPU s whole machine |\n|---|---|---|---|---|---|\n`);
   for (const r of runs) {
     const w = wire.get(r);
     const c = cpu.get(r)!;
     process.stdout.write(
       `| ${labels[r].replaceAll('|', '\\|')} | ${m(r).toFixed(1)} s (${times.get(r)!.map((t) => t.toFixed(1)).join(', ')}) | ${(bytes / MiB / m(r)).toFixed(0)} | ` +
-        `${w === undefined ? '-' : `${(w / bytes).toFixed(2)} (${(bytes / w).toFixed(2)}x smaller)`} | ${c.length ? median(c).toFixed(1) : '-'} |\n`,
+        `${w === undefined ? '-' : `${(w / bytes).toFixed(2)} (${(bytes / w).toFixed(2)}x smaller)`} | ${c.length ? median(c).toFixed(1) : '-'} | ${median(machineCpu.get(r)!).toFixed(1)} |\n`,
     );
   }
   process.stdout.write('\n');

@@ -125,12 +125,34 @@ describe('built-in datadir transfer', () => {
     const total = 64 * MiB + 3 * MiB + 17 + 5000 + '[auto]\nserver-uuid=1\n'.length + 'default-character-set=utf8mb4\n'.length;
     expect(sent).toMatchObject({ bytesSent: total, filesSent: 6, filesSkipped: 0, bytesTotal: total, filesTotal: 6 });
     expect(received).toMatchObject({ bytesReceived: total, filesReceived: 6, filesSkipped: 0, filesTotal: 6 });
+    // This filesystem takes O_DIRECT: the files went to the disk without the page cache.
+    expect(received.directWrites).toBe(true);
     for (const progress of [receiverProgress, senderProgress]) {
       const last = progress[progress.length - 1]!;
       expect(last).toMatchObject({ bytesDone: total, bytesTotal: total, filesDone: 6, filesTotal: 6, etaSeconds: 0 });
       expect(progress.some((p) => p.currentFile === 'ibdata1' && p.bytesDone < total)).toBe(true);
       expect(progress.every((p, i) => i === 0 || p.bytesDone >= progress[i - 1]!.bytesDone)).toBe(true);
     }
+  });
+
+  test('told to write through the page cache, the receiver copies the same tree without O_DIRECT', async () => {
+    const dest = dir('dst-buffered');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, directWrites: false });
+    await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey });
+    const received = await receiver.done;
+    expect(received.directWrites).toBe(false);
+    expect(describeTree(dest)).toEqual(describeTree(source));
+  });
+
+  test('with resume chunks that end off block boundaries, direct writes still copy every byte', async () => {
+    const dest = dir('dst-oddchunks');
+    const authKey = newAuthKey();
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: 100_001 });
+    await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey });
+    const received = await receiver.done;
+    expect(received.directWrites).toBe(true);
+    expect(describeTree(dest)).toEqual(describeTree(source));
   });
 
   test('a directory left where the source has a file is replaced by the file, and a one-chunk file gets its whole-file checksum', async () => {

@@ -7,7 +7,8 @@
 // TLS: ORCHESTRATOR_AGENT_TRANSFER_TLS_{KEY,CERT,CA} name PEM files; ORCHESTRATOR_AGENT_TRANSFER_CHECKSUM=sha256;
 // ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION=off|fast|strong|auto (send); ORCHESTRATOR_AGENT_TRANSFER_BIND (receive,
 // default 127.0.0.1); ORCHESTRATOR_AGENT_TRANSFER_CODECS=lz4,brotli (receive: offer only these, as an agent from
-// before zstd does; the link bench measures each codec this way).
+// before zstd does; the link bench measures each codec this way); ORCHESTRATOR_AGENT_TRANSFER_DIRECT_WRITES=off (receive:
+// write through the page cache instead of O_DIRECT; the benches compare both).
 // ORCHESTRATOR_AGENT_TRANSFER_START=stdin: send prints {"ready":true} once loaded and starts at the first line on
 // stdin, as an agent already running starts a seed (the benches time the transfer, not node's start-up).
 import { readFileSync } from 'node:fs';
@@ -47,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
   const onProgress = (p: unknown) => emit({ progress: p });
   const [mode, ...args] = argv;
   if (mode === 'receive' && args[0]) {
-    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: process.env.ORCHESTRATOR_AGENT_TRANSFER_BIND ?? '127.0.0.1', authKey, tls: tlsFromEnv(), compressionCodecs: codecsFromEnv(), onProgress, progressIntervalMs });
+    const r = await startReceiver({ destDir: args[0], stateDir: args[2] ?? `${args[0].replace(/\/+$/, '')}.transfer-state`, port: Number(args[1] ?? 0), bindAddress: process.env.ORCHESTRATOR_AGENT_TRANSFER_BIND ?? '127.0.0.1', authKey, tls: tlsFromEnv(), compressionCodecs: codecsFromEnv(), directWrites: process.env.ORCHESTRATOR_AGENT_TRANSFER_DIRECT_WRITES !== 'off', onProgress, progressIntervalMs });
     emit({ listening: r.port });
     emit({ result: await r.done, cpuSeconds: cpuSeconds() });
     return 0;

@@ -25,6 +25,8 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { ReceiverState, stagingName, type PartialFile } from './receiver-state.js';
 import { createChecksum, isChecksumAlgorithm, type ChecksumAlgorithm } from './checksum.js';
 import { Unpacker, decodableCodecs, type Codec } from './compression.js';
+import { FileWriter, directWriteArena } from './file-writer.js';
+import type { AlignedArena } from './aligned-arena.js';
 import { transferServer, type TransferTls } from './tls.js';
 import { releasePort } from './farewell.js';
 import { clampDelay } from '../timers.js';
@@ -71,6 +73,11 @@ export interface ReceiverOptions {
   beforeBatchSync?: (paths: string[]) => Promise<void>;
   /** The codecs offered to the sender (compression.ts); default every one this agent decodes, [] as a receiver before compression. */
   compressionCodecs?: Codec[];
+  /**
+   * Writes files with O_DIRECT where the destination's filesystem takes it (file-writer.ts); default true.
+   * false: through the page cache (the benches compare both).
+   */
+  directWrites?: boolean;
 }
 
 export interface ReceiveResult {
@@ -86,6 +93,8 @@ export interface ReceiveResult {
   manifestFile: string;
   /** Address of the sender. */
   peer: string;
+  /** Whether files were written with O_DIRECT (false: through the page cache). */
+  directWrites: boolean;
 }
 
 export interface Receiver {
@@ -110,9 +119,6 @@ const batchBytes = 256 * 1024 * 1024;
 const maxUnsyncedFiles = 512;
 /** fsyncs run in parallel: each holds a libuv pool thread, and the file being received needs some for writes. */
 const syncsInFlight = 3;
-/** File writes are gathered into writev calls of about this size, a few at a time. */
-const writeBatchBytes = 1024 * 1024;
-const writesInFlight = 3;
 /**
  * Files being written, given their attributes and renamed in the background while the next ones stream in, at
  * most this many and this many bytes: each small file is a few pool round trips (open, write, chown, chmod
@@ -204,6 +210,8 @@ class ReceiveSession {
   private syncWanted = false;
   private where = 'waiting for the sender';
   private readonly codecs: Codec[];
+  /** Aligned memory for direct writes; undefined: files are written through the page cache. */
+  private arena: AlignedArena | undefined;
 
   constructor(
     private readonly destDir: string,
@@ -360,6 +368,7 @@ class ReceiveSession {
 
     this.where = 'creating directories';
     await mkdir(this.staging, { recursive: true, mode: 0o700 });
+    this.arena = this.opts.directWrites === false ? undefined : await directWriteArena(this.staging);
     for (const e of entries) if (e.type === 'dir') await this.ensureDir(e.path);
 
     this.commitTimer = setInterval(() => void this.requestCommit(), commitIntervalMs);
@@ -428,6 +437,7 @@ class ReceiveSession {
       seconds: (performance.now() - this.started) / 1000,
       manifestFile,
       peer,
+      directWrites: this.arena !== undefined,
     };
     // The copy is complete and durable now; a sender gone before hearing so does not undo that.
     await writer.json(FrameType.result, { bytesReceived, filesReceived, filesSkipped: skipped }).catch((err: unknown) =>
@@ -448,14 +458,12 @@ class ReceiveSession {
     if (offset > 0 && !prefix) throw new AgentError('internal', `no checksum of the verified part of ${entry.path}`);
     // The file is opened, written and finalized in the background: the stream goes on to the next frames (and
     // files) while the pool threads do the I/O, never waiting for an open or a write to come back.
-    const opened = this.io(
-      (async () => {
-        const fh = await open(tmp, offset > 0 ? 'r+' : 'w', 0o600);
-        this.openFiles.add(fh);
-        if (offset > 0) await fh.truncate(offset); // bytes past the last verified chunk are not trusted
-        return fh;
-      })(),
-    );
+    // Bytes past the last verified chunk are not trusted: the writer truncates the file there.
+    const out = new FileWriter(tmp, offset, entry.size, this.arena, (p) => this.io(p));
+    const opened = out.opened.then((fh) => {
+      this.openFiles.add(fh);
+      return fh;
+    });
     const hash = prefix ?? createChecksum(algorithm);
     // A file of one chunk received whole: its chunk's checksum is the whole file's, so one pass over its bytes.
     const oneChunk = offset === 0 && entry.size <= this.chunkBytes;
@@ -463,36 +471,19 @@ class ReceiveSession {
     let chunkHash = createChecksum(algorithm);
     let verifiedTo = offset;
     let position = offset;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    // Several positioned writes in flight, so a slow one (page cache pressure, a busy CPU) does not stall the socket.
-    const inflight: Promise<void>[] = [];
-    const flush = async () => {
-      const buffers = batch;
-      const at = position - batchBytes;
-      batch = [];
-      batchBytes = 0;
-      if (inflight.length >= writesInFlight) await inflight.shift();
-      inflight.push(this.io(opened.then((fh) => writeFully(fh, buffers, at))));
-    };
-    const written = async () => {
-      if (batchBytes > 0) await flush();
-      await Promise.all(inflight.splice(0));
-    };
     const unpacker = new Unpacker(this.codecs, entry.path);
     /** Decoded bytes of ZDATA frames, in order: as DATA frames' bytes below. */
-    const take = (raw: Buffer) => {
+    const take = async (raw: Buffer) => {
       hash.update(raw);
       chunkHash.update(raw);
-      batch.push(raw);
-      batchBytes += raw.length;
       position += raw.length;
       progress.bytes(raw.length);
+      await out.push(raw);
     };
     for (;;) {
       const h = await reader.header();
       if (!h) throw new AgentError('io', `the sender closed the connection while sending ${entry.path} (${position} of ${entry.size} bytes)`);
-      if (h.type !== FrameType.zdata && unpacker.pending) for (const raw of await unpacker.drain()) take(raw);
+      if (h.type !== FrameType.zdata && unpacker.pending) for (const raw of await unpacker.drain()) await take(raw);
       if (h.type === FrameType.data) {
         if (h.length > MAX_DATA_BYTES || position + h.length > entry.size) {
           throw new AgentError('bad_request', `the sender sent more data than the ${entry.size} bytes of ${entry.path}`);
@@ -502,21 +493,18 @@ class ReceiveSession {
           for (const slice of await reader.some(left)) {
             if (!oneChunk) hash.update(slice);
             chunkHash.update(slice);
-            batch.push(slice);
-            batchBytes += slice.length;
             position += slice.length;
             left -= slice.length;
             progress.bytes(slice.length);
+            await out.push(slice);
           }
-          if (batchBytes >= writeBatchBytes) await flush();
         }
         continue;
       }
       if (h.type === FrameType.zdata) {
         // Checked against its tag by exact(), then decoded; checksums run over the decoded bytes.
         if (h.length > MAX_DATA_BYTES) throw new AgentError('bad_request', `the sender sent a compressed frame of ${h.length} bytes for ${entry.path}`);
-        for (const raw of await unpacker.push(await reader.exact(h.length), entry.size - position)) take(raw);
-        if (batchBytes >= writeBatchBytes) await flush();
+        for (const raw of await unpacker.push(await reader.exact(h.length), entry.size - position)) await take(raw);
         continue;
       }
       if (h.type === FrameType.error) throw peerFailure(JSON.parse((await reader.exact(h.length)).toString('utf8')));
@@ -537,8 +525,8 @@ class ReceiveSession {
         // The last chunk is recorded with the whole file; an earlier one once its bytes are written, so a restart
         // resumes after it (no stall: the record waits for the writes, the stream does not).
         if (position < entry.size) {
-          if (batchBytes > 0) await flush();
-          this.recordChunks(Promise.all(inflight), { path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, algorithm, chunkBytes: this.chunkBytes, chunks: [...chunks] });
+          await out.flush();
+          this.recordChunks(out.written(), { path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, algorithm, chunkBytes: this.chunkBytes, chunks: [...chunks] });
         }
         continue;
       }
@@ -559,7 +547,7 @@ class ReceiveSession {
       this.finalizingBytes += received;
       const finalizing = (async () => {
         try {
-          await written();
+          await out.finish();
           await this.finalize(await opened, tmp, entry, got);
         } finally {
           this.finalizingBytes -= received;
@@ -759,19 +747,4 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
 /** The sender's ERROR frame; a source that cannot be trusted (snapshot_invalid) keeps its code: resuming cannot help. */
 function peerFailure(body: unknown): AgentError {
   return peerError(body, 'the sender');
-}
-
-async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let at = position;
-  let bufs = buffers;
-  while (bufs.length) {
-    const { bytesWritten } = await fh.writev(bufs, at);
-    at += bytesWritten;
-    let skip = bytesWritten;
-    while (bufs.length && skip >= bufs[0]!.length) {
-      skip -= bufs[0]!.length;
-      bufs = bufs.slice(1);
-    }
-    if (skip > 0) bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
-  }
 }
