@@ -3,7 +3,8 @@
 //   tar | socat → socat | tar                                    (the link's speed)
 //   tar | zstd -1 -T2 | socat → socat | zstd -d | tar            (what a DBA writes for a slow link)
 //   built-in transfer: compression off, fast (zstd 1), strong (zstd 3), auto, and fast and strong with a
-//   receiver offering only lz4 and brotli (an agent from before zstd): lz4, brotli
+//   receiver offering only lz4 and brotli (an agent from before zstd): lz4, brotli; off and fast with the receiver
+//   writing through the page cache instead of O_DIRECT: off-paged, fast-paged
 //   a backup seed's stream (bench/stream-peer.ts: tar -c | stream | tar -x), compression off and fast:
 //   stream-off, stream-fast
 // and prints times, rates, bytes on the wire and the ratios against both pipelines.
@@ -17,7 +18,8 @@
 // numbers, text and secondary indexes, ~3x with zstd -1). Needs root, iproute2, socat, zstd, mariadb.
 // BENCH_LINK_MIB (default 1024, which makes 1042 MiB; 2048 makes 4.5 GiB, as the secondary indexes outgrow the
 // generator's buffer pool), BENCH_LINK_RATE (default 1gbit), BENCH_ROUNDS
-// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli,stream-off,stream-fast).
+// (default 3), BENCH_LINK_RUNS (comma-separated subset of: tar,zstd,off,fast,strong,auto,lz4,brotli,off-paged,fast-paged,
+// stream-off,stream-fast).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, lstatSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -38,7 +40,7 @@ const nsA = `oa-link-a-${process.pid}`;
 const nsB = `oa-link-b-${process.pid}`;
 const addrA = '127.77.0.1';
 const addrB = '127.77.0.2';
-const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto', 'lz4', 'brotli', 'stream-off', 'stream-fast'] as const;
+const allRuns = ['tar', 'zstd', 'off', 'fast', 'strong', 'auto', 'lz4', 'brotli', 'off-paged', 'fast-paged', 'stream-off', 'stream-fast'] as const;
 type Run = (typeof allRuns)[number];
 const runs: Run[] = process.env.BENCH_LINK_RUNS ? (process.env.BENCH_LINK_RUNS.split(',') as Run[]) : [...allRuns];
 const labels: Record<Run, string> = {
@@ -50,17 +52,22 @@ const labels: Record<Run, string> = {
   auto: 'built-in, auto',
   lz4: 'built-in, fast to a receiver without zstd (lz4)',
   brotli: 'built-in, strong to a receiver without zstd (brotli 1)',
+  'off-paged': 'built-in, compression off, receiver writing through the page cache',
+  'fast-paged': 'built-in, fast, receiver writing through the page cache',
   'stream-off': 'stream (as a backup seed), compression off',
   'stream-fast': 'stream (as a backup seed), fast (zstd 1)',
 };
 /** The built-in runs: the sender's mode, and the codecs the receiver offers (all it decodes when absent). */
-const builtInRuns: Record<Exclude<Run, 'tar' | 'zstd' | 'stream-off' | 'stream-fast'>, { mode: string; codecs?: string }> = {
+const builtInRuns: Record<Exclude<Run, 'tar' | 'zstd' | 'stream-off' | 'stream-fast'>, { mode: string; codecs?: string; paged?: true }> = {
   off: { mode: 'off' },
   fast: { mode: 'fast' },
   strong: { mode: 'strong' },
   auto: { mode: 'auto' },
   lz4: { mode: 'fast', codecs: 'lz4,brotli' },
   brotli: { mode: 'strong', codecs: 'brotli' },
+  // The receiver as it wrote before O_DIRECT (file-writer.ts): the same data through the page cache.
+  'off-paged': { mode: 'off', paged: true },
+  'fast-paged': { mode: 'fast', paged: true },
 };
 const children = new Set<ChildProcess>();
 
@@ -244,12 +251,12 @@ function lines(child: ChildProcess, what: string): { exit: Promise<void>; line: 
 
 /** Our receiver in namespace B and sender in namespace A, then sync. */
 async function builtIn(run: keyof typeof builtInRuns): Promise<Timing> {
-  const { mode, codecs } = builtInRuns[run];
+  const { mode, codecs, paged } = builtInRuns[run];
   const dest = freshDest(`oa-${run}`);
   const stateDir = freshDest(`oa-${run}-state`);
   sync();
   const key = newAuthKey();
-  const receiver = peer(nsB, ['receive', dest, '0', stateDir], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_BIND: addrB, ...(codecs ? { ORCHESTRATOR_AGENT_TRANSFER_CODECS: codecs } : {}) });
+  const receiver = peer(nsB, ['receive', dest, '0', stateDir], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_BIND: addrB, ...(codecs ? { ORCHESTRATOR_AGENT_TRANSFER_CODECS: codecs } : {}), ...(paged ? { ORCHESTRATOR_AGENT_TRANSFER_DIRECT_WRITES: 'off' } : {}) });
   const { listening } = await receiver.line('listening');
   const t0 = performance.now();
   const sender = peer(nsA, ['send', dataDir, addrB, String(listening)], { ORCHESTRATOR_AGENT_TRANSFER_KEY: key, ORCHESTRATOR_AGENT_TRANSFER_COMPRESSION: mode });
