@@ -145,6 +145,18 @@ describe('built-in datadir transfer', () => {
     expect(describeTree(dest)).toEqual(describeTree(source));
   });
 
+  test('a receiver that cannot have aligned memory (node --jitless: no WebAssembly) writes through the page cache', async () => {
+    const dest = dir('dst-jitless');
+    const authKey = newAuthKey();
+    const receiver = startPeer(['receive', dest], authKey, { NODE_OPTIONS: '--jitless' });
+    peers.push(receiver);
+    const { listening } = await receiver.waitFor('listening');
+    await send({ sourceDir: source, host: '127.0.0.1', port: listening as number, authKey });
+    const { result } = (await receiver.waitFor('result')) as { result: { directWrites: boolean } };
+    expect(result.directWrites).toBe(false);
+    expect(describeTree(dest)).toEqual(describeTree(source));
+  });
+
   test('with resume chunks that end off block boundaries, direct writes still copy every byte', async () => {
     const dest = dir('dst-oddchunks');
     const authKey = newAuthKey();

@@ -26,9 +26,11 @@ export const ARENA_BYTES = 16 * 1024 * 1024;
  */
 export async function directWriteArena(dir: string): Promise<AlignedArena | undefined> {
   const probe = join(dir, `.direct-write-probe-${process.pid}`);
-  const arena = new AlignedArena(ARENA_BYTES);
-  const block = await arena.take(ALIGN);
+  let block: Extent | undefined;
   try {
+    // (No WebAssembly under node --jitless: then no aligned memory either.)
+    const arena = new AlignedArena(ARENA_BYTES);
+    block = await arena.take(ALIGN);
     const fh = await open(probe, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_DIRECT, 0o600);
     try {
       await fh.write(block.buf, 0, ALIGN, 0);
@@ -40,7 +42,7 @@ export async function directWriteArena(dir: string): Promise<AlignedArena | unde
     log.info('transfer: direct writes refused here; received files go through the page cache', { dir, error: (err as NodeJS.ErrnoException).code ?? String(err) });
     return undefined;
   } finally {
-    block.release();
+    block?.release();
     await unlink(probe).catch(() => undefined);
   }
 }
