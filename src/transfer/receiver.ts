@@ -460,10 +460,12 @@ class ReceiveSession {
     // files) while the pool threads do the I/O, never waiting for an open or a write to come back.
     // Bytes past the last verified chunk are not trusted: the writer truncates the file there.
     const out = new FileWriter(tmp, offset, entry.size, this.arena, (p) => this.io(p));
-    const opened = out.opened.then((fh) => {
-      this.openFiles.add(fh);
-      return fh;
-    });
+    const opened = this.io(
+      out.opened.then((fh) => {
+        this.openFiles.add(fh);
+        return fh;
+      }),
+    );
     const hash = prefix ?? createChecksum(algorithm);
     // A file of one chunk received whole: its chunk's checksum is the whole file's, so one pass over its bytes.
     const oneChunk = offset === 0 && entry.size <= this.chunkBytes;
