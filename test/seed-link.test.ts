@@ -97,6 +97,25 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(target.agent.output()).toContain('told a sender why this receiver ended');
   });
 
+  test('a target aborted before its sender came still tells the source after its agent was killed (-9) and restarted', async () => {
+    const res = await target.call<{ transfer: { port: number; authKey: string } }>('POST', '/api/seeds', { id: 'link-farewell', role: 'target', stepByStep: true });
+    expect(res.status).toBe(201);
+    const { port, authKey } = res.body.transfer;
+    await target.waitFor('link-farewell', (v) => v.paused, 'paused before its first step');
+    expect((await target.call('POST', '/api/seeds/link-farewell/events', { type: 'ABORT' })).status).toBe(200);
+    expect((await target.waitFor('link-farewell', (v) => v.status !== 'active', 'its end')).status).toBe('aborted');
+    // The agent dies while it answers on the port; the one started after it answers again.
+    await target.agent.kill9();
+    target = await startSeedAgent(targetDir, targetConfig);
+    expect((await sender.call('POST', '/api/seeds', { id: 'link-farewell', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot })).status).toBe(201);
+    // Well before the source's 600 s connect deadline.
+    const sourceView = await sender.waitFor('link-farewell', (v) => v.status !== 'active', 'its end', 60_000);
+    expect(sourceView.status).toBe('aborted');
+    expect(sourceView.error!.message).toContain('the target seed link-farewell was aborted by its operator');
+    expect(target.agent.output()).toContain('answering senders again on the transfer port of an ended target seed');
+    expect(target.agent.output()).toContain('told a sender why this receiver ended');
+  });
+
   test('one POST on the target with "source" creates both halves over an authenticated agent-to-agent call and shows the peer', async () => {
     const res = await target.call<{ seed: { id: string }; transfer: Record<string, unknown> }>('POST', '/api/seeds', {
       id: 'link-one',

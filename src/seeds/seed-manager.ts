@@ -175,6 +175,10 @@ export class SeedManager {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
         this.markRestart(live);
         this.run(live);
+      } else {
+        void rt().resumeFarewell(record.id, record.marks, record.secrets.authKey, this.deps.config).catch((err: unknown) =>
+          log.warn('could not answer senders again for an ended seed', { id: record.id, error: (err as Error).message }),
+        );
       }
     }
   }

@@ -14,6 +14,7 @@ import type { BackupTargetParams } from '../../../machines/seed-backup-target.js
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
 import type { BinlogCoordinates, CleanupInput, SeedFacts } from '../../../machines/seed-common.js';
 import { endReason } from './cleanup.js';
+import { answerSenders } from './farewell-steps.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { checkedAgainstTheSource, progress, receiveFromTheStart, stream, streamFromTheStart, transferTls } from './stream-steps.js';
@@ -184,9 +185,7 @@ export async function tellStreamSource(input: CleanupInput<{ port: number }>, en
   if (!authKey || !port || received || input.error?.fromPeer) return;
   const untilMs = Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
   if (untilMs <= Date.now()) return;
-  const { tellSenders } = await import('../../transfer/farewell.js');
-  const reason = endReason('target', input, env.seed.id);
-  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: await transferTls(env), authKey, reason, untilMs });
+  const ok = await answerSenders(env, port, authKey, endReason('target', input, env.seed.id), untilMs);
   if (!ok) log.warn('transfer port is taken: the source seed is not told why this target seed ends', { id: env.seed.id, port });
 }
 
