@@ -143,6 +143,8 @@ function ok(reply: Reply, what: string): unknown {
     expect(view.status).toBe('done');
     expect(view.progress?.bytesTotal).toBeGreaterThan(0);
     expect(view.progress?.bytesDone).toBe(view.progress?.bytesTotal);
+    // The copy went to the disk with O_DIRECT (this filesystem takes it), and MariaDB reads it back below.
+    expect(target.output()).toMatch(/transfer: receive complete .*"directWrites":true/);
 
     // Finish as orchestrator does: post-copy on the target, umount on the source, start the target.
     expect(ok(await tgt.get('/api/post-copy'), 'post-copy')).toBe(true);
