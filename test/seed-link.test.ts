@@ -24,6 +24,8 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
   let sender: SeedAgent;
   let targetDir: string;
   let targetConfig: Record<string, unknown>;
+  let senderDir: string;
+  let senderConfig: Record<string, unknown>;
 
   beforeAll(async () => {
     const [tgtDir, sourceDir, sourceAgentDir] = ['oa-link-tgt-', 'oa-link-src-', 'oa-link-srcagent-'].map((p) => tempDir(p));
@@ -33,7 +35,9 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     source = makeSourceHost(sourceDir, `oa-link-${process.pid}`);
     targetConfig = { ...host.config, ReceiveSeedDataCommand: '', SeedTransferBindAddress: '127.0.0.1', SeedTransferConnectTimeoutSeconds: 600, AgentFleetSecret: fleetSecret };
     target = await startSeedAgent(targetDir, targetConfig);
-    sender = await startSeedAgent(sourceAgentDir, { ...source.config, SendSeedDataCommand: '', AgentFleetSecret: fleetSecret });
+    senderDir = sourceAgentDir;
+    senderConfig = { ...source.config, SendSeedDataCommand: '', AgentFleetSecret: fleetSecret };
+    sender = await startSeedAgent(senderDir, senderConfig);
   }, 120_000);
   afterAll(async () => {
     await target?.agent.stop();
@@ -115,6 +119,26 @@ describe('linked seed halves (two requests, built-in transfer)', () => {
     expect(target.agent.output()).toContain('answering senders again on the transfer port of an ended target seed');
     expect(target.agent.output()).toContain('told a sender why this receiver ended');
   });
+
+  test('a source aborted while its target agent is down keeps telling the target, across its own restart, until the target is back', async () => {
+    const { port, authKey } = await createTarget('link-tell');
+    await target.agent.kill9();
+    const res = await sender.call('POST', '/api/seeds', { id: 'link-tell', role: 'source', targetHost: '127.0.0.1', targetPort: port, authKey, snapshot: source.snapshot, stepByStep: true });
+    expect(res.status).toBe(201);
+    await sender.waitFor('link-tell', (v) => v.paused, 'paused before its first step');
+    expect((await sender.call('POST', '/api/seeds/link-tell/events', { type: 'ABORT' })).status).toBe(200);
+    // Its cleanup tries the target for 20 s, then the seed ends and the telling goes on in the background.
+    expect((await sender.waitFor('link-tell', (v) => v.status !== 'active', 'its end', 60_000)).status).toBe('aborted');
+    expect(sender.agent.output()).toContain('will keep telling the target seed why this source seed ended');
+    // The source agent dies too; the one started after it takes the telling up again.
+    await sender.agent.kill9();
+    sender = await startSeedAgent(senderDir, senderConfig);
+    target = await startSeedAgent(targetDir, targetConfig);
+    const targetView = await target.waitFor('link-tell', (v) => v.status !== 'active', 'its end', 60_000);
+    expect(targetView.status).toBe('aborted');
+    expect(targetView.error!.message).toContain('the source seed link-tell was aborted by its operator');
+    expect(sender.agent.output()).toContain('telling the target seed again why this source seed ended');
+  }, 120_000);
 
   test('one POST on the target with "source" creates both halves over an authenticated agent-to-agent call and shows the peer', async () => {
     const res = await target.call<{ seed: { id: string }; transfer: Record<string, unknown> }>('POST', '/api/seeds', {

@@ -150,6 +150,8 @@ export class SeedManager {
   private readonly seeds = new Map<string, LiveSeed>();
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
+  /** Stops what ended seeds still do in the background (farewell-steps.ts) when the agent stops. */
+  private readonly background = new AbortController();
   /** The start-up reap: every step and cleanup waits for it, so none acts beside a predecessor's leftovers. */
   private reaped: Promise<unknown> = Promise.resolve();
 
@@ -176,11 +178,15 @@ export class SeedManager {
         this.markRestart(live);
         this.run(live);
       } else {
-        void rt().resumeFarewell(record.id, record.marks, record.secrets.authKey, this.deps.config).catch((err: unknown) =>
-          log.warn('could not answer senders again for an ended seed', { id: record.id, error: (err as Error).message }),
-        );
+        this.afterEnd(record.id, (signal) => rt().resumeAfterEnd(this.handle(live), this.deps.config, signal));
       }
     }
+  }
+
+  /** Runs a seed's background task beyond its end (never once the agent is stopping); a failure is logged. */
+  private afterEnd(id: string, task: (signal: AbortSignal) => Promise<void>): void {
+    if (this.stopping) return;
+    void task(this.background.signal).catch((err: unknown) => log.warn('a background task of an ended seed failed', { id, error: (err as Error).message }));
   }
 
   /** Loads xstate, the charts and their steps (once): routes await it before creating a seed. */
@@ -212,6 +218,7 @@ export class SeedManager {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.background.abort();
     for (const live of this.seeds.values()) {
       if (live.progressTimer) clearTimeout(live.progressTimer);
       live.actor?.stop();
@@ -518,6 +525,7 @@ export class SeedManager {
       snapshots,
       seed: this.handle(live),
       daemonStarter: (fn) => this.scoped(live, fn, DAEMON_STARTER),
+      afterEnd: (task) => this.afterEnd(live.record.id, task),
       killSeedProcesses: async () => {
         await reapSeedProcesses(config.StateDir, live.record.id, live.record.pgids);
       },

@@ -7,4 +7,4 @@ export { subState, topState } from '../../machines/seed-common.js';
 export { TRANSFERRED } from './steps/transfer-steps.js';
 export { CHECKS } from './steps/stream-steps.js';
 export { REPLICATION } from './steps/replication-steps.js';
-export { resumeFarewell } from './steps/farewell-steps.js';
+export { resumeAfterEnd } from './steps/farewell-steps.js';

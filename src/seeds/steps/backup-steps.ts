@@ -14,7 +14,7 @@ import type { BackupTargetParams } from '../../../machines/seed-backup-target.js
 import type { BackupSourceParams } from '../../../machines/seed-backup-source.js';
 import type { BinlogCoordinates, CleanupInput, SeedFacts } from '../../../machines/seed-common.js';
 import { endReason } from './cleanup.js';
-import { answerSenders } from './farewell-steps.js';
+import { answerSenders, keepTellingTarget } from './farewell-steps.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { remainingMs, type StepEnv, type StepFn } from './step-env.js';
 import { checkedAgainstTheSource, progress, receiveFromTheStart, stream, streamFromTheStart, transferTls } from './stream-steps.js';
@@ -293,9 +293,7 @@ export async function tellStreamTarget(input: CleanupInput<{ targetHost: string;
   const authKey = env.seed.secrets().authKey;
   if (!authKey || input.error?.fromPeer || input.error?.code === 'unauthorized') return;
   const { tellStreamReceiver } = await stream();
-  const told = await tellStreamReceiver(
-    { host: input.params.targetHost, port: input.params.targetPort, tls: await transferTls(env), authKey, signal },
-    endReason('source', input, env.seed.id),
-  );
-  if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
+  const reason = endReason('source', input, env.seed.id);
+  const told = await tellStreamReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: await transferTls(env), authKey, signal }, reason);
+  if (!told && !signal.aborted) keepTellingTarget(env, 'stream', input.params.targetHost, input.params.targetPort, authKey, reason);
 }

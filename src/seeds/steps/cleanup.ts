@@ -11,7 +11,7 @@ import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
 import { RECEIVER_MARKS, SENDER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
 import { log } from '../../log.js';
-import { answerSenders } from './farewell-steps.js';
+import { answerSenders, keepTellingTarget } from './farewell-steps.js';
 import type { StepEnv } from './step-env.js';
 
 export type CleanupFn<P> = (input: CleanupInput<P>, signal: AbortSignal, env: StepEnv) => Promise<SeedFacts>;
@@ -97,5 +97,5 @@ async function tellTarget(input: CleanupInput<SourceParams>, signal: AbortSignal
   const reason = endReason('source', input, env.seed.id);
   const { tellReceiver, transferTlsFromConfig } = await import('../../transfer/index.js');
   const told = await tellReceiver({ host: input.params.targetHost, port: input.params.targetPort, tls: transferTlsFromConfig(env.config), authKey, signal }, reason);
-  if (!told) log.warn('the target seed could not be told why this source seed ends; it ends at its own deadline', { id: env.seed.id });
+  if (!told && !signal.aborted) keepTellingTarget(env, 'datadir', input.params.targetHost, input.params.targetPort, authKey, reason);
 }

@@ -32,6 +32,11 @@ export interface StepEnv {
   daemonStarter<T>(fn: () => Promise<T>): Promise<T>;
   /** Kills the process groups this seed's steps started (cleanup). */
   killSeedProcesses(): Promise<void>;
+  /**
+   * Runs task in the background, beyond the seed's end (telling the peer why it ended); its signal aborts when
+   * the agent stops. Absent where steps run without an agent (unit tests).
+   */
+  afterEnd?(task: (signal: AbortSignal) => Promise<void>): void;
 }
 
 export type StepFn<P> = (input: StepInput<P>, signal: AbortSignal, env: StepEnv) => Promise<SeedFacts>;
