@@ -1,5 +1,6 @@
 // The sending side of the built-in transfer: walks the source tree, proves the seed's key to the receiver,
 // learns which files the receiver already verified, and streams the rest with a checksum computed on the way.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Socket } from 'node:net';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -392,7 +393,8 @@ export async function tellReceiver(opts: TellReceiverOptions, reason: AgentError
         log.warn('transfer: could not tell the receiver why this sender stops', { peer, error: e.message });
         return false;
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      // The agent stopping cuts the pause short (a background teller must not hold its exit).
+      await sleep(1000, undefined, { signal: opts.signal }).catch(() => undefined);
     } finally {
       socket?.destroy();
     }

@@ -13,6 +13,7 @@
 // not shrink goes as DATA). The checksum, END's byte count, progress and the throttle count the program's bytes.
 //
 // There is no resume inside a stream: a cut stream is restarted from its beginning by both sides' steps.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server, Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { AgentError, asAgentError } from '../errors.js';
@@ -645,7 +646,8 @@ export async function tellStreamReceiver(opts: TellStreamReceiverOptions, reason
         log.warn('stream: could not tell the receiver why this sender stops', { peer, error: e.message });
         return false;
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      // The agent stopping cuts the pause short (a background teller must not hold its exit).
+      await sleep(1000, undefined, { signal: opts.signal }).catch(() => undefined);
     } finally {
       socket?.destroy();
     }
