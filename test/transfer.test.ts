@@ -135,13 +135,16 @@ describe('built-in datadir transfer', () => {
     }
   });
 
-  test('told to write through the page cache, the receiver copies the same tree without O_DIRECT', async () => {
-    const dest = dir('dst-buffered');
+  test.each([
+    { what: 'told to write through the page cache, the receiver copies the same tree without O_DIRECT', options: { directWrites: false }, direct: false },
+    { what: 'with resume chunks that end off block boundaries, direct writes still copy every byte', options: { resumeChunkBytes: 100_001 }, direct: true },
+  ])('$what', async ({ options, direct }) => {
+    const dest = dir('dst-writes');
     const authKey = newAuthKey();
-    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, directWrites: false });
+    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, ...options });
     await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey });
     const received = await receiver.done;
-    expect(received.directWrites).toBe(false);
+    expect(received.directWrites).toBe(direct);
     expect(describeTree(dest)).toEqual(describeTree(source));
   });
 
@@ -154,16 +157,6 @@ describe('built-in datadir transfer', () => {
     await send({ sourceDir: source, host: '127.0.0.1', port: listening as number, authKey });
     const { result } = (await receiver.waitFor('result')) as { result: { directWrites: boolean } };
     expect(result.directWrites).toBe(false);
-    expect(describeTree(dest)).toEqual(describeTree(source));
-  });
-
-  test('with resume chunks that end off block boundaries, direct writes still copy every byte', async () => {
-    const dest = dir('dst-oddchunks');
-    const authKey = newAuthKey();
-    const receiver = await receive({ destDir: dest, bindAddress: '127.0.0.1', authKey, resumeChunkBytes: 100_001 });
-    await send({ sourceDir: source, host: '127.0.0.1', port: receiver.port, authKey });
-    const received = await receiver.done;
-    expect(received.directWrites).toBe(true);
     expect(describeTree(dest)).toEqual(describeTree(source));
   });
 

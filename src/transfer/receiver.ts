@@ -2,7 +2,7 @@
 // each file under a staging name, verifies its checksum, makes it durable and renames it into place, keeps a
 // durable list of verified files, and writes the final manifest last, only when every file verified.
 import type { Server, Socket } from 'node:net';
-import { lchown, lstat, mkdir, open, rename, rm, symlink, unlink, utimes, chmod, chown, type FileHandle } from 'node:fs/promises';
+import { lchown, lstat, mkdir, rename, rm, symlink, unlink, utimes, chmod, chown, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentError, asAgentError } from '../errors.js';
 import { log } from '../log.js';

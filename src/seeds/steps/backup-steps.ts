@@ -185,8 +185,7 @@ export async function tellStreamSource(input: CleanupInput<{ port: number }>, en
   if (!authKey || !port || received || input.error?.fromPeer) return;
   const untilMs = Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
   if (untilMs <= Date.now()) return;
-  const ok = await answerSenders(env, port, authKey, endReason('target', input, env.seed.id), untilMs);
-  if (!ok) log.warn('transfer port is taken: the source seed is not told why this target seed ends', { id: env.seed.id, port });
+  await answerSenders(env, port, authKey, endReason('target', input, env.seed.id), untilMs);
 }
 
 // ------------------------------------------------------------------ source

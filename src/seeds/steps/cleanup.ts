@@ -10,7 +10,6 @@ import type { SeedFacts } from '../../../machines/seed-common.js';
 import { PURGE_STARTED } from './datadir-steps.js';
 import { MOUNTED_BY_SEED } from './snapshot-steps.js';
 import { RECEIVER_MARKS, SENDER_MARKS, TRANSFERRED, transferStateDir } from './transfer-steps.js';
-import { log } from '../../log.js';
 import { answerSenders, keepTellingTarget } from './farewell-steps.js';
 import type { StepEnv } from './step-env.js';
 
@@ -76,8 +75,7 @@ async function tellSource(input: CleanupInput<TargetParams>, env: StepEnv): Prom
     ? Math.min(input.deadlines.seed, Date.now() + env.config.SeedTransferReconnectTimeoutSeconds * 1000)
     : Math.min(input.deadlines.connect ?? Infinity, Date.now() + env.config.SeedTransferConnectTimeoutSeconds * 1000);
   if (untilMs <= Date.now()) return;
-  const ok = await answerSenders(env, port, authKey, endReason('target', input, env.seed.id), untilMs);
-  if (!ok) log.warn('transfer port is taken: a sender still trying to connect is not told why this target seed ends', { id: env.seed.id, port });
+  await answerSenders(env, port, authKey, endReason('target', input, env.seed.id), untilMs);
 }
 
 /**

@@ -44,21 +44,19 @@ function readMark<T>(marks: Readonly<Record<string, string>>, key: string): T | 
   }
 }
 
-/** The farewell listener and the transfer's TLS settings, without the rest of the transfer. */
-async function farewellModules() {
+/** Answers senders on the mark's port until its untilMs with its reason; a port another holds is only logged. */
+async function answerOnPort(seedId: string, mark: FarewellMark, authKey: string, config: Config): Promise<boolean> {
+  // The farewell listener and the transfer's TLS settings, without the rest of the transfer.
   const [{ tellSenders }, { transferTlsFromConfig }] = await Promise.all([import('../../transfer/farewell.js'), import('../../transfer/tls.js')]);
-  return { tellSenders, transferTlsFromConfig };
+  const ok = await tellSenders({ port: mark.port, bindAddress: config.SeedTransferBindAddress, tls: transferTlsFromConfig(config), authKey, reason: fromReason(mark.reason), untilMs: mark.untilMs });
+  if (!ok) log.warn('transfer port is taken: a sender still trying to connect is not told why this target seed ends', { id: seedId, port: mark.port });
+  return ok;
 }
 
 /** Starts answering senders on port until untilMs with reason, and records it for a restarted agent. */
-export async function answerSenders(env: StepEnv, port: number, authKey: string, reason: AgentError, untilMs: number): Promise<boolean> {
-  const { tellSenders, transferTlsFromConfig } = await farewellModules();
-  const ok = await tellSenders({ port, bindAddress: env.config.SeedTransferBindAddress, tls: transferTlsFromConfig(env.config), authKey, reason, untilMs });
-  if (ok) {
-    const mark: FarewellMark = { port, untilMs, reason: asReason(reason) };
-    env.seed.mark(FAREWELL, JSON.stringify(mark));
-  }
-  return ok;
+export async function answerSenders(env: StepEnv, port: number, authKey: string, reason: AgentError, untilMs: number): Promise<void> {
+  const mark: FarewellMark = { port, untilMs, reason: asReason(reason) };
+  if (await answerOnPort(env.seed.id, mark, authKey, env.config)) env.seed.mark(FAREWELL, JSON.stringify(mark));
 }
 
 /**
@@ -92,11 +90,8 @@ export async function resumeAfterEnd(seed: SeedHandle, config: Config, signal: A
   const authKey = seed.secrets().authKey;
   if (!authKey) return;
   const farewell = readMark<FarewellMark>(seed.marks(), FAREWELL);
-  if (farewell && farewell.untilMs > Date.now() && Number.isInteger(farewell.port)) {
-    const { tellSenders, transferTlsFromConfig } = await farewellModules();
-    const ok = await tellSenders({ port: farewell.port, bindAddress: config.SeedTransferBindAddress, tls: transferTlsFromConfig(config), authKey, reason: fromReason(farewell.reason), untilMs: farewell.untilMs });
-    if (ok) log.info('answering senders again on the transfer port of an ended target seed', { id: seed.id, port: farewell.port, until: new Date(farewell.untilMs).toISOString() });
-    else log.warn('transfer port is taken: a sender still trying to connect is not told why this target seed ended', { id: seed.id, port: farewell.port });
+  if (farewell && farewell.untilMs > Date.now() && Number.isInteger(farewell.port) && (await answerOnPort(seed.id, farewell, authKey, config))) {
+    log.info('answering senders again on the transfer port of an ended target seed', { id: seed.id, port: farewell.port, until: new Date(farewell.untilMs).toISOString() });
   }
   const telling = readMark<TellingMark>(seed.marks(), TELLING_TARGET);
   if (telling && !telling.toldAt && telling.untilMs > Date.now()) {
