@@ -73,9 +73,20 @@ async function baseline(src: Source): Promise<{ stream: number; prepare: number;
 
 const seconds = (h: { enteredAt: string; leftAt: string | null }) => (Date.parse(h.leftAt ?? h.enteredAt) - Date.parse(h.enteredAt)) / 1000;
 
+/**
+ * The longest the agent's event loop was held up since the last call (prom-client's eventloop lag histogram,
+ * reset at each scrape of /metrics): a stalled loop stops the agent's streams and its API alike.
+ */
+async function longestStall(a: SeedAgent): Promise<number> {
+  const res = await fetch(`${a.agent.baseUrl}/metrics`, { headers: { Authorization: `Bearer ${a.token}` } });
+  const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await res.text());
+  return m ? Number(m[1]) : Number.NaN;
+}
+
 /** A target seed (MySQL stopped, empty datadir, no start) fed by a source seed; whole seed and its receiving step. */
-async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ stream: number; prepare: number; total: number; agentsCpu: number; programsCpu: number; phases: string }> {
+async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ stream: number; prepare: number; total: number; agentsCpu: number; programsCpu: number; phases: string; stalls: number[] }> {
   fresh('target');
+  await Promise.all([source, target].map(longestStall));
   const before = [source, target].map((a) => cpu(a.agent.child.pid!));
   sync();
   const id = `bench-backup-${n}-${Date.now()}`;
@@ -94,6 +105,7 @@ async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ 
   const ended = v.history.at(-1)!;
   const total = (Date.parse(ended.enteredAt) - wall0) / 1000;
   const after = [source, target].map((a) => cpu(a.agent.child.pid!));
+  const stalls = await Promise.all([source, target].map(longestStall));
   const agentsCpu = after.reduce((n, c, i) => n + c.own - before[i]!.own, 0);
   const programsCpu = after.reduce((n, c, i) => n + c.children - before[i]!.children, 0);
   if (v.status !== 'done') throw new Error(`the seed ended ${v.status}: ${JSON.stringify(v.error)}`);
@@ -103,9 +115,10 @@ async function ours(source: SeedAgent, target: SeedAgent, n: number): Promise<{ 
   const timeline = (view: SeedViewJson) =>
     view.history.map((h) => `${h.state} ${((Date.parse(h.enteredAt) - start) / 1000).toFixed(2)}+${seconds(h).toFixed(2)}`).join(', ');
   const phases = `target: ${timeline(v)}; source: ${timeline(await source.seed(id))}`;
-  return { stream: step('receiving'), prepare: step('preparing'), total, agentsCpu, programsCpu, phases };
+  return { stream: step('receiving'), prepare: step('preparing'), total, agentsCpu, programsCpu, phases, stalls };
 }
 
+const millis = (s: number) => `${(s * 1000).toFixed(0)} ms`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
@@ -185,7 +198,7 @@ async function main(): Promise<void> {
       process.stdout.write(
         `round ${r}: mariabackup|socat|mbstream ${b.stream.toFixed(1)} s (${rate(b.stream)} MiB/s, ${b.cpu.toFixed(1)} CPU s) + prepare ${b.prepare.toFixed(1)} s   ` +
           `agent seed: receiving ${m.stream.toFixed(1)} s (${rate(m.stream)} MiB/s) + preparing ${m.prepare.toFixed(1)} s, whole seed ${m.total.toFixed(1)} s ` +
-          `(CPU s: both agents ${m.agentsCpu.toFixed(1)}, their programs ${m.programsCpu.toFixed(1)})\n` +
+          `(CPU s: both agents ${m.agentsCpu.toFixed(1)}, their programs ${m.programsCpu.toFixed(1)}; longest event-loop stall: source ${millis(m.stalls[0]!)}, target ${millis(m.stalls[1]!)})\n` +
           `  agent seed's steps (state start+seconds, from the target seed's creation): ${m.phases}\n`,
       );
     }
@@ -202,6 +215,8 @@ async function main(): Promise<void> {
     const mineCpu = median(mine.map((m) => m.agentsCpu + m.programsCpu));
     process.stdout.write(`CPU seconds (median): baseline ${baseCpu.toFixed(1)} (mariabackup, both socat, mbstream, prepare); agent seed ${mineCpu.toFixed(1)} ` +
       `(both agents ${median(mine.map((m) => m.agentsCpu)).toFixed(1)}, their programs ${median(mine.map((m) => m.programsCpu)).toFixed(1)}): ratio ${(baseCpu / mineCpu).toFixed(2)}x, the bound on a saturated CPU\n`);
+    // A flush of the agent's own state file waiting on a disk busy with the copy must not hold up its loop.
+    process.stdout.write(`longest event-loop stall in any round: source agent ${millis(Math.max(...mine.map((m) => m.stalls[0]!)))}, target agent ${millis(Math.max(...mine.map((m) => m.stalls[1]!)))}\n`);
     // What the stream's larger heap growth (src/transfer/heap-growth.ts) costs in memory.
     const peak = (a: SeedAgent) => /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${a.agent.child.pid!}/status`, 'utf8'))?.[1] ?? '?';
     process.stdout.write(`peak RSS: source agent ${(Number(peak(source)) / 1024).toFixed(0)} MiB, target agent ${(Number(peak(target)) / 1024).toFixed(0)} MiB\n`);

@@ -133,6 +133,9 @@ interface LiveSeed {
   broken: { code: string; message: string; hint: string | null } | null;
   progressSavedAt: number;
   progressTimer: NodeJS.Timeout | null;
+  /** A progress save is on its way to disk; progressAgain: save the record again once it is there. */
+  progressSaving: boolean;
+  progressAgain: boolean;
 }
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
@@ -150,6 +153,8 @@ export class SeedManager {
   private readonly seeds = new Map<string, LiveSeed>();
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
+  /** Progress saves on their way to disk (stop waits for them: nothing writes StateDir after it). */
+  private readonly progressSaves = new Set<Promise<void>>();
   /** Stops what ended seeds still do in the background (farewell-steps.ts) when the agent stops. */
   private readonly background = new AbortController();
   /** The start-up reap: every step and cleanup waits for it, so none acts beside a predecessor's leftovers. */
@@ -171,7 +176,7 @@ export class SeedManager {
     this.reaped = nextMacrotask().then(() => reapSeedProcesses(this.deps.config.StateDir, undefined, pgids));
     this.reaped.catch((err: unknown) => log.error('could not kill what seed steps left running; seed steps fail until the agent is restarted', { error: (err as Error).message }));
     for (const record of records) {
-      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
+      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, progressSaving: false, progressAgain: false };
       this.seeds.set(record.id, live);
       if (this.statusOf(live) === 'active') {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
@@ -228,6 +233,10 @@ export class SeedManager {
     await reapSeedProcesses(this.deps.config.StateDir, undefined, pgids).catch((err: unknown) =>
       log.warn('could not kill what seed steps ran before stopping; the next start kills it', { error: (err as Error).message }),
     );
+    // A flush stuck on a dead disk must not keep the agent from exiting: the file then keeps its last state.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.progressSaves]), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
   }
 
   create<R extends SeedRole>(
@@ -272,7 +281,7 @@ export class SeedManager {
       updatedAt: now,
     };
     this.store.save(record);
-    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null };
+    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, progressSaving: false, progressAgain: false };
     this.seeds.set(id, live);
     log.info('seed created', { id, role, params: wanted });
     this.run(live);
@@ -423,6 +432,32 @@ export class SeedManager {
     }
   }
 
+  /**
+   * Progress goes to disk off the event loop (SeedStore.saveProgress), one write at a time per seed: a
+   * request while one is on its way saves the then latest record after it. A failure holds the seed, as
+   * any failed save does.
+   */
+  private saveProgress(live: LiveSeed): void {
+    if (live.broken || this.stopping) return;
+    if (live.progressSaving) {
+      live.progressAgain = true;
+      return;
+    }
+    live.progressSaving = true;
+    const saving: Promise<void> = this.store
+      .saveProgress(live.record)
+      .catch((err: unknown) => this.hold(live, err))
+      .finally(() => {
+        this.progressSaves.delete(saving);
+        live.progressSaving = false;
+        if (live.progressAgain) {
+          live.progressAgain = false;
+          this.saveProgress(live);
+        }
+      });
+    this.progressSaves.add(saving);
+  }
+
   /** For steps (mark, setWaiting): holds the seed, then throws so the step stops where it is. */
   private saveOrThrow(live: LiveSeed): void {
     if (!this.save(live)) throw new AgentError('io', live.broken!.message, { hint: live.broken!.hint ?? undefined });
@@ -504,12 +539,12 @@ export class SeedManager {
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {
           live.progressSavedAt = Date.now();
-          if (!this.stopping) this.save(live);
+          this.saveProgress(live);
         } else if (!live.progressTimer) {
           live.progressTimer = setTimeout(() => {
             live.progressTimer = null;
             live.progressSavedAt = Date.now();
-            if (!this.stopping && !live.broken) this.save(live);
+            this.saveProgress(live);
           }, wait);
         }
       },

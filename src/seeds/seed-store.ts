@@ -1,6 +1,9 @@
 // Durable seed state: one JSON file per seed under StateDir/seeds/<id>.json, written atomically (temp file
 // in the same directory, fsync, rename, fsync of the directory) so a kill -9 leaves either the old or the
 // new state, never half of one. A file that cannot be read is moved aside and reported, never fatal.
+// Progress alone is written off the event loop (saveProgress): it is advisory, and a flush can wait long on
+// a disk busy with the copy itself.
+import { open, unlink } from 'node:fs/promises';
 import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AgentError } from '../errors.js';
@@ -204,6 +207,8 @@ export class SeedStore {
   private readonly corrupt: CorruptFile[] = [];
   private readonly startProblems: StateDirProblem[] = [];
   private lastSaveProblem: StateDirProblem | null = null;
+  /** Per seed, how many durable saves so far: a progress write started before the last one is dropped. */
+  private readonly generations = new Map<string, number>();
 
   /** Never throws: a StateDir that cannot be created is reported (problems()), and seeds then fail to save. */
   constructor(
@@ -225,14 +230,52 @@ export class SeedStore {
 
   /** Synchronous on purpose: callers persist inside the actor's subscription, before anything else runs. */
   save(record: SeedRecord): void {
+    this.generations.set(record.id, (this.generations.get(record.id) ?? 0) + 1);
     try {
       writeFileDurably(this.fileOf(record.id), this.dir, JSON.stringify(record, null, 1) + '\n');
       this.lastSaveProblem = null;
     } catch (err) {
-      const e = stateDirError(this.stateDir, `persist seed ${record.id} to ${this.fileOf(record.id)}`, err, this.dir);
-      this.lastSaveProblem = { at: new Date().toISOString(), message: e.message, hint: e.hint ?? null };
-      throw e;
+      throw this.failedSave(record.id, err);
     }
+  }
+
+  /**
+   * Saves a record whose only news is progress, without holding up the event loop: the file is written and
+   * flushed on libuv's pool (measured on the backup bench: a flush waiting up to 0.95 s on the disk the copy
+   * is written to, which stopped the stream and the API for as long). The rename then happens here, in one
+   * synchronous turn with the check that no durable save of this seed came in between, so an older record
+   * never replaces a newer one. No fsync of the directory: a crash before the next durable save may leave
+   * the previous record, which is whole, and progress is shown again once the step runs again.
+   */
+  async saveProgress(record: SeedRecord): Promise<void> {
+    const generation = this.generations.get(record.id) ?? 0;
+    const file = this.fileOf(record.id);
+    const temp = `${file}.tmp-${process.pid}-progress`;
+    const content = JSON.stringify(record, null, 1) + '\n';
+    try {
+      const handle = await open(temp, 'w', 0o600);
+      try {
+        await handle.writeFile(content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      if ((this.generations.get(record.id) ?? 0) !== generation) {
+        await unlink(temp);
+        return;
+      }
+      renameSync(temp, file);
+      this.lastSaveProblem = null;
+    } catch (err) {
+      await unlink(temp).catch(() => undefined); // a later start removes what is left
+      throw this.failedSave(record.id, err);
+    }
+  }
+
+  private failedSave(id: string, err: unknown): AgentError {
+    const e = stateDirError(this.stateDir, `persist seed ${id} to ${this.fileOf(id)}`, err, this.dir);
+    this.lastSaveProblem = { at: new Date().toISOString(), message: e.message, hint: e.hint ?? null };
+    return e;
   }
 
   /** True when StateDir holds a seed file (readable or not): the charts are loaded only then at start. */
