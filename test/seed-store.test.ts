@@ -71,14 +71,14 @@ describe('seed store', () => {
     expect(readdirSync(store.dir)).toEqual(['s1.json']);
   });
 
-  test('a progress save writes the record off the event loop and leaves no temp file behind', async () => {
+  test('a background save writes the record off the event loop and leaves no temp file behind', async () => {
     const dir = tempDir();
     dirs.push(dir);
     const store = new SeedStore(dir, machines);
     const r = record('p1');
     store.save(r);
     r.progress = { bytesDone: 5, bytesTotal: 10, filesDone: null, filesTotal: null, currentFile: null, rateBytesPerSec: null, etaSeconds: null };
-    const saving = store.saveProgress(r);
+    const saving = store.saveInBackground(r);
     // Nothing is on disk before the pool has written it: the call returned without waiting for a flush.
     expect(JSON.parse(readFileSync(store.fileOf('p1'), 'utf8')).progress).toBeNull();
     await saving;
@@ -86,26 +86,26 @@ describe('seed store', () => {
     expect(new SeedStore(dir, machines).loadAll()).toEqual([r]);
   });
 
-  test('a durable save made while a progress save is on its way wins: the older record never replaces it', async () => {
+  test('a durable save made while a background save is on its way wins: the older record never replaces it', async () => {
     const dir = tempDir();
     dirs.push(dir);
     const store = new SeedStore(dir, machines);
     const r = record('p2');
     store.save(r);
     r.progress = { bytesDone: 1, bytesTotal: null, filesDone: null, filesTotal: null, currentFile: null, rateBytesPerSec: null, etaSeconds: null };
-    const saving = store.saveProgress(r);
+    const saving = store.saveInBackground(r);
     // The next step's transition, saved durably at once.
     const newer = { ...record('p2'), marks: { received: 'yes' }, progress: null };
     store.save(newer);
     await saving;
     expect(readdirSync(store.dir)).toEqual(['p2.json']);
     expect(new SeedStore(dir, machines).loadAll()).toEqual([newer]);
-    // A progress save that starts after it is written as usual.
-    await store.saveProgress({ ...newer, progress: r.progress });
+    // A background save that starts after it is written as usual.
+    await store.saveInBackground({ ...newer, progress: r.progress });
     expect(new SeedStore(dir, machines).loadAll()[0]!.progress).toEqual(r.progress);
   });
 
-  test('a progress save that fails says why, keeps the last record and leaves no temp file', async () => {
+  test('a background save that fails says why, keeps the last record and leaves no temp file', async () => {
     const dir = tempDir();
     dirs.push(dir);
     const at = tmpfs(dir, 'state');
@@ -115,7 +115,7 @@ describe('seed store', () => {
     const before = readFileSync(store.fileOf('p3'), 'utf8');
     // Larger than the 256 KiB filesystem: the write fails with ENOSPC.
     const big = { ...r, params: { pad: 'x'.repeat(400 * 1024) } };
-    await expect(store.saveProgress(big)).rejects.toEqual(
+    await expect(store.saveInBackground(big)).rejects.toEqual(
       expect.objectContaining({ code: 'io', message: expect.stringMatching(new RegExp(`^StateDir ${at}: cannot persist seed p3 to ${at}/seeds/p3.json: .*ENOSPC`)), hint: expect.stringContaining('is full') }),
     );
     expect(readFileSync(store.fileOf('p3'), 'utf8')).toBe(before);
@@ -123,7 +123,7 @@ describe('seed store', () => {
     expect(store.problems()).toEqual([expect.objectContaining({ message: expect.stringContaining('ENOSPC') })]);
   });
 
-  test('a progress temp file left by a kill -9 is discarded at start and the last record kept', () => {
+  test('the temp file of a background save killed by kill -9 is discarded at start and the last record kept', () => {
     const dir = tempDir();
     dirs.push(dir);
     const store = new SeedStore(dir, machines);

@@ -133,9 +133,9 @@ interface LiveSeed {
   broken: { code: string; message: string; hint: string | null } | null;
   progressSavedAt: number;
   progressTimer: NodeJS.Timeout | null;
-  /** A progress save is on its way to disk; progressAgain: save the record again once it is there. */
-  progressSaving: boolean;
-  progressAgain: boolean;
+  /** A background save is on its way to disk; backgroundAgain: save the record again once it is there. */
+  backgroundSaving: boolean;
+  backgroundAgain: boolean;
 }
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
@@ -153,7 +153,7 @@ export class SeedManager {
   private readonly seeds = new Map<string, LiveSeed>();
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
-  /** Progress saves on their way to disk (stop waits for them: nothing writes StateDir after it). */
+  /** Background saves on their way to disk (stop waits for them: nothing writes StateDir after it). */
   private readonly progressSaves = new Set<Promise<void>>();
   /** Stops what ended seeds still do in the background (farewell-steps.ts) when the agent stops. */
   private readonly background = new AbortController();
@@ -176,7 +176,7 @@ export class SeedManager {
     this.reaped = nextMacrotask().then(() => reapSeedProcesses(this.deps.config.StateDir, undefined, pgids));
     this.reaped.catch((err: unknown) => log.error('could not kill what seed steps left running; seed steps fail until the agent is restarted', { error: (err as Error).message }));
     for (const record of records) {
-      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, progressSaving: false, progressAgain: false };
+      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, backgroundSaving: false, backgroundAgain: false };
       this.seeds.set(record.id, live);
       if (this.statusOf(live) === 'active') {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
@@ -281,7 +281,7 @@ export class SeedManager {
       updatedAt: now,
     };
     this.store.save(record);
-    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, progressSaving: false, progressAgain: false };
+    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, backgroundSaving: false, backgroundAgain: false };
     this.seeds.set(id, live);
     log.info('seed created', { id, role, params: wanted });
     this.run(live);
@@ -433,26 +433,26 @@ export class SeedManager {
   }
 
   /**
-   * Progress goes to disk off the event loop (SeedStore.saveProgress), one write at a time per seed: a
-   * request while one is on its way saves the then latest record after it. A failure holds the seed, as
-   * any failed save does.
+   * News that may wait (progress, a tagged process's group) goes to disk off the event loop
+   * (SeedStore.saveInBackground), one write at a time per seed: a request while one is on its way saves the
+   * then latest record after it. A failure holds the seed, as any failed save does.
    */
-  private saveProgress(live: LiveSeed): void {
+  private saveInBackground(live: LiveSeed): void {
     if (live.broken || this.stopping) return;
-    if (live.progressSaving) {
-      live.progressAgain = true;
+    if (live.backgroundSaving) {
+      live.backgroundAgain = true;
       return;
     }
-    live.progressSaving = true;
+    live.backgroundSaving = true;
     const saving: Promise<void> = this.store
-      .saveProgress(live.record)
+      .saveInBackground(live.record)
       .catch((err: unknown) => this.hold(live, err))
       .finally(() => {
         this.progressSaves.delete(saving);
-        live.progressSaving = false;
-        if (live.progressAgain) {
-          live.progressAgain = false;
-          this.saveProgress(live);
+        live.backgroundSaving = false;
+        if (live.backgroundAgain) {
+          live.backgroundAgain = false;
+          this.saveInBackground(live);
         }
       });
     this.progressSaves.add(saving);
@@ -539,12 +539,12 @@ export class SeedManager {
         const wait = live.progressSavedAt + PROGRESS_SAVE_INTERVAL_MS - Date.now();
         if (wait <= 0) {
           live.progressSavedAt = Date.now();
-          this.saveProgress(live);
+          this.saveInBackground(live);
         } else if (!live.progressTimer) {
           live.progressTimer = setTimeout(() => {
             live.progressTimer = null;
             live.progressSavedAt = Date.now();
-            this.saveProgress(live);
+            this.saveInBackground(live);
           }, wait);
         }
       },
@@ -599,7 +599,12 @@ export class SeedManager {
           if (this.stopping) return;
           record.pgids.push(pgid);
           // A failed save holds the seed (and kills this process with its others); runCommand goes on.
-          this.save(live);
+          // A daemon starter's group is reaped only when recorded, so it is on disk before we go on. Any
+          // other process carries the seed's tag, which a restarted agent finds without the record: its
+          // group goes to disk off the event loop (a flush here waited 0.37 s at the `sync -f` that ends a
+          // backup stream, with the copy's data being written back).
+          if (suffix === DAEMON_STARTER) this.save(live);
+          else this.saveInBackground(live);
         },
       },
       fn,

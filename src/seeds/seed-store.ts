@@ -1,8 +1,8 @@
 // Durable seed state: one JSON file per seed under StateDir/seeds/<id>.json, written atomically (temp file
 // in the same directory, fsync, rename, fsync of the directory) so a kill -9 leaves either the old or the
 // new state, never half of one. A file that cannot be read is moved aside and reported, never fatal.
-// Progress alone is written off the event loop (saveProgress): it is advisory, and a flush can wait long on
-// a disk busy with the copy itself.
+// News that may wait (progress; the process group of a tagged process) is written off the event loop
+// (saveInBackground): a flush can wait long on a disk busy with the copy itself.
 import { open, unlink } from 'node:fs/promises';
 import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -207,7 +207,7 @@ export class SeedStore {
   private readonly corrupt: CorruptFile[] = [];
   private readonly startProblems: StateDirProblem[] = [];
   private lastSaveProblem: StateDirProblem | null = null;
-  /** Per seed, how many durable saves so far: a progress write started before the last one is dropped. */
+  /** Per seed, how many durable saves so far: a background write started before the last one is dropped. */
   private readonly generations = new Map<string, number>();
 
   /** Never throws: a StateDir that cannot be created is reported (problems()), and seeds then fail to save. */
@@ -240,14 +240,15 @@ export class SeedStore {
   }
 
   /**
-   * Saves a record whose only news is progress, without holding up the event loop: the file is written and
+   * Saves a record whose news may wait (progress; the process group of a process that carries the seed's tag,
+   * which a restarted agent finds by it), without holding up the event loop: the file is written and
    * flushed on libuv's pool (measured on the backup bench: a flush waiting up to 0.95 s on the disk the copy
    * is written to, which stopped the stream and the API for as long). The rename then happens here, in one
    * synchronous turn with the check that no durable save of this seed came in between, so an older record
    * never replaces a newer one. No fsync of the directory: a crash before the next durable save may leave
-   * the previous record, which is whole, and progress is shown again once the step runs again.
+   * the previous record, which is whole, and the step that runs again shows progress again.
    */
-  async saveProgress(record: SeedRecord): Promise<void> {
+  async saveInBackground(record: SeedRecord): Promise<void> {
     const generation = this.generations.get(record.id) ?? 0;
     const file = this.fileOf(record.id);
     const temp = `${file}.tmp-${process.pid}-progress`;
