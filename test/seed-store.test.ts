@@ -128,7 +128,7 @@ describe('seed store', () => {
     dirs.push(dir);
     const store = new SeedStore(dir, machines);
     store.save(record('s1'));
-    writeFileSync(join(store.dir, 's1.json.tmp-999-progress'), '{"half":');
+    writeFileSync(join(store.dir, 's1.json.tmp-999-background'), '{"half":');
     expect(store.loadAll().map((r) => r.id)).toEqual(['s1']);
     expect(readdirSync(store.dir)).toEqual(['s1.json']);
   });

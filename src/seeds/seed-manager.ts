@@ -154,7 +154,7 @@ export class SeedManager {
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
   /** Background saves on their way to disk (stop waits for them: nothing writes StateDir after it). */
-  private readonly progressSaves = new Set<Promise<void>>();
+  private readonly backgroundSaves = new Set<Promise<void>>();
   /** Stops what ended seeds still do in the background (farewell-steps.ts) when the agent stops. */
   private readonly background = new AbortController();
   /** The start-up reap: every step and cleanup waits for it, so none acts beside a predecessor's leftovers. */
@@ -235,7 +235,7 @@ export class SeedManager {
     );
     // A flush stuck on a dead disk must not keep the agent from exiting: the file then keeps its last state.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.progressSaves]), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+    await Promise.race([Promise.allSettled([...this.backgroundSaves]), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
     clearTimeout(timer);
   }
 
@@ -448,14 +448,14 @@ export class SeedManager {
       .saveInBackground(live.record)
       .catch((err: unknown) => this.hold(live, err))
       .finally(() => {
-        this.progressSaves.delete(saving);
+        this.backgroundSaves.delete(saving);
         live.backgroundSaving = false;
         if (live.backgroundAgain) {
           live.backgroundAgain = false;
           this.saveInBackground(live);
         }
       });
-    this.progressSaves.add(saving);
+    this.backgroundSaves.add(saving);
   }
 
   /** For steps (mark, setWaiting): holds the seed, then throws so the step stops where it is. */

@@ -251,7 +251,7 @@ export class SeedStore {
   async saveInBackground(record: SeedRecord): Promise<void> {
     const generation = this.generations.get(record.id) ?? 0;
     const file = this.fileOf(record.id);
-    const temp = `${file}.tmp-${process.pid}-progress`;
+    const temp = `${file}.tmp-${process.pid}-background`;
     const content = JSON.stringify(record, null, 1) + '\n';
     try {
       const handle = await open(temp, 'w', 0o600);
@@ -262,7 +262,7 @@ export class SeedStore {
         await handle.close();
       }
       if ((this.generations.get(record.id) ?? 0) !== generation) {
-        await unlink(temp);
+        await unlink(temp).catch(() => undefined); // a later start removes what is left; the seed is saved
         return;
       }
       renameSync(temp, file);
