@@ -242,8 +242,8 @@ export class SeedStore {
   /**
    * Saves a record whose news may wait (progress; the process group of a process that carries the seed's tag,
    * which a restarted agent finds by it), without holding up the event loop: the file is written and
-   * flushed on libuv's pool (measured on the backup bench: a flush waiting up to 0.95 s on the disk the copy
-   * is written to, which stopped the stream and the API for as long). The rename then happens here, in one
+   * flushed on libuv's pool (beside the backup bench's copy, a flush waited up to 0.95 s on the disk the copy
+   * is written to, and stopped the stream and the API for as long). The rename then happens here, in one
    * synchronous turn with the check that no durable save of this seed came in between, so an older record
    * never replaces a newer one. No fsync of the directory: a crash before the next durable save may leave
    * the previous record, which is whole, and the step that runs again shows progress again.
