@@ -123,6 +123,22 @@ describe('seed store', () => {
     expect(store.problems()).toEqual([expect.objectContaining({ message: expect.stringContaining('ENOSPC') })]);
   });
 
+  test('a background save that fails after a newer durable save is moot: no error, no problem, the newer record stays', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const at = tmpfs(dir, 'state');
+    const store = new SeedStore(at, machines);
+    store.save(record('p4'));
+    // Too large for the 256 KiB filesystem, so it fails; the seed ends (durably) while it is on its way.
+    const saving = store.saveInBackground({ ...record('p4'), params: { pad: 'x'.repeat(400 * 1024) } });
+    const ended = { ...record('p4'), snapshot: { status: 'done', value: 'done' } };
+    store.save(ended);
+    await expect(saving).resolves.toBeUndefined();
+    expect(store.problems()).toEqual([]);
+    expect(readdirSync(store.dir)).toEqual(['p4.json']);
+    expect(store.loadAll()).toEqual([ended]);
+  });
+
   test('the temp file of a background save killed by kill -9 is discarded at start and the last record kept', () => {
     const dir = tempDir();
     dirs.push(dir);

@@ -269,6 +269,8 @@ export class SeedStore {
       this.lastSaveProblem = null;
     } catch (err) {
       await unlink(temp).catch(() => undefined); // a later start removes what is left
+      // A durable save since then made this write moot (the seed may even have ended): its failure is not the seed's.
+      if ((this.generations.get(record.id) ?? 0) !== generation) return;
       throw this.failedSave(record.id, err);
     }
   }
