@@ -133,9 +133,13 @@ interface LiveSeed {
   broken: { code: string; message: string; hint: string | null } | null;
   progressSavedAt: number;
   progressTimer: NodeJS.Timeout | null;
-  /** A background save is on its way to disk; backgroundAgain: save the record again once it is there. */
-  backgroundSaving: boolean;
+  /** The background save on its way to disk, if any; backgroundAgain: save the record again once it is there. */
+  backgroundSave: Promise<void> | null;
   backgroundAgain: boolean;
+}
+
+function liveSeed(record: SeedRecord): LiveSeed {
+  return { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, backgroundSave: null, backgroundAgain: false };
 }
 
 const FINAL_STATES = new Set(['done', 'failed', 'aborted']);
@@ -153,8 +157,6 @@ export class SeedManager {
   private readonly seeds = new Map<string, LiveSeed>();
   private readonly listeners = new Set<(view: SeedView) => void>();
   private stopping = false;
-  /** Background saves on their way to disk (stop waits for them: nothing writes StateDir after it). */
-  private readonly backgroundSaves = new Set<Promise<void>>();
   /** Stops what ended seeds still do in the background (farewell-steps.ts) when the agent stops. */
   private readonly background = new AbortController();
   /** The start-up reap: every step and cleanup waits for it, so none acts beside a predecessor's leftovers. */
@@ -176,7 +178,7 @@ export class SeedManager {
     this.reaped = nextMacrotask().then(() => reapSeedProcesses(this.deps.config.StateDir, undefined, pgids));
     this.reaped.catch((err: unknown) => log.error('could not kill what seed steps left running; seed steps fail until the agent is restarted', { error: (err as Error).message }));
     for (const record of records) {
-      const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, backgroundSaving: false, backgroundAgain: false };
+      const live = liveSeed(record);
       this.seeds.set(record.id, live);
       if (this.statusOf(live) === 'active') {
         log.info('restoring unfinished seed', { id: record.id, role: record.role, state: this.stateOf(live) });
@@ -235,7 +237,8 @@ export class SeedManager {
     );
     // A flush stuck on a dead disk must not keep the agent from exiting: the file then keeps its last state.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.backgroundSaves]), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
+    const saving = [...this.seeds.values()].flatMap((live) => live.backgroundSave ?? []);
+    await Promise.race([Promise.allSettled(saving), new Promise<void>((r) => (timer = setTimeout(r, 10_000)))]);
     clearTimeout(timer);
   }
 
@@ -281,7 +284,7 @@ export class SeedManager {
       updatedAt: now,
     };
     this.store.save(record);
-    const live: LiveSeed = { record, actor: null, broken: null, progressSavedAt: 0, progressTimer: null, backgroundSaving: false, backgroundAgain: false };
+    const live = liveSeed(record);
     this.seeds.set(id, live);
     log.info('seed created', { id, role, params: wanted });
     this.run(live);
@@ -439,23 +442,20 @@ export class SeedManager {
    */
   private saveInBackground(live: LiveSeed): void {
     if (live.broken || this.stopping) return;
-    if (live.backgroundSaving) {
+    if (live.backgroundSave) {
       live.backgroundAgain = true;
       return;
     }
-    live.backgroundSaving = true;
-    const saving: Promise<void> = this.store
+    live.backgroundSave = this.store
       .saveInBackground(live.record)
       .catch((err: unknown) => this.hold(live, err))
       .finally(() => {
-        this.backgroundSaves.delete(saving);
-        live.backgroundSaving = false;
+        live.backgroundSave = null;
         if (live.backgroundAgain) {
           live.backgroundAgain = false;
           this.saveInBackground(live);
         }
       });
-    this.backgroundSaves.add(saving);
   }
 
   /** For steps (mark, setWaiting): holds the seed, then throws so the step stops where it is. */

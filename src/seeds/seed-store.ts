@@ -3,11 +3,12 @@
 // new state, never half of one. A file that cannot be read is moved aside and reported, never fatal.
 // News that may wait (progress; the process group of a tagged process) is written off the event loop
 // (saveInBackground): a flush can wait long on a disk busy with the copy itself.
-import { open, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AgentError } from '../errors.js';
 import { log } from '../log.js';
+import { writeFlushed } from '../transfer/durable.js';
 import type { WireStats } from '../transfer/progress.js';
 
 export const SEED_FORMAT_VERSION = 1;
@@ -254,13 +255,7 @@ export class SeedStore {
     const temp = `${file}.tmp-${process.pid}-background`;
     const content = JSON.stringify(record, null, 1) + '\n';
     try {
-      const handle = await open(temp, 'w', 0o600);
-      try {
-        await handle.writeFile(content);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeFlushed(temp, content);
       if ((this.generations.get(record.id) ?? 0) !== generation) {
         await unlink(temp).catch(() => undefined); // a later start removes what is left; the seed is saved
         return;

@@ -12,17 +12,22 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Writes data to path (a new temp file, readable by its owner only) and flushes it to the disk, before a rename puts it in place. */
+export async function writeFlushed(path: string, data: string | Buffer): Promise<void> {
+  const fh = await open(path, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Replaces file with data atomically: a reader (or a crash) sees the old content or the new, never half. */
 export async function writeFileDurably(file: string, data: string | Buffer): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeFlushed(tmp, data);
     await rename(tmp, file);
   } catch (err) {
     // A full or read-only disk leaves no temp file behind.
